@@ -1,0 +1,546 @@
+//! The circuit breaker's transitions: pure functions from a record and an
+//! input to the record to write (if any) and the answer. No I/O, no bindings.
+//!
+//! Rules (the README's semantics list, in code):
+//! - closed: a failure counts; the fail-max-th consecutive one opens the
+//!   circuit. A success resets the count (a write only if it was not 0).
+//! - open: acquire before opened-at + reset-timeout is rejected; the first
+//!   acquire at or after it moves to half-open and takes a trial slot.
+//! - half-open: at most half-open-max-calls trials in flight; a trial
+//!   success counts toward success-threshold, which closes; a trial failure
+//!   re-opens. A trial not reported within trial-timeout is forfeited.
+//! - `ignored` counts nothing and frees a trial slot; a permit from an older
+//!   generation counts nothing.
+//! - forced-open rejects everything; disabled admits everything and records
+//!   nothing; operator actions set the state and reset what it implies.
+//! - the generation grows by one exactly when the state changes.
+
+use crate::config::Config;
+
+/// Where a circuit stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Calls run; failures are counted.
+    Closed,
+    /// Calls are rejected until the reset timeout elapses.
+    Open,
+    /// Limited trial calls run.
+    HalfOpen,
+    /// Every call is rejected until an operator acts.
+    ForcedOpen,
+    /// Every call runs; nothing is recorded.
+    Disabled,
+}
+
+/// What became of an admitted call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The call succeeded.
+    Success,
+    /// The call failed.
+    Failure,
+    /// The call was cancelled; nothing counts.
+    Ignored,
+}
+
+/// An operator's command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Open the circuit now.
+    Open,
+    /// Close it and reset the counters.
+    Close,
+    /// Move to half-open.
+    HalfOpen,
+    /// Reject everything until another action.
+    ForceOpen,
+    /// Admit everything, record nothing.
+    Disable,
+}
+
+/// The right to make one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Permit {
+    /// The generation it was issued in.
+    pub generation: u64,
+    /// Whether it holds a half-open trial slot.
+    pub trial: bool,
+    /// When it was issued (Unix ms); names its trial slot.
+    pub issued_at_ms: u64,
+}
+
+/// Why a call was not admitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// Open; a trial is admitted in this many ms.
+    Open(u64),
+    /// All trial slots taken; the oldest is forfeited in this many ms.
+    HalfOpenFull(u64),
+    /// Forced open by an operator.
+    ForcedOpen,
+}
+
+/// Everything a breaker stores: one record per breaker, swapped whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The stored state.
+    pub state: State,
+    /// Consecutive failures counted while closed.
+    pub failures: u32,
+    /// Trial successes counted in this half-open period.
+    pub successes: u32,
+    /// When the circuit last opened.
+    pub opened_at_ms: Option<u64>,
+    /// Grows by one with every state change.
+    pub generation: u64,
+    /// Issue times of the trials in flight.
+    pub trials: Vec<u64>,
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Record {
+            state: State::Closed,
+            failures: 0,
+            successes: 0,
+            opened_at_ms: None,
+            generation: 0,
+            trials: Vec::new(),
+        }
+    }
+}
+
+/// A breaker's state as seen at one instant (the effective state).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The effective state: open with its timeout elapsed reads half-open.
+    pub state: State,
+    /// Consecutive failures counted while closed.
+    pub failures: u32,
+    /// Trial successes in this half-open period.
+    pub successes: u32,
+    /// When the circuit last opened.
+    pub opened_at_ms: Option<u64>,
+    /// Live trials (not forfeited).
+    pub trials_in_flight: u32,
+    /// The stored generation.
+    pub generation: u64,
+    /// Milliseconds until a call is admitted; none if now, or if waiting will not help.
+    pub retry_after_ms: Option<u64>,
+}
+
+impl Record {
+    /// The same record in a new state, with the generation bumped if the state changed.
+    fn moved_to(&self, state: State) -> Record {
+        let generation = if state == self.state {
+            self.generation
+        } else {
+            self.generation.wrapping_add(1)
+        };
+        Record {
+            state,
+            generation,
+            ..self.clone()
+        }
+    }
+
+    /// Trial issue times that are still live at `now`.
+    fn live_trials(&self, config: &Config, now: u64) -> Vec<u64> {
+        self.trials
+            .iter()
+            .copied()
+            .filter(|&issued| !trial_expired(config, issued, now))
+            .collect()
+    }
+
+    fn opened_at(&self) -> u64 {
+        self.opened_at_ms.unwrap_or(0)
+    }
+}
+
+fn trial_expired(config: &Config, issued: u64, now: u64) -> bool {
+    now >= issued.saturating_add(config.trial_timeout_ms)
+}
+
+/// Open with a new opened-at: where a trip or a failed trial leads.
+fn opened(record: &Record, now: u64) -> Record {
+    Record {
+        opened_at_ms: Some(now),
+        successes: 0,
+        trials: Vec::new(),
+        ..record.moved_to(State::Open)
+    }
+}
+
+/// Closed with every counter reset.
+fn closed(record: &Record) -> Record {
+    Record {
+        failures: 0,
+        successes: 0,
+        opened_at_ms: None,
+        trials: Vec::new(),
+        ..record.moved_to(State::Closed)
+    }
+}
+
+/// Half-open with no trial successes yet and the given trials in flight.
+fn half_opened(record: &Record, trials: Vec<u64>) -> Record {
+    Record {
+        successes: 0,
+        trials,
+        ..record.moved_to(State::HalfOpen)
+    }
+}
+
+/// The answer to an acquire, and the record to write first (if any).
+pub fn acquire(
+    config: &Config,
+    record: &Record,
+    now: u64,
+) -> (Option<Record>, Result<Permit, Rejection>) {
+    let permit = |generation, trial| Permit {
+        generation,
+        trial,
+        issued_at_ms: now,
+    };
+    match record.state {
+        State::Closed | State::Disabled => (None, Ok(permit(record.generation, false))),
+        State::ForcedOpen => (None, Err(Rejection::ForcedOpen)),
+        State::Open => {
+            let ready_at = record.opened_at().saturating_add(config.reset_timeout_ms);
+            if now < ready_at {
+                (None, Err(Rejection::Open(ready_at - now)))
+            } else {
+                let next = half_opened(record, vec![now]);
+                let granted = permit(next.generation, true);
+                (Some(next), Ok(granted))
+            }
+        }
+        State::HalfOpen => {
+            let mut trials = record.live_trials(config, now);
+            if trials.len() >= config.half_open_max_calls as usize {
+                let oldest = trials.iter().copied().min().unwrap_or(now);
+                let free_at = oldest.saturating_add(config.trial_timeout_ms);
+                return (None, Err(Rejection::HalfOpenFull(free_at.saturating_sub(now))));
+            }
+            trials.push(now);
+            let next = Record {
+                trials,
+                ..record.clone()
+            };
+            (Some(next), Ok(permit(record.generation, true)))
+        }
+    }
+}
+
+/// The record to write after a permitted call ended (none: nothing to record).
+pub fn report(
+    config: &Config,
+    record: &Record,
+    permit: &Permit,
+    outcome: Outcome,
+    now: u64,
+) -> Option<Record> {
+    if permit.generation != record.generation {
+        return None;
+    }
+    match (record.state, permit.trial) {
+        (State::Closed, false) => match outcome {
+            Outcome::Success if record.failures != 0 => Some(Record {
+                failures: 0,
+                ..record.clone()
+            }),
+            Outcome::Failure => {
+                let failures = record.failures.saturating_add(1);
+                let counted = Record {
+                    failures,
+                    ..record.clone()
+                };
+                if failures >= config.fail_max {
+                    Some(opened(&counted, now))
+                } else {
+                    Some(counted)
+                }
+            }
+            Outcome::Success | Outcome::Ignored => None,
+        },
+        (State::HalfOpen, true) => {
+            let mut trials = record.live_trials(config, now);
+            let slot = trials.iter().position(|&t| t == permit.issued_at_ms)?;
+            trials.swap_remove(slot);
+            match outcome {
+                Outcome::Ignored => Some(Record {
+                    trials,
+                    ..record.clone()
+                }),
+                Outcome::Failure => Some(opened(record, now)),
+                Outcome::Success => {
+                    let successes = record.successes.saturating_add(1);
+                    if successes >= config.success_threshold {
+                        Some(closed(record))
+                    } else {
+                        Some(Record {
+                            successes,
+                            trials,
+                            ..record.clone()
+                        })
+                    }
+                }
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The record an operator action writes, whatever was stored.
+pub fn operate(record: &Record, action: Action, now: u64) -> Record {
+    match action {
+        Action::Open => opened(record, now),
+        Action::Close => closed(record),
+        Action::HalfOpen => half_opened(record, Vec::new()),
+        Action::ForceOpen => Record {
+            opened_at_ms: Some(now),
+            successes: 0,
+            trials: Vec::new(),
+            ..record.moved_to(State::ForcedOpen)
+        },
+        Action::Disable => Record {
+            failures: 0,
+            successes: 0,
+            opened_at_ms: None,
+            trials: Vec::new(),
+            ..record.moved_to(State::Disabled)
+        },
+    }
+}
+
+/// What the breaker looks like at `now`, without changing anything.
+pub fn snapshot(config: &Config, record: &Record, now: u64) -> Snapshot {
+    let trials = record.live_trials(config, now);
+    let mut snap = Snapshot {
+        state: record.state,
+        failures: record.failures,
+        successes: record.successes,
+        opened_at_ms: record.opened_at_ms,
+        trials_in_flight: trials.len() as u32,
+        generation: record.generation,
+        retry_after_ms: None,
+    };
+    match acquire(config, record, now).1 {
+        Err(Rejection::Open(ms) | Rejection::HalfOpenFull(ms)) => snap.retry_after_ms = Some(ms),
+        Err(Rejection::ForcedOpen) => {}
+        Ok(_) if record.state == State::Open => {
+            snap.state = State::HalfOpen;
+            snap.successes = 0;
+        }
+        Ok(_) => {}
+    }
+    snap
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config {
+            fail_max: 3,
+            reset_timeout_ms: 1000,
+            success_threshold: 2,
+            half_open_max_calls: 2,
+            trial_timeout_ms: 500,
+            fallback_state: State::Closed,
+        }
+    }
+
+    fn open_at(at: u64) -> Record {
+        Record {
+            state: State::Open,
+            failures: 3,
+            opened_at_ms: Some(at),
+            generation: 1,
+            ..Record::default()
+        }
+    }
+
+    fn closed_permit(record: &Record) -> Permit {
+        acquire(&config(), record, 0).1.unwrap()
+    }
+
+    #[test]
+    fn closed_admits_without_writing() {
+        let (write, permit) = acquire(&config(), &Record::default(), 7);
+        assert_eq!(write, None);
+        assert_eq!(
+            permit,
+            Ok(Permit {
+                generation: 0,
+                trial: false,
+                issued_at_ms: 7
+            })
+        );
+    }
+
+    #[test]
+    fn failures_count_and_the_fail_max_th_opens() {
+        let cfg = config();
+        let mut record = Record::default();
+        for expected in 1..=2 {
+            let permit = closed_permit(&record);
+            record = report(&cfg, &record, &permit, Outcome::Failure, 10).unwrap();
+            assert_eq!((record.state, record.failures), (State::Closed, expected));
+        }
+        let permit = closed_permit(&record);
+        record = report(&cfg, &record, &permit, Outcome::Failure, 10).unwrap();
+        assert_eq!(record.state, State::Open);
+        assert_eq!(record.opened_at_ms, Some(10));
+        assert_eq!(record.generation, 1);
+    }
+
+    #[test]
+    fn success_resets_failures_and_writes_only_when_needed() {
+        let cfg = config();
+        let clean = Record::default();
+        assert_eq!(
+            report(&cfg, &clean, &closed_permit(&clean), Outcome::Success, 0),
+            None
+        );
+        let dirty = Record {
+            failures: 2,
+            ..Record::default()
+        };
+        let after = report(&cfg, &dirty, &closed_permit(&dirty), Outcome::Success, 0).unwrap();
+        assert_eq!(after.failures, 0);
+    }
+
+    #[test]
+    fn open_rejects_with_time_left_then_admits_one_trial() {
+        let cfg = config();
+        let record = open_at(100);
+        assert_eq!(acquire(&cfg, &record, 600).1, Err(Rejection::Open(500)));
+        let (write, permit) = acquire(&cfg, &record, 1100);
+        let write = write.unwrap();
+        assert_eq!(write.state, State::HalfOpen);
+        assert_eq!(write.trials, vec![1100]);
+        assert_eq!(write.generation, 2);
+        assert!(permit.unwrap().trial);
+    }
+
+    #[test]
+    fn half_open_limits_trials_and_forfeits_expired_ones() {
+        let cfg = config();
+        let record = Record {
+            state: State::HalfOpen,
+            generation: 2,
+            trials: vec![100, 200],
+            ..Record::default()
+        };
+        assert_eq!(
+            acquire(&cfg, &record, 300).1,
+            Err(Rejection::HalfOpenFull(300))
+        );
+        let (write, permit) = acquire(&cfg, &record, 600);
+        assert_eq!(write.unwrap().trials, vec![200, 600]);
+        assert!(permit.unwrap().trial);
+    }
+
+    #[test]
+    fn trial_successes_close_at_the_threshold() {
+        let cfg = config();
+        let record = Record {
+            state: State::HalfOpen,
+            generation: 2,
+            trials: vec![100, 200],
+            opened_at_ms: Some(0),
+            ..Record::default()
+        };
+        let first = Permit {
+            generation: 2,
+            trial: true,
+            issued_at_ms: 100,
+        };
+        let record = report(&cfg, &record, &first, Outcome::Success, 150).unwrap();
+        assert_eq!((record.state, record.successes), (State::HalfOpen, 1));
+        let second = Permit {
+            issued_at_ms: 200,
+            ..first
+        };
+        let record = report(&cfg, &record, &second, Outcome::Success, 250).unwrap();
+        assert_eq!(record.state, State::Closed);
+        assert_eq!(record.generation, 3);
+        assert_eq!((record.failures, record.successes), (0, 0));
+    }
+
+    #[test]
+    fn trial_failure_reopens_and_forfeited_trial_counts_nothing() {
+        let cfg = config();
+        let record = Record {
+            state: State::HalfOpen,
+            generation: 2,
+            trials: vec![100],
+            ..Record::default()
+        };
+        let permit = Permit {
+            generation: 2,
+            trial: true,
+            issued_at_ms: 100,
+        };
+        let reopened = report(&cfg, &record, &permit, Outcome::Failure, 300).unwrap();
+        assert_eq!(reopened.state, State::Open);
+        assert_eq!(reopened.opened_at_ms, Some(300));
+        assert_eq!(report(&cfg, &record, &permit, Outcome::Failure, 600), None);
+    }
+
+    #[test]
+    fn stale_generation_and_ignored_count_nothing() {
+        let cfg = config();
+        let record = open_at(0);
+        let old = Permit {
+            generation: 0,
+            trial: false,
+            issued_at_ms: 0,
+        };
+        assert_eq!(report(&cfg, &record, &old, Outcome::Failure, 1), None);
+        let closed = Record::default();
+        assert_eq!(
+            report(&cfg, &closed, &closed_permit(&closed), Outcome::Ignored, 1),
+            None
+        );
+    }
+
+    #[test]
+    fn forced_open_rejects_and_disabled_records_nothing() {
+        let cfg = config();
+        let forced = operate(&Record::default(), Action::ForceOpen, 5);
+        assert_eq!(acquire(&cfg, &forced, u64::MAX).1, Err(Rejection::ForcedOpen));
+        let disabled = operate(&forced, Action::Disable, 6);
+        let (write, permit) = acquire(&cfg, &disabled, 7);
+        assert_eq!(write, None);
+        assert_eq!(
+            report(&cfg, &disabled, &permit.unwrap(), Outcome::Failure, 8),
+            None
+        );
+    }
+
+    #[test]
+    fn generation_moves_only_with_the_state() {
+        let closed = operate(&Record::default(), Action::Close, 1);
+        assert_eq!(closed.generation, 0);
+        let opened = operate(&closed, Action::Open, 2);
+        assert_eq!(opened.generation, 1);
+        assert_eq!(operate(&opened, Action::Open, 3).generation, 1);
+    }
+
+    #[test]
+    fn snapshot_reads_an_elapsed_open_as_half_open() {
+        let cfg = config();
+        let record = open_at(0);
+        let before = snapshot(&cfg, &record, 400);
+        assert_eq!(before.state, State::Open);
+        assert_eq!(before.retry_after_ms, Some(600));
+        let after = snapshot(&cfg, &record, 1000);
+        assert_eq!(after.state, State::HalfOpen);
+        assert_eq!(after.retry_after_ms, None);
+        assert_eq!(snapshot(&cfg, &operate(&record, Action::ForceOpen, 0), 0).retry_after_ms, None);
+    }
+}

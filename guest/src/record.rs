@@ -1,0 +1,204 @@
+//! The stored bytes of a breaker's record (format 1).
+//!
+//! ```text
+//! byte 0     format, always 1
+//! byte 1     state: 0 closed, 1 open, 2 half-open, 3 forced-open, 4 disabled
+//! varint     failures
+//! varint     successes
+//! varint     generation
+//! varint     opened-at-ms + 1 (0 = none)
+//! varint     number of trials in flight, then one varint per trial: its issue time (ms)
+//! ```
+//! Varints are unsigned LEB128 (7 bits a byte, low bits first). A fresh
+//! closed record is 7 bytes.
+
+use crate::machine::{Record, State};
+
+/// The format byte this build writes and reads.
+pub const FORMAT: u8 = 1;
+
+/// Encodes a record.
+pub fn encode(record: &Record) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + 6 * record.trials.len());
+    out.push(FORMAT);
+    out.push(state_code(record.state));
+    put(&mut out, u64::from(record.failures));
+    put(&mut out, u64::from(record.successes));
+    put(&mut out, record.generation);
+    put(&mut out, record.opened_at_ms.map_or(0, |t| t.saturating_add(1)));
+    put(&mut out, record.trials.len() as u64);
+    for &trial in &record.trials {
+        put(&mut out, trial);
+    }
+    out
+}
+
+/// Decodes a record, or says what is wrong with the bytes.
+pub fn decode(bytes: &[u8]) -> Result<Record, String> {
+    let mut reader = Reader { bytes, at: 0 };
+    let format = reader.byte("format byte")?;
+    if format != FORMAT {
+        return Err(format!(
+            "unknown record format {format} (this build reads format {FORMAT})"
+        ));
+    }
+    let code = reader.byte("state")?;
+    let state = state_from_code(code).ok_or_else(|| format!("unknown state code {code}"))?;
+    let failures = reader.u32("failures")?;
+    let successes = reader.u32("successes")?;
+    let generation = reader.varint("generation")?;
+    let opened_at_ms = reader.varint("opened-at")?.checked_sub(1);
+    let count = reader.varint("trial count")?;
+    if count > reader.remaining() as u64 {
+        return Err(format!(
+            "trial count {count} exceeds the {} bytes left",
+            reader.remaining()
+        ));
+    }
+    let trials = (0..count)
+        .map(|_| reader.varint("trial"))
+        .collect::<Result<Vec<_>, _>>()?;
+    if reader.remaining() != 0 {
+        return Err(format!("{} unexpected bytes after the record", reader.remaining()));
+    }
+    Ok(Record {
+        state,
+        failures,
+        successes,
+        opened_at_ms,
+        generation,
+        trials,
+    })
+}
+
+fn state_code(state: State) -> u8 {
+    match state {
+        State::Closed => 0,
+        State::Open => 1,
+        State::HalfOpen => 2,
+        State::ForcedOpen => 3,
+        State::Disabled => 4,
+    }
+}
+
+fn state_from_code(code: u8) -> Option<State> {
+    Some(match code {
+        0 => State::Closed,
+        1 => State::Open,
+        2 => State::HalfOpen,
+        3 => State::ForcedOpen,
+        4 => State::Disabled,
+        _ => return None,
+    })
+}
+
+fn put(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
+    fn byte(&mut self, what: &str) -> Result<u8, String> {
+        let byte = *self
+            .bytes
+            .get(self.at)
+            .ok_or_else(|| format!("truncated record: {what} missing at byte {}", self.at))?;
+        self.at += 1;
+        Ok(byte)
+    }
+
+    fn varint(&mut self, what: &str) -> Result<u64, String> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.byte(what)?;
+            let bits = u64::from(byte & 0x7f);
+            if shift == 63 && bits > 1 {
+                break;
+            }
+            value |= bits << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(format!("{what} overflows 64 bits"))
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, String> {
+        let value = self.varint(what)?;
+        u32::try_from(value).map_err(|_| format!("{what} {value} overflows 32 bits"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_fresh_record_is_seven_bytes() {
+        assert_eq!(encode(&Record::default()), vec![1, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn corrupt_bytes_say_what_is_wrong() {
+        let cases: [(&[u8], &str); 7] = [
+            (&[], "format byte missing"),
+            (&[9], "unknown record format 9"),
+            (&[1, 7], "unknown state code 7"),
+            (&[1, 0, 0x80], "truncated record: failures"),
+            (&[1, 0, 0xff, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0], "overflows 32 bits"),
+            (&[1, 0, 0, 0, 0, 0, 200, 1], "trial count 200"),
+            (&[1, 0, 0, 0, 0, 0, 0, 42], "1 unexpected bytes"),
+        ];
+        for (bytes, message) in cases {
+            let err = decode(bytes).unwrap_err();
+            assert!(err.contains(message), "{bytes:?}: {err}");
+        }
+        let eleven = [0xffu8; 11];
+        let mut overlong = vec![1, 0, 0, 0];
+        overlong.extend_from_slice(&eleven);
+        assert!(decode(&overlong).unwrap_err().contains("generation overflows 64 bits"));
+    }
+
+    fn any_state() -> impl Strategy<Value = State> {
+        prop_oneof![
+            Just(State::Closed),
+            Just(State::Open),
+            Just(State::HalfOpen),
+            Just(State::ForcedOpen),
+            Just(State::Disabled),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_record_round_trips(
+            state in any_state(),
+            failures: u32,
+            successes: u32,
+            generation: u64,
+            opened_at_ms in proptest::option::of(0..u64::MAX),
+            trials in proptest::collection::vec(any::<u64>(), 0..8),
+        ) {
+            let record = Record { state, failures, successes, opened_at_ms, generation, trials };
+            prop_assert_eq!(decode(&encode(&record)), Ok(record));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let _ = decode(&bytes);
+        }
+    }
+}

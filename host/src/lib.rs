@@ -1,0 +1,41 @@
+//! tripswitch: a circuit breaker whose state machine is one WebAssembly
+//! component, run here through wasmtime.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tripswitch::{CallError, CircuitBreaker};
+//!
+//! let breaker = CircuitBreaker::builder("payments")
+//!     .fail_max(3)
+//!     .reset_timeout(Duration::from_secs(30))
+//!     .build()?;
+//! let answer: Result<u32, CallError<std::io::Error>> = breaker.call(|| Ok(42));
+//! assert_eq!(answer.unwrap(), 42);
+//! # Ok::<(), tripswitch::Error>(())
+//! ```
+//!
+//! The state lives in a [`Storage`]: [`MemoryStorage`] by default, shared by
+//! every breaker given a clone of it. Every default and every decision is the
+//! component's, so every host that loads it behaves the same.
+
+mod bindings;
+mod breaker;
+pub mod clock;
+mod error;
+mod listener;
+mod runtime;
+pub mod storage;
+mod types;
+
+pub use breaker::{Builder, CircuitBreaker, Permit};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{CallError, Error, Rejected};
+pub use listener::Listener;
+pub use runtime::{COMPONENT, Runtime};
+pub use storage::{Entry, MemoryStorage, Storage, StorageError, SwapResult};
+pub use types::{Outcome, Snapshot, State, StateChange};
+
+/// A duration in whole milliseconds, saturating.
+pub(crate) fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,190 @@
+//! The wasmtime side: one engine per process, a compiled and pre-linked
+//! component per [`Runtime`], and a pool of instances so that threads do not
+//! queue behind each other.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceAny};
+use wasmtime::{Config, Engine, Store, UpdateDeadline};
+
+use crate::Error;
+use crate::bindings::{HostState, Tripswitch, TripswitchPre};
+
+/// The component built from this crate's guest, embedded at build time.
+pub const COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tripswitch.wasm"));
+
+/// How often the engine's epoch advances.
+const TICK: Duration = Duration::from_millis(10);
+/// Ticks of pure guest execution after which a call counts as a runaway.
+const RUNAWAY_TICKS: u32 = 10;
+
+/// The process's one engine, with a thread that advances its epoch.
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).expect("the default wasmtime configuration is valid");
+        let ticking = engine.weak();
+        std::thread::Builder::new()
+            .name("tripswitch-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticking.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(TICK);
+                }
+            })
+            .expect("spawning the epoch thread");
+        engine
+    })
+}
+
+/// A loaded breaker component, ready to instantiate; clones share it.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    pre: TripswitchPre<HostState>,
+    idle: Mutex<Vec<Instance>>,
+    /// Breaker ids whose guest resources instances should drop.
+    retired: Mutex<Vec<u64>>,
+    retired_count: AtomicUsize,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// The runtime of the embedded component, shared by the whole process.
+    pub fn embedded() -> &'static Runtime {
+        static EMBEDDED: OnceLock<Runtime> = OnceLock::new();
+        EMBEDDED.get_or_init(|| {
+            Runtime::from_bytes(COMPONENT).expect("the embedded component is valid")
+        })
+    }
+
+    /// A runtime for another build of the component, read from a file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Runtime, Error> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Component(format!("reading {}: {e}", path.display())))?;
+        Runtime::from_bytes(&bytes)
+            .map_err(|e| Error::Component(format!("{}: {e}", path.display())))
+    }
+
+    /// A runtime for a component given as bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Runtime, Error> {
+        let component = Component::new(engine(), bytes)
+            .map_err(|e| Error::Component(format!("not a loadable component: {e:#}")))?;
+        let mut linker = Linker::<HostState>::new(engine());
+        Tripswitch::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(|e| Error::Component(format!("linking the imports: {e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(TripswitchPre::new)
+            .map_err(|e| {
+                Error::Component(format!("the component does not fit tripswitch:breaker: {e:#}"))
+            })?;
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                pre,
+                idle: Mutex::new(Vec::new()),
+                retired: Mutex::new(Vec::new()),
+                retired_count: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Takes an idle instance, or makes one.
+    pub(crate) fn checkout(&self) -> Result<Instance, Error> {
+        let idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut instance = match idle {
+            Some(instance) => instance,
+            None => self.instantiate()?,
+        };
+        let retired = self.inner.retired_count.load(Ordering::Acquire);
+        if instance.swept != retired {
+            self.sweep(&mut instance, retired);
+        }
+        Ok(instance)
+    }
+
+    /// Puts an instance back for the next caller.
+    pub(crate) fn checkin(&self, instance: Instance) {
+        self.inner
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(instance);
+    }
+
+    /// Asks every instance to drop a breaker's guest resource.
+    pub(crate) fn retire(&self, breaker: u64) {
+        self.inner
+            .retired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(breaker);
+        self.inner.retired_count.fetch_add(1, Ordering::Release);
+    }
+
+    fn sweep(&self, instance: &mut Instance, retired_count: usize) {
+        let retired = self.inner.retired.lock().unwrap_or_else(|e| e.into_inner());
+        for id in retired.iter().skip(instance.swept) {
+            if let Some(resource) = instance.breakers.remove(id) {
+                // A failed drop only leaks guest memory in this instance.
+                let _ = resource.resource_drop(&mut instance.store);
+            }
+        }
+        instance.swept = retired_count.min(retired.len());
+    }
+
+    fn instantiate(&self) -> Result<Instance, Error> {
+        let mut store = Store::new(engine(), HostState::default());
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            if std::mem::take(&mut state.called_out) {
+                return Ok(UpdateDeadline::Continue(1));
+            }
+            state.guest_ticks += 1;
+            if state.guest_ticks >= RUNAWAY_TICKS {
+                return Err(wasmtime::Error::msg(format!(
+                    "the breaker component ran for over {} ms without returning",
+                    TICK.as_millis() * u128::from(RUNAWAY_TICKS)
+                )));
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
+        store.set_epoch_deadline(1);
+        let bindings = self
+            .inner
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| Error::Component(format!("instantiating the component: {e:#}")))?;
+        Ok(Instance {
+            store,
+            bindings,
+            breakers: HashMap::new(),
+            swept: 0,
+        })
+    }
+}
+
+/// One component instance and the guest resources of the breakers it has served.
+pub(crate) struct Instance {
+    pub store: Store<HostState>,
+    pub bindings: Tripswitch,
+    /// Guest resources by breaker id.
+    pub breakers: HashMap<u64, ResourceAny>,
+    swept: usize,
+}

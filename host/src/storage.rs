@@ -1,0 +1,176 @@
+//! Where breakers keep their records: the storage contract, and memory storage.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+/// A stored record and its version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Grows with every write to the key (a storage must never reuse one).
+    pub version: u64,
+    /// The breaker's record, encoded by the component.
+    pub data: Vec<u8>,
+}
+
+/// What a compare-and-swap did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SwapResult {
+    /// Written, with the new version.
+    Written(u64),
+    /// Not written: the key's current entry (none: absent).
+    Conflict(Option<Entry>),
+}
+
+/// A storage failure, with a message that says what went wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageError(pub String);
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+/// A versioned register per key, in which breakers keep their records.
+///
+/// Implement it to keep breakers anywhere: `load` reads a key, and
+/// `compare_and_swap` writes it only if its version is still `expected`
+/// (none: the key must be absent), returning the current entry otherwise.
+/// Versions must grow with every write to a key.
+pub trait Storage: Send + Sync + 'static {
+    /// Reads a key; none when it is absent.
+    fn load(&self, key: &str) -> Result<Option<Entry>, StorageError>;
+
+    /// Writes `data` under `key` if its version is `expected`.
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        data: &[u8],
+    ) -> Result<SwapResult, StorageError>;
+}
+
+impl<S: Storage + ?Sized> Storage for Arc<S> {
+    fn load(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        (**self).load(key)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        data: &[u8],
+    ) -> Result<SwapResult, StorageError> {
+        (**self).compare_and_swap(key, expected, data)
+    }
+}
+
+/// Storage in this process's memory; clones share it, so breakers given
+/// clones of one `MemoryStorage` share their state.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStorage {
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+}
+
+impl MemoryStorage {
+    /// An empty storage.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The keys stored, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.lock().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// Overwrites a key whatever its version (for tests and repairs).
+    pub fn put(&self, key: &str, data: &[u8]) -> u64 {
+        let mut entries = self.lock();
+        let version = entries.get(key).map_or(1, |e| e.version + 1);
+        entries.insert(
+            key.to_string(),
+            Entry {
+                version,
+                data: data.to_vec(),
+            },
+        );
+        version
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // A panic elsewhere while holding the lock leaves the map intact.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn load(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        Ok(self.lock().get(key).cloned())
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        data: &[u8],
+    ) -> Result<SwapResult, StorageError> {
+        let mut entries = self.lock();
+        let current = entries.get_mut(key);
+        match (current, expected) {
+            (Some(entry), Some(version)) if entry.version == version => {
+                entry.version += 1;
+                entry.data.clear();
+                entry.data.extend_from_slice(data);
+                Ok(SwapResult::Written(entry.version))
+            }
+            (None, None) => {
+                entries.insert(
+                    key.to_string(),
+                    Entry {
+                        version: 1,
+                        data: data.to_vec(),
+                    },
+                );
+                Ok(SwapResult::Written(1))
+            }
+            (current, _) => Ok(SwapResult::Conflict(current.map(|e| e.clone()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_grow_and_conflicts_return_the_current_entry() {
+        let storage = MemoryStorage::new();
+        assert_eq!(storage.load("a"), Ok(None));
+        assert_eq!(
+            storage.compare_and_swap("a", Some(1), b"x"),
+            Ok(SwapResult::Conflict(None))
+        );
+        assert_eq!(storage.compare_and_swap("a", None, b"x"), Ok(SwapResult::Written(1)));
+        let current = Entry {
+            version: 1,
+            data: b"x".to_vec(),
+        };
+        assert_eq!(
+            storage.compare_and_swap("a", None, b"y"),
+            Ok(SwapResult::Conflict(Some(current.clone())))
+        );
+        assert_eq!(
+            storage.compare_and_swap("a", Some(7), b"y"),
+            Ok(SwapResult::Conflict(Some(current)))
+        );
+        assert_eq!(storage.compare_and_swap("a", Some(1), b"y"), Ok(SwapResult::Written(2)));
+        assert_eq!(storage.load("a").unwrap().unwrap().data, b"y");
+        assert_eq!(storage.put("a", b"z"), 3);
+        assert_eq!(storage.keys(), vec!["a".to_string()]);
+    }
+}
