@@ -1,0 +1,161 @@
+//! Shared helpers for the integration tests: a recording listener, storages
+//! that fail or count on demand, and a breaker builder on a virtual clock.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tripswitch::{
+    Builder, CircuitBreaker, Entry, Error, Listener, ManualClock, MemoryStorage, Rejected,
+    StateChange, Storage, StorageError, SwapResult,
+};
+
+/// The virtual clock's start: a Unix time in ms, far from zero.
+pub const T0: u64 = 1_700_000_000_000;
+
+/// A breaker builder on the virtual `clock`.
+pub fn builder(name: &str, clock: &ManualClock) -> Builder {
+    CircuitBreaker::builder(name).clock(clock.clone())
+}
+
+/// A fresh virtual clock at [`T0`].
+pub fn clock() -> ManualClock {
+    ManualClock::new(T0)
+}
+
+/// Advances a clock by whole milliseconds.
+pub fn advance(clock: &ManualClock, ms: u64) {
+    clock.advance(Duration::from_millis(ms));
+}
+
+/// One thing a listener heard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// before_call
+    BeforeCall,
+    /// success
+    Success,
+    /// failure(tripped)
+    Failure(bool),
+    /// state_change
+    Change(StateChange),
+    /// rejected
+    Rejected(Rejected),
+    /// error
+    Error(Error),
+}
+
+/// A listener that writes down everything it hears, in order.
+#[derive(Clone, Default)]
+pub struct Recorder(Arc<Mutex<Vec<Heard>>>);
+
+impl Recorder {
+    /// Everything heard so far, and forgets it.
+    pub fn take(&self) -> Vec<Heard> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+
+    /// The state changes heard so far (kept).
+    pub fn changes(&self) -> Vec<StateChange> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|heard| match heard {
+                Heard::Change(change) => Some(*change),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn push(&self, heard: Heard) {
+        self.0.lock().unwrap().push(heard);
+    }
+}
+
+impl Listener for Recorder {
+    fn before_call(&self, _: &str) {
+        self.push(Heard::BeforeCall);
+    }
+    fn success(&self, _: &str) {
+        self.push(Heard::Success);
+    }
+    fn failure(&self, _: &str, tripped: bool) {
+        self.push(Heard::Failure(tripped));
+    }
+    fn state_change(&self, _: &str, change: &StateChange) {
+        self.push(Heard::Change(*change));
+    }
+    fn rejected(&self, _: &str, rejected: &Rejected) {
+        self.push(Heard::Rejected(rejected.clone()));
+    }
+    fn error(&self, _: &str, error: &Error) {
+        self.push(Heard::Error(error.clone()));
+    }
+}
+
+/// A memory storage that can be switched to fail, and counts its calls.
+#[derive(Clone, Default)]
+pub struct Flaky {
+    /// The storage behind.
+    pub inner: MemoryStorage,
+    failing: Arc<AtomicBool>,
+    loads: Arc<AtomicUsize>,
+    swaps: Arc<AtomicUsize>,
+}
+
+impl Flaky {
+    /// Makes every call fail (true) or pass through (false).
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// (loads, compare-and-swaps) since the last call to this.
+    pub fn take_counts(&self) -> (usize, usize) {
+        (
+            self.loads.swap(0, Ordering::SeqCst),
+            self.swaps.swap(0, Ordering::SeqCst),
+        )
+    }
+
+    fn check(&self) -> Result<(), StorageError> {
+        if self.failing.load(Ordering::SeqCst) {
+            Err(StorageError("connection refused (test)".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Storage for Flaky {
+    fn load(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.load(key)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        data: &[u8],
+    ) -> Result<SwapResult, StorageError> {
+        self.swaps.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.compare_and_swap(key, expected, data)
+    }
+}
+
+/// The error every test call fails with.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Boom;
+
+/// Runs a failing call through `breaker`.
+pub fn fail(breaker: &CircuitBreaker) -> Result<(), tripswitch::CallError<Boom>> {
+    breaker.call(|| Err::<(), _>(Boom))
+}
+
+/// Runs a succeeding call through `breaker`.
+pub fn succeed(breaker: &CircuitBreaker) -> Result<(), tripswitch::CallError<Boom>> {
+    breaker.call(|| Ok::<(), Boom>(()))
+}
