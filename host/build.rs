@@ -9,7 +9,9 @@ const TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
-    let root = manifest.parent().expect("the host crate lives in the workspace");
+    let root = manifest
+        .parent()
+        .expect("the host crate lives in the workspace");
     for watched in ["guest/src", "guest/Cargo.toml", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
@@ -17,7 +19,10 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR")).join("tripswitch.wasm");
     let component = match env::var_os("TRIPSWITCH_COMPONENT") {
         Some(path) => fs::read(&path).unwrap_or_else(|e| {
-            fail(&format!("TRIPSWITCH_COMPONENT={}: {e}", Path::new(&path).display()))
+            fail(&format!(
+                "TRIPSWITCH_COMPONENT={}: {e}",
+                Path::new(&path).display()
+            ))
         }),
         None => encode(&build_guest(root)),
     };
@@ -35,9 +40,14 @@ fn ensure_target() {
         .args(["target", "list", "--installed"])
         .output();
     match installed {
-        Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == TARGET) => {}
+        Ok(out)
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == TARGET) => {}
         Ok(_) => {
-            let added = Command::new("rustup").args(["target", "add", TARGET]).status();
+            let added = Command::new("rustup")
+                .args(["target", "add", TARGET])
+                .status();
             if !matches!(added, Ok(s) if s.success()) {
                 fail(&format!(
                     "the {TARGET} target is missing and `rustup target add {TARGET}` failed; \
@@ -57,7 +67,15 @@ fn build_guest(root: &Path) -> Vec<u8> {
     let target_dir = root.join("target").join("guest-build");
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(["build", "--release", "--locked", "-p", "tripswitch-guest", "--target", TARGET])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "tripswitch-guest",
+            "--target",
+            TARGET,
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         .env_remove("RUSTFLAGS")
@@ -75,7 +93,10 @@ fn build_guest(root: &Path) -> Vec<u8> {
     if !status.success() {
         fail("building the guest component (tripswitch-guest) failed; see the output above");
     }
-    let module = target_dir.join(TARGET).join("release").join("tripswitch_guest.wasm");
+    let module = target_dir
+        .join(TARGET)
+        .join("release")
+        .join("tripswitch_guest.wasm");
     fs::read(&module).unwrap_or_else(|e| fail(&format!("reading {}: {e}", module.display())))
 }
 

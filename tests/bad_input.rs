@@ -1,1 +1,233 @@
-//! placeholder
+//! Bad input meets clear errors: unloadable components, storages that
+//! misbehave, records that are not ours. Nothing panics, traps the process
+//! or loops.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tripswitch::{
+    CircuitBreaker, Entry, Error, MemoryStorage, Rejected, Runtime, State, Storage, StorageError,
+    SwapResult,
+};
+use tripswitch_tests::{Heard, Recorder, builder, clock, fail, succeed};
+
+#[test]
+fn a_file_that_is_not_a_component_is_refused_by_name() {
+    let dir = std::env::temp_dir().join(format!("tripswitch-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("garbage.wasm");
+    std::fs::write(&path, b"definitely not wasm").unwrap();
+    match Runtime::from_file(&path) {
+        Err(Error::Component(message)) => {
+            assert!(message.contains("garbage.wasm"), "{message}");
+            assert!(message.contains("not a loadable component"), "{message}");
+        }
+        other => panic!("expected a component error, got {other:?}"),
+    }
+    match Runtime::from_file(dir.join("missing.wasm")) {
+        Err(Error::Component(message)) => assert!(message.contains("missing.wasm"), "{message}"),
+        other => panic!("expected a component error, got {other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_component_without_the_breaker_export_is_refused() {
+    // The smallest valid component: a header and nothing else.
+    let empty = b"\0asm\x0d\x00\x01\x00";
+    match Runtime::from_bytes(empty) {
+        Err(Error::Component(message)) => {
+            assert!(
+                message.contains("does not fit tripswitch:breaker"),
+                "{message}"
+            )
+        }
+        other => panic!("expected a component error, got {other:?}"),
+    }
+}
+
+#[test]
+fn another_copy_of_the_component_runs_from_a_file() {
+    let path = std::env::temp_dir().join(format!("tripswitch-copy-{}.wasm", std::process::id()));
+    std::fs::write(&path, tripswitch::COMPONENT).unwrap();
+    let runtime = Runtime::from_file(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let breaker = CircuitBreaker::builder("from-file")
+        .runtime(&runtime)
+        .fail_max(1)
+        .build()
+        .unwrap();
+    fail(&breaker).unwrap_err();
+    assert_eq!(breaker.state().unwrap(), State::Open);
+}
+
+/// A storage that answers every write with a conflict, as if another writer
+/// always got there first.
+struct AlwaysConflicting(MemoryStorage);
+
+impl Storage for AlwaysConflicting {
+    fn load(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        self.0.load(key)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        _: Option<u64>,
+        _: &[u8],
+    ) -> Result<SwapResult, StorageError> {
+        Ok(SwapResult::Conflict(self.0.load(key)?))
+    }
+}
+
+#[test]
+fn endless_conflicts_end_in_an_error_not_a_loop() {
+    let clock = clock();
+    let heard = Recorder::default();
+    let breaker = builder("contended", &clock)
+        .storage(AlwaysConflicting(MemoryStorage::new()))
+        .listener(heard.clone())
+        .build()
+        .unwrap();
+    let permit = breaker.acquire().unwrap();
+    match permit.failure() {
+        Err(Error::Storage(message)) => {
+            assert!(
+                message.contains("gave up after 64 conflicting writes"),
+                "{message}"
+            )
+        }
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+    match breaker.open() {
+        Err(Error::Storage(message)) => assert!(message.contains("conflicting writes")),
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+    // Through `call`, the failure still reaches the caller and the listener
+    // hears that it could not be recorded.
+    heard.take();
+    fail(&breaker).unwrap_err();
+    assert!(
+        heard
+            .take()
+            .iter()
+            .any(|h| matches!(h, Heard::Error(Error::Storage(m)) if m.contains("conflicting"))),
+        "the listener hears of the lost write"
+    );
+}
+
+/// A storage whose next load answers with far more data than a record holds.
+#[derive(Clone, Default)]
+struct Oversized {
+    inner: MemoryStorage,
+    huge: Arc<AtomicBool>,
+}
+
+impl Storage for Oversized {
+    fn load(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        if self.huge.swap(false, Ordering::SeqCst) {
+            return Ok(Some(Entry {
+                version: 1,
+                data: vec![1; 64 << 20],
+            }));
+        }
+        self.inner.load(key)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        data: &[u8],
+    ) -> Result<SwapResult, StorageError> {
+        self.inner.compare_and_swap(key, expected, data)
+    }
+}
+
+#[test]
+fn a_trapping_instance_is_discarded_and_the_breaker_goes_on() {
+    let clock = clock();
+    let storage = Oversized::default();
+    let breaker = builder("trap", &clock)
+        .fail_max(2)
+        .storage(storage.clone())
+        .build()
+        .unwrap();
+    fail(&breaker).unwrap_err();
+    storage.huge.store(true, Ordering::SeqCst);
+    match breaker.snapshot() {
+        Err(Error::Component(message)) => {
+            assert!(message.contains("instance was discarded"), "{message}")
+        }
+        other => panic!("expected a component error, got {other:?}"),
+    }
+    // A fresh instance serves the next call; the count survived in storage.
+    assert_eq!(breaker.snapshot().unwrap().failures, 1);
+    fail(&breaker).unwrap_err();
+    assert_eq!(breaker.state().unwrap(), State::Open);
+}
+
+#[test]
+fn records_that_are_not_ours_are_named_as_such() {
+    let clock = clock();
+    let storage = MemoryStorage::new();
+    let cases: [(&[u8], &str); 4] = [
+        (b"", "format byte missing"),
+        (b"{\"state\":\"open\"}", "unknown record format 123"),
+        (&[1, 1, 5], "truncated record"),
+        (&[1, 0, 0, 0, 0, 0, 0, 9, 9], "unexpected bytes"),
+    ];
+    for (n, (bytes, why)) in cases.into_iter().enumerate() {
+        let name = format!("foreign-{n}");
+        storage.put(&name, bytes);
+        let breaker = builder(&name, &clock)
+            .storage(storage.clone())
+            .build()
+            .unwrap();
+        match breaker.snapshot() {
+            Err(Error::Storage(message)) => {
+                assert!(message.contains(&format!("breaker {name:?}")), "{message}");
+                assert!(message.contains(why), "{message}");
+            }
+            other => panic!("{why}: expected a storage error, got {other:?}"),
+        }
+        // The default fallback (closed) admits; the result cannot be recorded.
+        succeed(&breaker).unwrap();
+    }
+}
+
+#[test]
+fn a_storage_outage_is_told_once_and_calls_follow_the_fallback() {
+    let clock = clock();
+    let storage = tripswitch_tests::Flaky::default();
+    let heard = Recorder::default();
+    let breaker = builder("outage", &clock)
+        .storage(storage.clone())
+        .fallback_state(State::Open)
+        .reset_timeout(Duration::from_millis(10))
+        .listener(heard.clone())
+        .build()
+        .unwrap();
+    storage.set_failing(true);
+    for _ in 0..5 {
+        assert!(matches!(
+            breaker.acquire(),
+            Err(Error::Rejected(Rejected::StorageUnavailable { .. }))
+        ));
+    }
+    let errors = heard
+        .take()
+        .into_iter()
+        .filter(|h| matches!(h, Heard::Error(_)))
+        .count();
+    assert_eq!(errors, 1, "one report per outage");
+    storage.set_failing(false);
+    succeed(&breaker).unwrap();
+    storage.set_failing(true);
+    breaker.acquire().unwrap_err();
+    assert!(
+        heard.take().iter().any(|h| matches!(h, Heard::Error(_))),
+        "a new outage is told again"
+    );
+}

@@ -1,1 +1,273 @@
-//! placeholder
+//! The Rust API: values and errors from `call`, `exclude`, the RAII permit,
+//! panics, `call_async` and its cancellation, shared memory storage.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tripswitch::{CallError, CircuitBreaker, MemoryStorage, Outcome, State};
+use tripswitch_tests::{Boom, Heard, Recorder, builder, clock, fail};
+
+/// Polls a future to completion on this thread.
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+    }
+}
+
+/// A future that is pending `n` times before it yields `value`.
+struct PendingFor<T> {
+    n: usize,
+    value: Option<T>,
+}
+
+impl<T: Unpin> Future for PendingFor<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<T> {
+        if self.n == 0 {
+            Poll::Ready(self.value.take().expect("polled after completion"))
+        } else {
+            self.n -= 1;
+            Poll::Pending
+        }
+    }
+}
+
+#[test]
+fn call_returns_the_value_or_the_calls_own_error() {
+    let clock = clock();
+    let breaker = builder("values", &clock).fail_max(2).build().unwrap();
+    assert_eq!(breaker.call(|| Ok::<_, Boom>("hello")).unwrap(), "hello");
+    let first = fail(&breaker).unwrap_err();
+    assert!(matches!(
+        first,
+        CallError::Failed {
+            error: Boom,
+            tripped: false
+        }
+    ));
+    let second = fail(&breaker).unwrap_err();
+    assert!(matches!(second, CallError::Failed { tripped: true, .. }));
+    let rejected = fail(&breaker).unwrap_err();
+    assert!(rejected.is_rejected());
+    assert_eq!(rejected.retry_after(), Some(Duration::from_secs(60)));
+    assert!(rejected.into_inner().is_none());
+
+    let io = breaker
+        .call(|| Err::<(), _>(std::io::Error::other("disk on fire")))
+        .unwrap_err();
+    assert_eq!(io.to_string(), "circuit open; retry after 60000 ms");
+}
+
+#[test]
+fn the_tripping_error_says_so_and_keeps_its_source() {
+    let clock = clock();
+    let breaker = builder("source", &clock).fail_max(1).build().unwrap();
+    let error = breaker
+        .call(|| Err::<(), _>(std::io::Error::other("disk on fire")))
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "disk on fire (this failure opened the circuit)"
+    );
+    let source = std::error::Error::source(&error).unwrap();
+    assert_eq!(source.to_string(), "disk on fire");
+}
+
+#[derive(Debug)]
+enum DbError {
+    NotFound,
+    Timeout,
+}
+
+#[test]
+fn excluded_errors_count_as_successes_and_still_reach_the_caller() {
+    let clock = clock();
+    let breaker = builder("exclude", &clock)
+        .fail_max(2)
+        .exclude(|e: &DbError| matches!(e, DbError::NotFound))
+        .exclude(|_: &std::fmt::Error| true)
+        .build()
+        .unwrap();
+    let timeout = breaker.call(|| Err::<(), _>(DbError::Timeout)).unwrap_err();
+    assert!(matches!(
+        timeout,
+        CallError::Failed {
+            error: DbError::Timeout,
+            ..
+        }
+    ));
+    assert_eq!(breaker.snapshot().unwrap().failures, 1);
+    let not_found = breaker
+        .call(|| Err::<(), _>(DbError::NotFound))
+        .unwrap_err();
+    assert!(matches!(
+        not_found,
+        CallError::Failed {
+            error: DbError::NotFound,
+            tripped: false
+        }
+    ));
+    assert_eq!(
+        breaker.snapshot().unwrap().failures,
+        0,
+        "an excluded error resets like a success"
+    );
+    breaker.call(|| Err::<(), _>(std::fmt::Error)).unwrap_err();
+    assert_eq!(breaker.snapshot().unwrap().failures, 0);
+    // A predicate for another type does not apply.
+    breaker.call(|| Err::<(), _>(Boom)).unwrap_err();
+    assert_eq!(breaker.snapshot().unwrap().failures, 1);
+}
+
+#[test]
+fn a_panicking_call_counts_as_a_failure_and_the_panic_goes_on() {
+    let clock = clock();
+    let breaker = builder("panics", &clock).fail_max(1).build().unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        breaker.call(|| -> Result<(), Boom> { panic!("the call blew up") })
+    }));
+    assert!(caught.is_err(), "the panic reaches the caller");
+    assert_eq!(breaker.state().unwrap(), State::Open);
+}
+
+#[test]
+fn permits_report_explicitly_or_record_ignored_when_dropped() {
+    let clock = clock();
+    let heard = Recorder::default();
+    let breaker = builder("permits", &clock)
+        .fail_max(2)
+        .listener(heard.clone())
+        .build()
+        .unwrap();
+    let permit = breaker.acquire().unwrap();
+    assert!(!permit.is_trial());
+    assert!(!permit.report(Outcome::Failure).unwrap());
+    drop(breaker.acquire().unwrap());
+    assert_eq!(
+        breaker.snapshot().unwrap().failures,
+        1,
+        "a dropped permit counts nothing"
+    );
+    assert!(
+        breaker.acquire().unwrap().failure().unwrap(),
+        "this failure trips"
+    );
+    assert_eq!(
+        heard
+            .take()
+            .iter()
+            .filter(|h| matches!(h, Heard::BeforeCall))
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn call_async_records_the_result_after_the_future_completes() {
+    let clock = clock();
+    let breaker = builder("async", &clock).fail_max(1).build().unwrap();
+    let ok = block_on(breaker.call_async(PendingFor {
+        n: 3,
+        value: Some(Ok::<_, Boom>(5)),
+    }));
+    assert_eq!(ok.unwrap(), 5);
+
+    // While the future is pending, nothing has been recorded yet.
+    let mut call = Box::pin(breaker.call_async(PendingFor {
+        n: 1,
+        value: Some(Err::<(), _>(Boom)),
+    }));
+    let mut context = Context::from_waker(Waker::noop());
+    assert!(call.as_mut().poll(&mut context).is_pending());
+    assert_eq!(breaker.state().unwrap(), State::Closed);
+    match call.as_mut().poll(&mut context) {
+        Poll::Ready(Err(CallError::Failed { tripped: true, .. })) => {}
+        other => panic!("expected the failure to trip, got {other:?}"),
+    }
+    assert_eq!(breaker.state().unwrap(), State::Open);
+}
+
+#[test]
+fn a_cancelled_async_call_records_ignored_and_frees_its_trial() {
+    let clock = clock();
+    let breaker = builder("cancel", &clock)
+        .fail_max(1)
+        .reset_timeout(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    fail(&breaker).unwrap_err();
+    tripswitch_tests::advance(&clock, 10);
+    let mut trial = Box::pin(breaker.call_async(PendingFor {
+        n: usize::MAX,
+        value: Some(Ok::<(), Boom>(())),
+    }));
+    let mut context = Context::from_waker(Waker::noop());
+    assert!(trial.as_mut().poll(&mut context).is_pending());
+    assert_eq!(breaker.snapshot().unwrap().trials_in_flight, 1);
+    drop(trial);
+    let snapshot = breaker.snapshot().unwrap();
+    assert_eq!(
+        (snapshot.state, snapshot.trials_in_flight),
+        (State::HalfOpen, 0)
+    );
+    assert!(breaker.acquire().unwrap().is_trial());
+}
+
+#[test]
+fn clones_share_one_breaker_and_memory_storage_is_shared_by_clones() {
+    let clock = clock();
+    let storage = MemoryStorage::new();
+    let a = builder("shared", &clock)
+        .fail_max(2)
+        .storage(storage.clone())
+        .build()
+        .unwrap();
+    let a_clone = a.clone();
+    fail(&a).unwrap_err();
+    assert_eq!(a_clone.snapshot().unwrap().failures, 1);
+    let b = builder("shared", &clock)
+        .fail_max(2)
+        .storage(storage.clone())
+        .build()
+        .unwrap();
+    fail(&b).unwrap_err();
+    assert_eq!(a.state().unwrap(), State::Open);
+    assert_eq!(storage.keys(), vec!["shared".to_string()]);
+    // A breaker with its own default storage shares nothing.
+    let alone = builder("shared", &clock).build().unwrap();
+    assert_eq!(alone.state().unwrap(), State::Closed);
+}
+
+#[test]
+fn breakers_and_permits_cross_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<CircuitBreaker>();
+    assert_send_sync::<tripswitch::Permit>();
+    let breaker = CircuitBreaker::new("threads").unwrap();
+    let permit = breaker.acquire().unwrap();
+    std::thread::spawn(move || permit.success().unwrap())
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn many_breakers_come_and_go() {
+    // Dropped breakers retire their guest resources; nothing accumulates errors.
+    let clock = clock();
+    for n in 0..300 {
+        let breaker = builder(&format!("short-lived-{n}"), &clock)
+            .build()
+            .unwrap();
+        breaker.call(|| Ok::<_, Boom>(())).unwrap();
+    }
+    let last = builder("survivor", &clock).fail_max(1).build().unwrap();
+    fail(&last).unwrap_err();
+    assert_eq!(last.state().unwrap(), State::Open);
+}

@@ -12,24 +12,85 @@ use tripswitch_tests::{Flaky, Heard, Recorder, T0, advance, builder, clock, fail
 fn closed_counts_consecutive_failures_and_a_success_resets_them() {
     let clock = clock();
     let storage = Flaky::default();
-    let breaker = builder("s1", &clock).fail_max(3).storage(storage.clone()).build().unwrap();
-    assert!(matches!(fail(&breaker), Err(CallError::Failed { tripped: false, .. })));
-    assert!(matches!(fail(&breaker), Err(CallError::Failed { tripped: false, .. })));
+    let breaker = builder("s1", &clock)
+        .fail_max(3)
+        .storage(storage.clone())
+        .build()
+        .unwrap();
+    assert!(matches!(
+        fail(&breaker),
+        Err(CallError::Failed { tripped: false, .. })
+    ));
+    assert!(matches!(
+        fail(&breaker),
+        Err(CallError::Failed { tripped: false, .. })
+    ));
     assert_eq!(breaker.snapshot().unwrap().failures, 2);
     storage.take_counts();
     succeed(&breaker).unwrap();
-    assert_eq!(storage.take_counts(), (1, 1), "a success after failures writes once");
+    assert_eq!(
+        storage.take_counts(),
+        (1, 1),
+        "a success after failures writes once"
+    );
     succeed(&breaker).unwrap();
-    assert_eq!(storage.take_counts(), (1, 0), "a success with no failures writes nothing");
+    assert_eq!(
+        storage.take_counts(),
+        (1, 0),
+        "a success with no failures writes nothing"
+    );
     assert_eq!(breaker.snapshot().unwrap().failures, 0);
 
     for _ in 0..2 {
         fail(&breaker).unwrap_err();
     }
-    assert!(matches!(fail(&breaker), Err(CallError::Failed { tripped: true, .. })));
+    assert!(matches!(
+        fail(&breaker),
+        Err(CallError::Failed { tripped: true, .. })
+    ));
     let snapshot = breaker.snapshot().unwrap();
     assert_eq!(snapshot.state, State::Open);
     assert_eq!(snapshot.opened_at_ms, Some(T0));
+}
+
+/// 1. a success resets failures counted while it ran when the storage can
+///    tell its version without a round trip (memory storage).
+#[test]
+fn a_success_resets_failures_counted_while_it_ran() {
+    let clock = clock();
+    let breaker = builder("s1b", &clock).fail_max(2).build().unwrap();
+    let slow = breaker.acquire().unwrap();
+    fail(&breaker).unwrap_err();
+    slow.success().unwrap();
+    assert_eq!(breaker.snapshot().unwrap().failures, 0);
+    fail(&breaker).unwrap_err();
+    assert_eq!(breaker.state().unwrap(), State::Closed);
+}
+
+/// 1. with a storage that cannot tell its version without a round trip
+///    (Redis), a success costs no second round trip: it resets the failures
+///    counted before it was admitted, not those counted while it ran.
+#[test]
+fn over_an_opaque_storage_a_success_resets_what_it_saw_at_admission() {
+    let clock = clock();
+    let storage = Flaky::default();
+    let breaker = builder("s1c", &clock)
+        .fail_max(3)
+        .storage(storage.clone())
+        .build()
+        .unwrap();
+    let slow = breaker.acquire().unwrap();
+    fail(&breaker).unwrap_err();
+    storage.take_counts();
+    slow.success().unwrap();
+    assert_eq!(
+        storage.take_counts(),
+        (0, 0),
+        "no round trip for the report"
+    );
+    assert_eq!(breaker.snapshot().unwrap().failures, 1);
+    succeed(&breaker).unwrap();
+    assert_eq!(breaker.snapshot().unwrap().failures, 0);
 }
 
 /// 2. open: rejected with the time left; the first acquire at opened-at +
@@ -99,7 +160,10 @@ fn half_open_limits_trials_and_decides_on_their_outcome() {
     // A trial failure re-opens with a new opened-at.
     fail(&breaker).unwrap_err();
     advance(&clock, 100);
-    assert!(matches!(fail(&breaker), Err(CallError::Failed { tripped: true, .. })));
+    assert!(matches!(
+        fail(&breaker),
+        Err(CallError::Failed { tripped: true, .. })
+    ));
     assert_eq!(breaker.snapshot().unwrap().opened_at_ms, Some(T0 + 200));
 
     // A trial that never reports is forfeited after the trial timeout.
@@ -131,7 +195,11 @@ fn ignored_frees_a_slot_and_stale_permits_count_nothing() {
     let stale = breaker.acquire().unwrap();
     fail(&breaker).unwrap_err();
     breaker.acquire().unwrap().ignore().unwrap();
-    assert_eq!(breaker.snapshot().unwrap().failures, 1, "ignored counts nothing");
+    assert_eq!(
+        breaker.snapshot().unwrap().failures,
+        1,
+        "ignored counts nothing"
+    );
     fail(&breaker).unwrap_err();
     assert_eq!(breaker.state().unwrap(), State::Open);
     let generation = breaker.snapshot().unwrap().generation;
@@ -171,7 +239,10 @@ fn two_breakers_on_one_storage_share_every_count() {
     pb.failure().unwrap();
     assert_eq!(a.snapshot().unwrap().failures, 2);
     fail(&b).unwrap_err();
-    assert!(matches!(fail(&a), Err(CallError::Failed { tripped: true, .. })));
+    assert!(matches!(
+        fail(&a),
+        Err(CallError::Failed { tripped: true, .. })
+    ));
     assert_eq!(b.state().unwrap(), State::Open);
     assert!(b.acquire().is_err());
     advance(&clock, 100);
@@ -192,7 +263,10 @@ fn operator_states() {
     let breaker = builder("s6", &clock).fail_max(2).build().unwrap();
     breaker.force_open().unwrap();
     advance(&clock, 10_000_000);
-    assert!(matches!(fail(&breaker), Err(CallError::Rejected(Rejected::ForcedOpen))));
+    assert!(matches!(
+        fail(&breaker),
+        Err(CallError::Rejected(Rejected::ForcedOpen))
+    ));
     assert_eq!(breaker.snapshot().unwrap().retry_after, None);
 
     breaker.disable().unwrap();
@@ -219,7 +293,10 @@ fn operator_states() {
 fn a_failing_storage_follows_the_fallback_state() {
     let clock = clock();
     let storage = Flaky::default();
-    let admits = builder("s7a", &clock).storage(storage.clone()).build().unwrap();
+    let admits = builder("s7a", &clock)
+        .storage(storage.clone())
+        .build()
+        .unwrap();
     let rejects = builder("s7b", &clock)
         .storage(storage.clone())
         .fallback_state(State::Open)
@@ -242,8 +319,13 @@ fn a_failing_storage_follows_the_fallback_state() {
         }
     }
     let (loads, swaps) = storage.take_counts();
-    assert!(loads <= 4 && swaps == 0, "no retry loop: {loads} loads, {swaps} swaps");
-    assert!(matches!(admits.snapshot(), Err(tripswitch::Error::Storage(m)) if m.contains("load failed")));
+    assert!(
+        loads <= 4 && swaps == 0,
+        "no retry loop: {loads} loads, {swaps} swaps"
+    );
+    assert!(
+        matches!(admits.snapshot(), Err(tripswitch::Error::Storage(m)) if m.contains("load failed"))
+    );
     storage.set_failing(false);
     assert_eq!(rejects.call(|| Ok::<_, ()>(7)).unwrap(), 7);
 }
@@ -261,13 +343,18 @@ fn corrupt_bytes_are_reported_and_an_operator_repairs_them() {
         .unwrap();
     match breaker.snapshot() {
         Err(tripswitch::Error::Storage(message)) => {
-            assert!(message.contains("corrupt") && message.contains("unknown state code 9"), "{message}")
+            assert!(
+                message.contains("corrupt") && message.contains("unknown state code 9"),
+                "{message}"
+            )
         }
         other => panic!("expected a corrupt-record error, got {other:?}"),
     }
     assert!(matches!(
         breaker.acquire(),
-        Err(tripswitch::Error::Rejected(Rejected::StorageUnavailable { .. }))
+        Err(tripswitch::Error::Rejected(
+            Rejected::StorageUnavailable { .. }
+        ))
     ));
     breaker.close().unwrap();
     assert_eq!(breaker.state().unwrap(), State::Closed);
@@ -324,10 +411,22 @@ fn one_event_per_transition_and_remote_ones_are_marked() {
 #[test]
 fn invalid_configuration_names_the_field() {
     let cases = [
-        (tripswitch::CircuitBreaker::builder("x").fail_max(0), "fail-max"),
-        (tripswitch::CircuitBreaker::builder("x").success_threshold(0), "success-threshold"),
-        (tripswitch::CircuitBreaker::builder("x").half_open_max_calls(0), "half-open-max-calls"),
-        (tripswitch::CircuitBreaker::builder("x").reset_timeout(Duration::ZERO), "reset-timeout-ms"),
+        (
+            tripswitch::CircuitBreaker::builder("x").fail_max(0),
+            "fail-max",
+        ),
+        (
+            tripswitch::CircuitBreaker::builder("x").success_threshold(0),
+            "success-threshold",
+        ),
+        (
+            tripswitch::CircuitBreaker::builder("x").half_open_max_calls(0),
+            "half-open-max-calls",
+        ),
+        (
+            tripswitch::CircuitBreaker::builder("x").reset_timeout(Duration::ZERO),
+            "reset-timeout-ms",
+        ),
         (
             tripswitch::CircuitBreaker::builder("x").trial_timeout(Duration::from_micros(999)),
             "trial-timeout-ms",
@@ -348,9 +447,19 @@ fn invalid_configuration_names_the_field() {
             other => panic!("{field}: expected a config error, got {other:?}"),
         }
     }
-    let error = tripswitch::CircuitBreaker::builder("x").fail_max(0).build().unwrap_err();
-    assert_eq!(error.to_string(), "invalid fail-max: must be at least 1, got 0");
-    assert!(tripswitch::CircuitBreaker::builder("n".repeat(256)).build().is_ok());
+    let error = tripswitch::CircuitBreaker::builder("x")
+        .fail_max(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid fail-max: must be at least 1, got 0"
+    );
+    assert!(
+        tripswitch::CircuitBreaker::builder("n".repeat(256))
+            .build()
+            .is_ok()
+    );
 }
 
 /// The defaults are the component's: 5 failures, 60 s.
@@ -393,7 +502,11 @@ fn listener_order_on_trip_and_on_a_closing_trial() {
     };
     assert_eq!(
         heard.take(),
-        vec![Heard::BeforeCall, Heard::Failure(true), change(State::Closed, State::Open, 0)]
+        vec![
+            Heard::BeforeCall,
+            Heard::Failure(true),
+            change(State::Closed, State::Open, 0)
+        ]
     );
     fail(&breaker).unwrap_err();
     assert_eq!(

@@ -94,24 +94,15 @@ impl GuestCircuitBreaker for Resource {
     }
 
     fn acquire(&self, now_ms: u64) -> Result<wit::Permit, wit::Rejection> {
-        match self.0.acquire(now_ms) {
-            Ok(grant) => Ok(wit::Permit {
-                generation: grant.permit.generation,
-                trial: grant.permit.trial,
-                issued_at_ms: grant.permit.issued_at_ms,
-                seen_version: grant.seen_version,
-            }),
-            Err(Denied::Rejected(machine::Rejection::Open(ms))) => Err(wit::Rejection::Open(ms)),
-            Err(Denied::Rejected(machine::Rejection::HalfOpenFull(ms))) => {
-                Err(wit::Rejection::HalfOpenFull(ms))
-            }
-            Err(Denied::Rejected(machine::Rejection::ForcedOpen)) => {
-                Err(wit::Rejection::ForcedOpen)
-            }
-            Err(Denied::StorageUnavailable(message)) => {
-                Err(wit::Rejection::StorageUnavailable(message))
-            }
-        }
+        answer(self.0.acquire(now_ms))
+    }
+
+    fn acquire_at_version(
+        &self,
+        now_ms: u64,
+        version: Option<u64>,
+    ) -> Result<wit::Permit, wit::Rejection> {
+        answer(self.0.acquire_at_version(now_ms, version.unwrap_or(0)))
     }
 
     fn report(
@@ -127,6 +118,7 @@ impl GuestCircuitBreaker for Resource {
                 issued_at_ms: permit.issued_at_ms,
             },
             seen_version: permit.seen_version,
+            quiet_success: permit.quiet_success,
         };
         let outcome = match outcome {
             wit::Outcome::Success => machine::Outcome::Success,
@@ -167,6 +159,27 @@ impl GuestCircuitBreaker for Resource {
 
     fn disable(&self, now_ms: u64) -> Result<(), String> {
         self.operate(Action::Disable, now_ms)
+    }
+}
+
+/// Acquire's answer in WIT terms.
+fn answer(granted: Result<Grant, Denied>) -> Result<wit::Permit, wit::Rejection> {
+    match granted {
+        Ok(grant) => Ok(wit::Permit {
+            generation: grant.permit.generation,
+            trial: grant.permit.trial,
+            issued_at_ms: grant.permit.issued_at_ms,
+            seen_version: grant.seen_version,
+            quiet_success: grant.quiet_success,
+        }),
+        Err(Denied::Rejected(machine::Rejection::Open(ms))) => Err(wit::Rejection::Open(ms)),
+        Err(Denied::Rejected(machine::Rejection::HalfOpenFull(ms))) => {
+            Err(wit::Rejection::HalfOpenFull(ms))
+        }
+        Err(Denied::Rejected(machine::Rejection::ForcedOpen)) => Err(wit::Rejection::ForcedOpen),
+        Err(Denied::StorageUnavailable(message)) => {
+            Err(wit::Rejection::StorageUnavailable(message))
+        }
     }
 }
 

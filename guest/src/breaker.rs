@@ -34,10 +34,21 @@ pub trait Port {
     /// Reads a key.
     fn load(&self, key: &str) -> Result<Option<Stored>, String>;
     /// Writes a key if its version is `expected` (none: absent).
-    fn compare_and_swap(&self, key: &str, expected: Option<u64>, data: &[u8])
-    -> Result<Swap, String>;
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        data: &[u8],
+    ) -> Result<Swap, String>;
     /// Tells the host that a breaker changed state.
-    fn state_changed(&self, breaker: &str, previous: State, current: State, at_ms: u64, remote: bool);
+    fn state_changed(
+        &self,
+        breaker: &str,
+        previous: State,
+        current: State,
+        at_ms: u64,
+        remote: bool,
+    );
 }
 
 /// A granted permit and the storage version it was granted against.
@@ -47,6 +58,8 @@ pub struct Grant {
     pub permit: Permit,
     /// The version of the record the permit was decided on (0: none).
     pub seen_version: u64,
+    /// Whether reporting a success would change nothing.
+    pub quiet_success: bool,
 }
 
 /// Why acquire did not grant a permit.
@@ -56,6 +69,22 @@ pub enum Denied {
     Rejected(Rejection),
     /// The storage failed and the fallback state rejects.
     StorageUnavailable(String),
+}
+
+/// Why a change could not be written.
+enum Unwritten {
+    /// The storage failed, or holds bytes that are not a record.
+    Storage(String),
+    /// Other writers won every one of [`MAX_ATTEMPTS`] tries.
+    Contended(String),
+}
+
+impl Unwritten {
+    fn message(self) -> String {
+        match self {
+            Unwritten::Storage(message) | Unwritten::Contended(message) => message,
+        }
+    }
 }
 
 /// What a load found under the breaker's key.
@@ -75,12 +104,22 @@ impl Loaded {
 }
 
 /// What this instance last saw of the breaker.
-#[derive(Default)]
 struct View {
     /// The last record loaded or written, and its version (0: absent).
     cached: Option<(u64, Record)>,
     /// The last state seen, for detecting changes another instance wrote.
-    seen: Option<State>,
+    seen: State,
+}
+
+impl Default for View {
+    /// A new breaker takes itself for closed: a first look that finds another
+    /// state is told as a change that another instance wrote.
+    fn default() -> Self {
+        View {
+            cached: None,
+            seen: State::Closed,
+        }
+    }
 }
 
 /// One named breaker, as one instance sees it.
@@ -114,9 +153,36 @@ impl<P: Port> Breaker<P> {
 
     /// Asks to make a call at `now`.
     pub fn acquire(&self, now: u64) -> Result<Grant, Denied> {
-        let known_generation = self.view.borrow().cached.as_ref().map(|(_, r)| r.generation);
-        let fallback = |message| self.fallback(message, known_generation.unwrap_or(0), now);
-        let loaded = match self.load(now) {
+        self.acquire_from(now, None)
+    }
+
+    /// Asks to make a call at `now`, reusing the cached record if the host
+    /// says the stored version is still the cached one (0: absent).
+    pub fn acquire_at_version(&self, now: u64, version: u64) -> Result<Grant, Denied> {
+        self.acquire_from(now, Some(version))
+    }
+
+    fn acquire_from(&self, now: u64, current_version: Option<u64>) -> Result<Grant, Denied> {
+        let cached = match (current_version, &self.view.borrow().cached) {
+            (Some(current), Some((version, record))) if *version == current => {
+                Some(if current == 0 {
+                    Loaded::Absent
+                } else {
+                    Loaded::Present(current, record.clone())
+                })
+            }
+            _ => None,
+        };
+        let fallback = |message| {
+            let known = self
+                .view
+                .borrow()
+                .cached
+                .as_ref()
+                .map_or(0, |(_, r)| r.generation);
+            self.fallback(message, known, now)
+        };
+        let loaded = match cached.map_or_else(|| self.load(now), Ok) {
             Ok(Loaded::Corrupt(_, message)) | Err(message) => return fallback(message),
             Ok(loaded) => loaded,
         };
@@ -124,37 +190,55 @@ impl<P: Port> Breaker<P> {
             machine::acquire(&self.config, record, now)
         });
         match answer {
-            Ok(Ok(permit)) => Ok(Grant {
-                permit,
-                seen_version: self.cached_version(),
-            }),
+            Ok(Ok(permit)) => {
+                let view = self.view.borrow();
+                let (seen_version, quiet_success) =
+                    view.cached.as_ref().map_or((0, false), |(v, r)| {
+                        (*v, machine::success_is_quiet(r, &permit))
+                    });
+                Ok(Grant {
+                    permit,
+                    seen_version,
+                    quiet_success,
+                })
+            }
             Ok(Err(rejection)) => Err(Denied::Rejected(rejection)),
-            Err(message) => fallback(message),
+            Err(Unwritten::Storage(message)) => fallback(message),
+            // The storage works, so the fallback does not apply; the write
+            // this call needed (a trial slot) was not made, so it cannot run.
+            Err(Unwritten::Contended(message)) => Err(Denied::StorageUnavailable(message)),
         }
     }
 
     /// Records what became of a permitted call.
+    ///
+    /// It starts from the cached record: a write made from a stale one meets a
+    /// conflict and is recomputed; a decision to write nothing is confirmed
+    /// against the storage first, unless the permit is already stale.
     pub fn report(&self, grant: &Grant, outcome: Outcome, now: u64) -> Result<(), String> {
         let cached = self.view.borrow().cached.clone();
-        let start = match cached {
-            Some((version, record)) if version >= grant.seen_version => {
-                if record.generation > grant.permit.generation {
-                    return Ok(());
-                }
-                if version == 0 {
+        let decide = |record: &Record| {
+            let next = machine::report(&self.config, record, &grant.permit, outcome, now);
+            (next, ())
+        };
+        if let Some((version, record)) = cached {
+            if record.generation > grant.permit.generation {
+                return Ok(());
+            }
+            if decide(&record).0.is_some() {
+                let start = if version == 0 {
                     Loaded::Absent
                 } else {
                     Loaded::Present(version, record)
-                }
+                };
+                return self
+                    .write_loop(now, start, false, decide)
+                    .map_err(Unwritten::message);
             }
-            _ => self.load(now)?,
-        };
-        self.write_loop(now, start, false, |record| {
-            (
-                machine::report(&self.config, record, &grant.permit, outcome, now),
-                (),
-            )
-        })
+        }
+        let start = self.load(now)?;
+        self.write_loop(now, start, false, decide)
+            .map_err(Unwritten::message)
     }
 
     /// The breaker's state at `now`, read fresh from the storage.
@@ -177,6 +261,7 @@ impl<P: Port> Breaker<P> {
         self.write_loop(now, start, true, |record| {
             (Some(machine::operate(record, action, now)), ())
         })
+        .map_err(Unwritten::message)
     }
 
     /// Computes and writes a change, recomputing from the current entry on conflict.
@@ -186,7 +271,7 @@ impl<P: Port> Breaker<P> {
         mut current: Loaded,
         overwrite_corrupt: bool,
         mut decide: impl FnMut(&Record) -> (Option<Record>, T),
-    ) -> Result<T, String> {
+    ) -> Result<T, Unwritten> {
         for _ in 0..MAX_ATTEMPTS {
             let (expected, record) = match current {
                 Loaded::Absent => (None, Record::default()),
@@ -198,7 +283,7 @@ impl<P: Port> Breaker<P> {
                         ..Record::default()
                     },
                 ),
-                Loaded::Corrupt(_, message) => return Err(message),
+                Loaded::Corrupt(_, message) => return Err(Unwritten::Storage(message)),
             };
             let (next, answer) = decide(&record);
             let Some(next) = next else {
@@ -214,24 +299,22 @@ impl<P: Port> Breaker<P> {
                 }
                 Ok(Swap::Conflict(entry)) => current = self.observe(entry, now),
                 Err(message) => {
-                    self.forget();
-                    return Err(self.storage_error("compare-and-swap", &message));
+                    return Err(Unwritten::Storage(
+                        self.storage_error("compare-and-swap", &message),
+                    ));
                 }
             }
         }
-        Err(format!(
+        Err(Unwritten::Contended(format!(
             "breaker {:?}: gave up after {MAX_ATTEMPTS} conflicting writes",
             self.name
-        ))
+        )))
     }
 
     fn load(&self, now: u64) -> Result<Loaded, String> {
         match self.port.load(&self.name) {
             Ok(entry) => Ok(self.observe(entry, now)),
-            Err(message) => {
-                self.forget();
-                Err(self.storage_error("load", &message))
-            }
+            Err(message) => Err(self.storage_error("load", &message)),
         }
     }
 
@@ -251,18 +334,16 @@ impl<P: Port> Breaker<P> {
         let record = match &loaded {
             Loaded::Absent => Record::default(),
             Loaded::Present(_, record) => record.clone(),
-            Loaded::Corrupt(..) => {
-                self.forget();
-                return loaded;
-            }
+            // The cache keeps the last good record; every write checks the version.
+            Loaded::Corrupt(..) => return loaded,
         };
         let state = record.state;
         let previous = {
             let mut view = self.view.borrow_mut();
             view.cached = Some((loaded.version(), record));
-            view.seen.replace(state)
+            std::mem::replace(&mut view.seen, state)
         };
-        if let Some(previous) = previous.filter(|&p| p != state) {
+        if previous != state {
             self.port
                 .state_changed(&self.name, previous, state, now, true);
         }
@@ -275,7 +356,7 @@ impl<P: Port> Breaker<P> {
         {
             let mut view = self.view.borrow_mut();
             view.cached = Some((version, record));
-            view.seen = Some(state);
+            view.seen = state;
         }
         if previous != state {
             self.port
@@ -283,20 +364,15 @@ impl<P: Port> Breaker<P> {
         }
     }
 
-    fn forget(&self) {
-        self.view.borrow_mut().cached = None;
-    }
-
-    fn cached_version(&self) -> u64 {
-        self.view.borrow().cached.as_ref().map_or(0, |(v, _)| *v)
-    }
-
     fn storage_error(&self, operation: &str, message: &str) -> String {
-        format!("breaker {:?}: storage {operation} failed: {message}", self.name)
+        format!(
+            "breaker {:?}: storage {operation} failed: {message}",
+            self.name
+        )
     }
 
     /// Acquire's answer when the storage cannot say: the fallback state's.
-    /// An admitted call's permit carries the last generation this instance knew.
+    /// An admitted call's permit carries the newest generation this instance knows.
     fn fallback(&self, message: String, generation: u64, now: u64) -> Result<Grant, Denied> {
         if !self.config.fallback_admits() {
             return Err(Denied::StorageUnavailable(message));
@@ -308,6 +384,7 @@ impl<P: Port> Breaker<P> {
                 issued_at_ms: now,
             },
             seen_version: 0,
+            quiet_success: false,
         })
     }
 }

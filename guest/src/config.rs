@@ -72,7 +72,9 @@ fn at_least_one<T: PartialEq + From<u8> + Copy>(
     unit: &str,
 ) -> Result<T, Invalid> {
     match value {
-        Some(v) if v == T::from(0) => Err(invalid(field, format!("must be at least 1{unit}, got 0"))),
+        Some(v) if v == T::from(0) => {
+            Err(invalid(field, format!("must be at least 1{unit}, got 0")))
+        }
         Some(v) => Ok(v),
         None => Ok(default),
     }
@@ -162,17 +164,50 @@ mod tests {
             reset_timeout_ms: Some(250),
             ..Options::default()
         };
-        assert_eq!(Config::resolve("db", &options).unwrap().trial_timeout_ms, 250);
+        assert_eq!(
+            Config::resolve("db", &options).unwrap().trial_timeout_ms,
+            250
+        );
     }
 
     #[test]
     fn every_zero_names_its_field() {
         let cases: [(&str, Options); 5] = [
-            ("fail-max", Options { fail_max: Some(0), ..Options::default() }),
-            ("reset-timeout-ms", Options { reset_timeout_ms: Some(0), ..Options::default() }),
-            ("success-threshold", Options { success_threshold: Some(0), ..Options::default() }),
-            ("half-open-max-calls", Options { half_open_max_calls: Some(0), ..Options::default() }),
-            ("trial-timeout-ms", Options { trial_timeout_ms: Some(0), ..Options::default() }),
+            (
+                "fail-max",
+                Options {
+                    fail_max: Some(0),
+                    ..Options::default()
+                },
+            ),
+            (
+                "reset-timeout-ms",
+                Options {
+                    reset_timeout_ms: Some(0),
+                    ..Options::default()
+                },
+            ),
+            (
+                "success-threshold",
+                Options {
+                    success_threshold: Some(0),
+                    ..Options::default()
+                },
+            ),
+            (
+                "half-open-max-calls",
+                Options {
+                    half_open_max_calls: Some(0),
+                    ..Options::default()
+                },
+            ),
+            (
+                "trial-timeout-ms",
+                Options {
+                    trial_timeout_ms: Some(0),
+                    ..Options::default()
+                },
+            ),
         ];
         for (field, options) in cases {
             let err = Config::resolve("db", &options).unwrap_err();
@@ -183,7 +218,10 @@ mod tests {
 
     #[test]
     fn names_are_checked() {
-        assert_eq!(Config::resolve("", &Options::default()).unwrap_err().field, "name");
+        assert_eq!(
+            Config::resolve("", &Options::default()).unwrap_err().field,
+            "name"
+        );
         let long = "x".repeat(257);
         let err = Config::resolve(&long, &Options::default()).unwrap_err();
         assert!(err.reason.contains("257"), "{err:?}");

@@ -13,7 +13,8 @@
 //!   generation counts nothing.
 //! - forced-open rejects everything; disabled admits everything and records
 //!   nothing; operator actions set the state and reset what it implies.
-//! - the generation grows by one exactly when the state changes.
+//! - the generation grows by one with every state change and every operator
+//!   action, so a permit from before either counts nothing.
 
 use crate::config::Config;
 
@@ -221,7 +222,10 @@ pub fn acquire(
             if trials.len() >= config.half_open_max_calls as usize {
                 let oldest = trials.iter().copied().min().unwrap_or(now);
                 let free_at = oldest.saturating_add(config.trial_timeout_ms);
-                return (None, Err(Rejection::HalfOpenFull(free_at.saturating_sub(now))));
+                return (
+                    None,
+                    Err(Rejection::HalfOpenFull(free_at.saturating_sub(now))),
+                );
             }
             trials.push(now);
             let next = Record {
@@ -292,8 +296,27 @@ pub fn report(
     }
 }
 
-/// The record an operator action writes, whatever was stored.
+/// Whether reporting a success for `permit` against `record` would write nothing.
+pub fn success_is_quiet(record: &Record, permit: &Permit) -> bool {
+    permit.generation == record.generation
+        && !permit.trial
+        && match record.state {
+            State::Closed => record.failures == 0,
+            State::Disabled => true,
+            _ => false,
+        }
+}
+
+/// The record an operator action writes, whatever was stored. It always
+/// starts a new generation, even when the state stays, so that permits issued
+/// before it (trials above all) count nothing.
 pub fn operate(record: &Record, action: Action, now: u64) -> Record {
+    let mut next = operated(record, action, now);
+    next.generation = record.generation.wrapping_add(1);
+    next
+}
+
+fn operated(record: &Record, action: Action, now: u64) -> Record {
     match action {
         Action::Open => opened(record, now),
         Action::Close => closed(record),
@@ -512,7 +535,10 @@ mod tests {
     fn forced_open_rejects_and_disabled_records_nothing() {
         let cfg = config();
         let forced = operate(&Record::default(), Action::ForceOpen, 5);
-        assert_eq!(acquire(&cfg, &forced, u64::MAX).1, Err(Rejection::ForcedOpen));
+        assert_eq!(
+            acquire(&cfg, &forced, u64::MAX).1,
+            Err(Rejection::ForcedOpen)
+        );
         let disabled = operate(&forced, Action::Disable, 6);
         let (write, permit) = acquire(&cfg, &disabled, 7);
         assert_eq!(write, None);
@@ -523,12 +549,31 @@ mod tests {
     }
 
     #[test]
-    fn generation_moves_only_with_the_state() {
-        let closed = operate(&Record::default(), Action::Close, 1);
-        assert_eq!(closed.generation, 0);
+    fn generation_moves_with_the_state_and_with_every_operator_action() {
+        let cfg = config();
+        let mut record = Record::default();
+        let permit = closed_permit(&record);
+        record = report(&cfg, &record, &permit, Outcome::Failure, 1).unwrap();
+        assert_eq!(record.generation, 0, "a count is no transition");
+        let closed = operate(&record, Action::Close, 1);
+        assert_eq!(closed.generation, 1);
+        assert_eq!(report(&cfg, &closed, &permit, Outcome::Failure, 2), None);
         let opened = operate(&closed, Action::Open, 2);
-        assert_eq!(opened.generation, 1);
-        assert_eq!(operate(&opened, Action::Open, 3).generation, 1);
+        assert_eq!(opened.generation, 2);
+        assert_eq!(operate(&opened, Action::Open, 3).generation, 3);
+    }
+
+    #[test]
+    fn a_trial_voided_by_an_operator_cannot_take_a_new_trials_slot() {
+        let cfg = config();
+        let (first, trial) = acquire(&cfg, &open_at(0), 1000);
+        let (first, trial) = (first.unwrap(), trial.unwrap());
+        let reset = operate(&first, Action::HalfOpen, 1000);
+        let (second, _) = acquire(&cfg, &reset, 1000);
+        assert_eq!(
+            report(&cfg, &second.unwrap(), &trial, Outcome::Success, 1000),
+            None
+        );
     }
 
     #[test]
@@ -541,6 +586,9 @@ mod tests {
         let after = snapshot(&cfg, &record, 1000);
         assert_eq!(after.state, State::HalfOpen);
         assert_eq!(after.retry_after_ms, None);
-        assert_eq!(snapshot(&cfg, &operate(&record, Action::ForceOpen, 0), 0).retry_after_ms, None);
+        assert_eq!(
+            snapshot(&cfg, &operate(&record, Action::ForceOpen, 0), 0).retry_after_ms,
+            None
+        );
     }
 }

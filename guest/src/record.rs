@@ -25,7 +25,10 @@ pub fn encode(record: &Record) -> Vec<u8> {
     put(&mut out, u64::from(record.failures));
     put(&mut out, u64::from(record.successes));
     put(&mut out, record.generation);
-    put(&mut out, record.opened_at_ms.map_or(0, |t| t.saturating_add(1)));
+    put(
+        &mut out,
+        record.opened_at_ms.map_or(0, |t| t.saturating_add(1)),
+    );
     put(&mut out, record.trials.len() as u64);
     for &trial in &record.trials {
         put(&mut out, trial);
@@ -59,7 +62,10 @@ pub fn decode(bytes: &[u8]) -> Result<Record, String> {
         .map(|_| reader.varint("trial"))
         .collect::<Result<Vec<_>, _>>()?;
     if reader.remaining() != 0 {
-        return Err(format!("{} unexpected bytes after the record", reader.remaining()));
+        return Err(format!(
+            "{} unexpected bytes after the record",
+            reader.remaining()
+        ));
     }
     Ok(Record {
         state,
@@ -158,7 +164,10 @@ mod tests {
             (&[9], "unknown record format 9"),
             (&[1, 7], "unknown state code 7"),
             (&[1, 0, 0x80], "truncated record: failures"),
-            (&[1, 0, 0xff, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0], "overflows 32 bits"),
+            (
+                &[1, 0, 0xff, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0],
+                "overflows 32 bits",
+            ),
             (&[1, 0, 0, 0, 0, 0, 200, 1], "trial count 200"),
             (&[1, 0, 0, 0, 0, 0, 0, 42], "1 unexpected bytes"),
         ];
@@ -169,7 +178,11 @@ mod tests {
         let eleven = [0xffu8; 11];
         let mut overlong = vec![1, 0, 0, 0];
         overlong.extend_from_slice(&eleven);
-        assert!(decode(&overlong).unwrap_err().contains("generation overflows 64 bits"));
+        assert!(
+            decode(&overlong)
+                .unwrap_err()
+                .contains("generation overflows 64 bits")
+        );
     }
 
     fn any_state() -> impl Strategy<Value = State> {

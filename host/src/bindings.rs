@@ -24,8 +24,9 @@ pub(crate) struct Announced {
 }
 
 /// Per-store data: what the call being served needs and what it produced.
-#[derive(Default)]
 pub(crate) struct HostState {
+    /// The instance's resource limits.
+    pub limits: wasmtime::StoreLimits,
     /// The storage of the breaker being served.
     pub storage: Option<Arc<dyn Storage>>,
     /// State changes announced during this call.
@@ -43,6 +44,20 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
+    /// A store's data, with its limits.
+    pub fn new(limits: wasmtime::StoreLimits) -> Self {
+        HostState {
+            limits,
+            storage: None,
+            announced: Vec::new(),
+            version: 0,
+            storage_error: None,
+            storage_ok: false,
+            called_out: false,
+            guest_ticks: 0,
+        }
+    }
+
     /// Clears what one call produced, ready for the next.
     pub fn begin(&mut self, storage: &Arc<dyn Storage>) {
         self.storage = Some(Arc::clone(storage));

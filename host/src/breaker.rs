@@ -213,12 +213,18 @@ impl CircuitBreaker {
     /// Asks to make a call; the permit reports `ignored` if dropped unreported.
     pub fn acquire(&self) -> Result<Permit, Error> {
         let now = self.inner.clock.now_ms();
+        let version = self.inner.storage.peek_version(&self.inner.name);
         let (answer, effects) = self.invoke(|instance, resource| {
-            instance
+            let guest = instance
                 .bindings
                 .tripswitch_breaker_breaker()
-                .circuit_breaker()
-                .call_acquire(&mut instance.store, resource, now)
+                .circuit_breaker();
+            match version {
+                Some(version) => {
+                    guest.call_acquire_at_version(&mut instance.store, resource, now, version)
+                }
+                None => guest.call_acquire(&mut instance.store, resource, now),
+            }
         })?;
         self.tell_changes(effects);
         match answer {
@@ -243,10 +249,7 @@ impl CircuitBreaker {
     }
 
     /// Runs `f` if the breaker admits it, and records its result.
-    pub fn call<T, E: 'static>(
-        &self,
-        f: impl FnOnce() -> Result<T, E>,
-    ) -> Result<T, CallError<E>> {
+    pub fn call<T, E: 'static>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, CallError<E>> {
         let permit = self.acquire()?;
         let result = f();
         self.finish(permit, result)
@@ -319,22 +322,39 @@ impl CircuitBreaker {
         let now = self.inner.clock.now_ms();
         let (answer, effects) = self.invoke(|instance, resource| {
             let exports = instance.bindings.tripswitch_breaker_breaker();
-            action(&exports.circuit_breaker(), &mut instance.store, resource, now)
+            action(
+                &exports.circuit_breaker(),
+                &mut instance.store,
+                resource,
+                now,
+            )
         })?;
         self.tell_changes(effects);
         answer.map_err(Error::Storage)
     }
 
     /// Records a finished call's result and hands it back.
-    fn finish<T, E: 'static>(&self, permit: Permit, result: Result<T, E>) -> Result<T, CallError<E>> {
+    fn finish<T, E: 'static>(
+        &self,
+        permit: Permit,
+        result: Result<T, E>,
+    ) -> Result<T, CallError<E>> {
         match result {
             Ok(value) => {
                 permit.report_quietly(Outcome::Success);
                 Ok(value)
             }
             Err(error) => {
-                let excluded = self.inner.exclusions.iter().any(|excluded| excluded(&error));
-                let outcome = if excluded { Outcome::Success } else { Outcome::Failure };
+                let excluded = self
+                    .inner
+                    .exclusions
+                    .iter()
+                    .any(|excluded| excluded(&error));
+                let outcome = if excluded {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                };
                 let tripped = permit.report_quietly(outcome);
                 Err(CallError::Failed { error, tripped })
             }
@@ -343,6 +363,11 @@ impl CircuitBreaker {
 
     /// Reports a permit's outcome; returns whether it opened the circuit.
     fn report(&self, permit: wit::Permit, outcome: Outcome) -> Result<bool, Error> {
+        let name = &self.inner.name;
+        if outcome == Outcome::Success && self.success_is_quiet(&permit) {
+            self.inner.listeners.iter().for_each(|l| l.success(name));
+            return Ok(false);
+        }
         let now = self.inner.clock.now_ms();
         let (answer, effects) = self.invoke(|instance, resource| {
             instance
@@ -355,19 +380,33 @@ impl CircuitBreaker {
             .announced
             .iter()
             .any(|a| !a.remote && a.current == wit::State::Open);
-        let name = &self.inner.name;
         match outcome {
             Outcome::Success => {
                 self.tell_changes(effects);
                 self.inner.listeners.iter().for_each(|l| l.success(name));
             }
             Outcome::Failure => {
-                self.inner.listeners.iter().for_each(|l| l.failure(name, tripped));
+                self.inner
+                    .listeners
+                    .iter()
+                    .for_each(|l| l.failure(name, tripped));
                 self.tell_changes(effects);
             }
             Outcome::Ignored => self.tell_changes(effects),
         }
         answer.map(|()| tripped).map_err(Error::Storage)
+    }
+
+    /// Whether a success report can be skipped: the component said at acquire
+    /// that it would change nothing, and the storage has not changed since (as
+    /// far as it can tell without a round trip; see the README on Redis).
+    fn success_is_quiet(&self, permit: &wit::Permit) -> bool {
+        permit.quiet_success
+            && self
+                .inner
+                .storage
+                .peek_version(&self.inner.name)
+                .is_none_or(|version| version.unwrap_or(0) == permit.seen_version)
     }
 
     /// Runs one call into the component on a pooled instance.
@@ -393,7 +432,7 @@ impl CircuitBreaker {
     }
 
     /// This breaker's guest resource in `instance`, created on first use.
-    fn resource(&self, mut instance: Instance) -> Result<(ResourceAny, Instance), Error> {
+    fn resource(&self, mut instance: Box<Instance>) -> Result<(ResourceAny, Box<Instance>), Error> {
         if let Some(resource) = instance.breakers.get(&self.inner.id) {
             return Ok((*resource, instance));
         }
@@ -428,7 +467,10 @@ impl CircuitBreaker {
         if let Some(message) = effects.storage_error {
             if !self.inner.outage.swap(true, Ordering::Relaxed) {
                 let error = Error::Storage(message);
-                self.inner.listeners.iter().for_each(|l| l.error(name, &error));
+                self.inner
+                    .listeners
+                    .iter()
+                    .for_each(|l| l.error(name, &error));
             }
         } else if effects.storage_ok {
             self.inner.outage.store(false, Ordering::Relaxed);
@@ -533,7 +575,10 @@ impl CircuitBreaker {
             Err(Error::Storage(_)) if self.inner.outage.load(Ordering::Relaxed) => false,
             Err(error) => {
                 let name = &self.inner.name;
-                self.inner.listeners.iter().for_each(|l| l.error(name, &error));
+                self.inner
+                    .listeners
+                    .iter()
+                    .for_each(|l| l.error(name, &error));
                 false
             }
         }

@@ -59,9 +59,7 @@ impl From<wit::Rejection> for Rejected {
                 retry_after: Duration::from_millis(ms),
             },
             wit::Rejection::ForcedOpen => Rejected::ForcedOpen,
-            wit::Rejection::StorageUnavailable(message) => {
-                Rejected::StorageUnavailable { message }
-            }
+            wit::Rejection::StorageUnavailable(message) => Rejected::StorageUnavailable { message },
         }
     }
 }
@@ -70,7 +68,11 @@ impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Rejected::Open { retry_after } => {
-                write!(f, "circuit open; retry after {} ms", retry_after.as_millis())
+                write!(
+                    f,
+                    "circuit open; retry after {} ms",
+                    retry_after.as_millis()
+                )
             }
             Rejected::HalfOpenFull { retry_after } => write!(
                 f,
@@ -79,7 +81,10 @@ impl fmt::Display for Rejected {
             ),
             Rejected::ForcedOpen => f.write_str("circuit forced open by an operator"),
             Rejected::StorageUnavailable { message } => {
-                write!(f, "storage unavailable and the fallback state rejects: {message}")
+                write!(
+                    f,
+                    "storage unavailable and the fallback state rejects: {message}"
+                )
             }
         }
     }
@@ -170,7 +175,10 @@ impl<E: fmt::Display> fmt::Display for CallError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CallError::Rejected(rejected) => rejected.fmt(f),
-            CallError::Failed { error, tripped: true } => {
+            CallError::Failed {
+                error,
+                tripped: true,
+            } => {
                 write!(f, "{error} (this failure opened the circuit)")
             }
             CallError::Failed { error, .. } => error.fmt(f),

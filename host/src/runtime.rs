@@ -2,14 +2,14 @@
 //! component per [`Runtime`], and a pool of instances so that threads do not
 //! queue behind each other.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceAny};
-use wasmtime::{Config, Engine, Store, UpdateDeadline};
+use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 
 use crate::Error;
 use crate::bindings::{HostState, Tripswitch, TripswitchPre};
@@ -21,6 +21,8 @@ pub const COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tripswitc
 const TICK: Duration = Duration::from_millis(10);
 /// Ticks of pure guest execution after which a call counts as a runaway.
 const RUNAWAY_TICKS: u32 = 10;
+/// The most linear memory one instance may grow to; the guest needs a few pages.
+const MEMORY_LIMIT: usize = 16 << 20;
 
 /// The process's one engine, with a thread that advances its epoch.
 fn engine() -> &'static Engine {
@@ -52,7 +54,9 @@ pub struct Runtime {
 
 struct RuntimeInner {
     pre: TripswitchPre<HostState>,
-    idle: Mutex<Vec<Instance>>,
+    /// Boxed, so that checking out and in moves a pointer, not a store.
+    #[allow(clippy::vec_box)]
+    idle: Mutex<Vec<Box<Instance>>>,
     /// Breaker ids whose guest resources instances should drop.
     retired: Mutex<Vec<u64>>,
     retired_count: AtomicUsize,
@@ -93,7 +97,9 @@ impl Runtime {
             .instantiate_pre(&component)
             .and_then(TripswitchPre::new)
             .map_err(|e| {
-                Error::Component(format!("the component does not fit tripswitch:breaker: {e:#}"))
+                Error::Component(format!(
+                    "the component does not fit tripswitch:breaker: {e:#}"
+                ))
             })?;
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
@@ -106,8 +112,13 @@ impl Runtime {
     }
 
     /// Takes an idle instance, or makes one.
-    pub(crate) fn checkout(&self) -> Result<Instance, Error> {
-        let idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    pub(crate) fn checkout(&self) -> Result<Box<Instance>, Error> {
+        let idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
         let mut instance = match idle {
             Some(instance) => instance,
             None => self.instantiate()?,
@@ -120,7 +131,7 @@ impl Runtime {
     }
 
     /// Puts an instance back for the next caller.
-    pub(crate) fn checkin(&self, instance: Instance) {
+    pub(crate) fn checkin(&self, instance: Box<Instance>) {
         self.inner
             .idle
             .lock()
@@ -149,8 +160,13 @@ impl Runtime {
         instance.swept = retired_count.min(retired.len());
     }
 
-    fn instantiate(&self) -> Result<Instance, Error> {
-        let mut store = Store::new(engine(), HostState::default());
+    fn instantiate(&self) -> Result<Box<Instance>, Error> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(MEMORY_LIMIT)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(engine(), HostState::new(limits));
+        store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
             if std::mem::take(&mut state.called_out) {
@@ -171,12 +187,12 @@ impl Runtime {
             .pre
             .instantiate(&mut store)
             .map_err(|e| Error::Component(format!("instantiating the component: {e:#}")))?;
-        Ok(Instance {
+        Ok(Box::new(Instance {
             store,
             bindings,
-            breakers: HashMap::new(),
+            breakers: FxHashMap::default(),
             swept: 0,
-        })
+        }))
     }
 }
 
@@ -185,6 +201,6 @@ pub(crate) struct Instance {
     pub store: Store<HostState>,
     pub bindings: Tripswitch,
     /// Guest resources by breaker id.
-    pub breakers: HashMap<u64, ResourceAny>,
+    pub breakers: FxHashMap<u64, ResourceAny>,
     swept: usize,
 }

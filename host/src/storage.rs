@@ -1,8 +1,9 @@
 //! Where breakers keep their records: the storage contract, and memory storage.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
+
+use rustc_hash::FxHashMap;
 
 /// A stored record and its version.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +52,13 @@ pub trait Storage: Send + Sync + 'static {
         expected: Option<u64>,
         data: &[u8],
     ) -> Result<SwapResult, StorageError>;
+
+    /// The key's current version (inner none: absent), for a storage that can
+    /// tell it without a round trip; none otherwise. A breaker then skips
+    /// reloading a record it already holds.
+    fn peek_version(&self, _key: &str) -> Option<Option<u64>> {
+        None
+    }
 }
 
 impl<S: Storage + ?Sized> Storage for Arc<S> {
@@ -66,13 +74,17 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     ) -> Result<SwapResult, StorageError> {
         (**self).compare_and_swap(key, expected, data)
     }
+
+    fn peek_version(&self, key: &str) -> Option<Option<u64>> {
+        (**self).peek_version(key)
+    }
 }
 
 /// Storage in this process's memory; clones share it, so breakers given
 /// clones of one `MemoryStorage` share their state.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStorage {
-    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    entries: Arc<Mutex<FxHashMap<String, Entry>>>,
 }
 
 impl MemoryStorage {
@@ -102,7 +114,7 @@ impl MemoryStorage {
         version
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FxHashMap<String, Entry>> {
         // A panic elsewhere while holding the lock leaves the map intact.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -141,6 +153,10 @@ impl Storage for MemoryStorage {
             (current, _) => Ok(SwapResult::Conflict(current.map(|e| e.clone()))),
         }
     }
+
+    fn peek_version(&self, key: &str) -> Option<Option<u64>> {
+        Some(self.lock().get(key).map(|entry| entry.version))
+    }
 }
 
 #[cfg(test)]
@@ -155,7 +171,10 @@ mod tests {
             storage.compare_and_swap("a", Some(1), b"x"),
             Ok(SwapResult::Conflict(None))
         );
-        assert_eq!(storage.compare_and_swap("a", None, b"x"), Ok(SwapResult::Written(1)));
+        assert_eq!(
+            storage.compare_and_swap("a", None, b"x"),
+            Ok(SwapResult::Written(1))
+        );
         let current = Entry {
             version: 1,
             data: b"x".to_vec(),
@@ -168,7 +187,10 @@ mod tests {
             storage.compare_and_swap("a", Some(7), b"y"),
             Ok(SwapResult::Conflict(Some(current)))
         );
-        assert_eq!(storage.compare_and_swap("a", Some(1), b"y"), Ok(SwapResult::Written(2)));
+        assert_eq!(
+            storage.compare_and_swap("a", Some(1), b"y"),
+            Ok(SwapResult::Written(2))
+        );
         assert_eq!(storage.load("a").unwrap().unwrap().data, b"y");
         assert_eq!(storage.put("a", b"z"), 3);
         assert_eq!(storage.keys(), vec!["a".to_string()]);

@@ -57,7 +57,9 @@ impl FromStr for State {
             .into_iter()
             .find(|state| state.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown state {s:?}: expected closed, open, half-open, forced-open or disabled")
+                format!(
+                    "unknown state {s:?}: expected closed, open, half-open, forced-open or disabled"
+                )
             })
     }
 }

@@ -1,1 +1,119 @@
-fn main(){}
+//! `cargo xtask`: the project's build and test entry points.
+//!
+//! - `cargo xtask component`: builds the breaker component and writes it to
+//!   `target/components/tripswitch.wasm`.
+//! - `cargo xtask test`: installs what the tests need, then runs rustfmt,
+//!   clippy and every test suite.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+fn main() -> ExitCode {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let result = match task.as_str() {
+        "component" => component().map(|path| println!("wrote {}", path.display())),
+        "test" => test(),
+        _ => Err(format!(
+            "unknown task {task:?}\n\nusage: cargo xtask <task>\n  \
+             component   build the breaker component into target/components/\n  \
+             test        install what the tests need and run every test"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the folder above this crate).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs a command in the workspace root, failing with its description.
+fn run(what: &str, command: &mut Command) -> Result<(), String> {
+    eprintln!("\n==> {what}");
+    let status = command
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("{what}: could not start {:?}: {e}", command.get_program()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Adds the wasm target when rustup lacks it.
+fn ensure_wasm_target() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("rustup is needed to add the {WASM_TARGET} target: {e}"))?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|line| line.trim() == WASM_TARGET)
+    {
+        return Ok(());
+    }
+    run(
+        &format!("adding the {WASM_TARGET} target"),
+        Command::new("rustup").args(["target", "add", WASM_TARGET]),
+    )
+}
+
+/// Builds the CLI (which embeds the component) and has it write the component out.
+fn component() -> Result<PathBuf, String> {
+    ensure_wasm_target()?;
+    run(
+        "building the component and the CLI",
+        cargo().args(["build", "--release", "-p", "tripswitch"]),
+    )?;
+    let out = root()
+        .join("target")
+        .join("components")
+        .join("tripswitch.wasm");
+    let cli = root().join("target").join("release").join("tripswitch");
+    run(
+        "writing the component",
+        Command::new(cli).arg("component").arg("--out").arg(&out),
+    )?;
+    Ok(out)
+}
+
+/// Everything CI checks.
+fn test() -> Result<(), String> {
+    ensure_wasm_target()?;
+    run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--release",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    component()?;
+    run(
+        "tests: guest logic, host library, component integration, CLI",
+        cargo().args(["test", "--release", "--workspace"]),
+    )?;
+    eprintln!("\nxtask: every check passed");
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! `tripswitch demo`: a breaker with memory storage in front of a simulated
+//! flaky dependency, printing each call's fate and each state change as it
+//! happens, then a summary.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use tripswitch::{
+    CallError, CircuitBreaker, Clock, Listener, ManualClock, StateChange, SystemClock,
+};
+
+/// The demo's scenario. Breaker knobs left unset take the component's defaults.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// How long the demo runs, in ms.
+    #[arg(long, default_value_t = 6000)]
+    duration_ms: u64,
+    /// Time between two calls, in ms.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    interval_ms: u64,
+    /// When the dependency is down, as START..END in ms from the demo's start.
+    #[arg(long, default_value = "1000..3000", value_parser = parse_range)]
+    outage: Range<u64>,
+    /// Share of calls that fail while the dependency is down (0 to 1).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_rate)]
+    outage_failure_rate: f64,
+    /// Share of calls that fail while the dependency is up (0 to 1).
+    #[arg(long, default_value_t = 0.05, value_parser = parse_rate)]
+    failure_rate: f64,
+    /// Seed of the simulated failures, for a repeatable run.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Runs on a virtual clock: the same run, without waiting.
+    #[arg(long = "virtual")]
+    virtual_clock: bool,
+    /// Breaker: consecutive failures that open the circuit.
+    #[arg(long, default_value_t = 3)]
+    fail_max: u32,
+    /// Breaker: how long the circuit stays open before a trial, in ms.
+    #[arg(long, default_value_t = 1000)]
+    reset_timeout_ms: u64,
+    /// Breaker: trial successes that close the circuit [component default].
+    #[arg(long)]
+    success_threshold: Option<u32>,
+    /// Breaker: trials in flight at once in half-open [component default].
+    #[arg(long)]
+    half_open_max_calls: Option<u32>,
+}
+
+fn parse_range(text: &str) -> Result<Range<u64>, String> {
+    let (start, end) = text
+        .split_once("..")
+        .ok_or_else(|| format!("expected START..END in ms, got {text:?}"))?;
+    let number = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .map_err(|e| format!("{s:?} is not a whole number of ms: {e}"))
+    };
+    let range = number(start)?..number(end)?;
+    if range.start > range.end {
+        return Err(format!(
+            "the outage ends ({}) before it starts ({})",
+            range.end, range.start
+        ));
+    }
+    Ok(range)
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        Ok(rate) => Err(format!("{rate} is not between 0 and 1")),
+        Err(e) => Err(format!("{text:?} is not a number: {e}")),
+    }
+}
+
+/// The demo's tallies.
+#[derive(Default)]
+struct Tally {
+    calls: u64,
+    succeeded: u64,
+    failed: u64,
+    rejected: u64,
+    trials: u64,
+    transitions: BTreeMap<String, u64>,
+}
+
+/// Prints state changes as they happen and counts them.
+struct Printer {
+    start_ms: u64,
+    tally: Arc<Mutex<Tally>>,
+}
+
+impl Listener for Printer {
+    fn state_change(&self, _breaker: &str, change: &StateChange) {
+        let at = change.at_ms.saturating_sub(self.start_ms);
+        say!(
+            "  {}  state {} -> {}",
+            stamp(at),
+            change.previous,
+            change.current
+        );
+        let key = format!("{} -> {}", change.previous, change.current);
+        *self
+            .tally
+            .lock()
+            .unwrap()
+            .transitions
+            .entry(key)
+            .or_default() += 1;
+    }
+}
+
+/// Prints a line; a closed stdout (`| head`) ends the demo quietly.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::demo::emit(format_args!($($arg)*))
+    };
+}
+use say;
+
+/// Writes one line to stdout, exiting quietly if the reader has gone.
+pub(crate) fn emit(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(error) = out.write_fmt(line).and_then(|()| out.write_all(b"\n")) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("tripswitch: writing to stdout: {error}");
+        std::process::exit(1);
+    }
+}
+
+fn stamp(ms: u64) -> String {
+    format!("+{}.{:03}s", ms / 1000, ms % 1000)
+}
+
+/// The simulated dependency failed.
+#[derive(Debug)]
+struct Unavailable;
+
+/// Runs the demo.
+pub fn run(args: &DemoArgs) -> Result<(), String> {
+    let virtual_clock = ManualClock::new(SystemClock.now_ms());
+    let clock: Arc<dyn Clock> = if args.virtual_clock {
+        Arc::new(virtual_clock.clone())
+    } else {
+        Arc::new(SystemClock)
+    };
+    let start_ms = clock.now_ms();
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let mut builder = CircuitBreaker::builder("dependency")
+        .fail_max(args.fail_max)
+        .reset_timeout(Duration::from_millis(args.reset_timeout_ms))
+        .clock(clock.clone())
+        .listener(Printer {
+            start_ms,
+            tally: tally.clone(),
+        });
+    if let Some(n) = args.success_threshold {
+        builder = builder.success_threshold(n);
+    }
+    if let Some(n) = args.half_open_max_calls {
+        builder = builder.half_open_max_calls(n);
+    }
+    let breaker = builder.build().map_err(|e| e.to_string())?;
+
+    say!(
+        "breaker {:?}: fail-max {}, reset-timeout {} ms; a call every {} ms for {} ms; \
+         dependency down from {} to {} ms; seed {}{}",
+        breaker.name(),
+        args.fail_max,
+        args.reset_timeout_ms,
+        args.interval_ms,
+        args.duration_ms,
+        args.outage.start,
+        args.outage.end,
+        args.seed,
+        if args.virtual_clock {
+            " (virtual clock)"
+        } else {
+            ""
+        },
+    );
+    let mut rng = fastrand::Rng::with_seed(args.seed);
+    let wall_start = Instant::now();
+    let calls = args.duration_ms / args.interval_ms;
+    for n in 0..calls {
+        let offset = n * args.interval_ms;
+        if args.virtual_clock {
+            virtual_clock.set(start_ms + offset);
+        } else {
+            let due = wall_start + Duration::from_millis(offset);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        let down = args.outage.contains(&offset);
+        let rate = if down {
+            args.outage_failure_rate
+        } else {
+            args.failure_rate
+        };
+        let fails = rng.f64() < rate;
+        let mut trial = false;
+        let result = match breaker.acquire() {
+            Ok(permit) => {
+                trial = permit.is_trial();
+                if fails {
+                    permit
+                        .failure()
+                        .map(|tripped| {
+                            Err(CallError::Failed {
+                                error: Unavailable,
+                                tripped,
+                            })
+                        })
+                        .unwrap_or_else(|e| Err(CallError::Breaker(e)))
+                } else {
+                    permit
+                        .success()
+                        .map(Ok)
+                        .unwrap_or_else(|e| Err(CallError::Breaker(e)))
+                }
+            }
+            Err(error) => Err(CallError::from(error)),
+        };
+        let at = clock.now_ms().saturating_sub(start_ms);
+        let mut tally = tally.lock().unwrap();
+        tally.calls += 1;
+        tally.trials += u64::from(trial);
+        let kind = if trial { "trial" } else { "call " };
+        let fate = match &result {
+            Ok(()) => {
+                tally.succeeded += 1;
+                "ok".to_string()
+            }
+            Err(CallError::Failed { tripped, .. }) => {
+                tally.failed += 1;
+                if *tripped {
+                    "failed, tripped the breaker".into()
+                } else {
+                    "failed".into()
+                }
+            }
+            Err(CallError::Rejected(rejected)) => {
+                tally.rejected += 1;
+                format!("rejected: {rejected}")
+            }
+            Err(CallError::Breaker(error)) => return Err(error.to_string()),
+        };
+        drop(tally);
+        say!("  {}  {kind} #{:<4} {fate}", stamp(at), n + 1);
+    }
+
+    let tally = tally.lock().unwrap();
+    say!("");
+    say!("summary");
+    let rows = [
+        ("calls", tally.calls),
+        ("admitted", tally.succeeded + tally.failed),
+        ("  succeeded", tally.succeeded),
+        ("  failed", tally.failed),
+        ("  trials", tally.trials),
+        ("rejected", tally.rejected),
+        ("transitions", tally.transitions.values().sum()),
+    ];
+    for (label, value) in rows {
+        say!("  {label:<22}{value:>6}");
+    }
+    for (transition, count) in &tally.transitions {
+        say!("    {transition:<20}{count:>6}");
+    }
+    Ok(())
+}

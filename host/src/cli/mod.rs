@@ -1,0 +1,46 @@
+//! Command-line parsing and dispatch.
+
+mod demo;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// A circuit breaker whose state machine is one WebAssembly component.
+#[derive(Parser)]
+#[command(name = "tripswitch", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a breaker in front of a simulated flaky dependency and shows what happens.
+    Demo(demo::DemoArgs),
+    /// Writes the embedded breaker component to a file.
+    Component {
+        /// Where to write it.
+        #[arg(long, default_value = "tripswitch.wasm")]
+        out: PathBuf,
+    },
+}
+
+impl Cli {
+    /// Runs the chosen command.
+    pub fn run(self) -> Result<(), String> {
+        match self.command {
+            Command::Demo(args) => demo::run(&args),
+            Command::Component { out } => {
+                if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                }
+                std::fs::write(&out, tripswitch::COMPONENT)
+                    .map_err(|e| format!("writing {}: {e}", out.display()))?;
+                println!("{} ({} bytes)", out.display(), tripswitch::COMPONENT.len());
+                Ok(())
+            }
+        }
+    }
+}
