@@ -10,7 +10,7 @@ wasmtime::component::bindgen!({
 });
 
 pub(crate) use exports::tripswitch::breaker::breaker::GuestCircuitBreaker as Guest;
-pub(crate) use tripswitch::breaker::types as wit;
+pub(crate) use self::tripswitch::breaker::types as wit;
 
 /// A state change the component announced during one call.
 #[derive(Clone, Copy, Debug)]
@@ -111,7 +111,7 @@ impl tripswitch::breaker::storage::Host for HostState {
         expected: Option<u64>,
         data: Vec<u8>,
     ) -> Result<tripswitch::breaker::storage::SwapResult, String> {
-        use tripswitch::breaker::storage::{Entry, SwapResult as Wit};
+        use self::tripswitch::breaker::storage::{Entry, SwapResult as Wit};
         let swapped = self.storage()?.compare_and_swap(&key, expected, &data);
         Ok(match self.outcome(swapped)? {
             SwapResult::Written(version) => {

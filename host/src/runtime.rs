@@ -1,9 +1,10 @@
 //! The wasmtime side: one engine per process, a compiled and pre-linked
 //! component per [`Runtime`], and a pool of instances so that threads do not
-//! queue behind each other.
+//! queue behind each other (each thread keeps the instance it used last).
 
+use std::cell::Cell;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -23,6 +24,14 @@ const TICK: Duration = Duration::from_millis(10);
 const RUNAWAY_TICKS: u32 = 10;
 /// The most linear memory one instance may grow to; the guest needs a few pages.
 const MEMORY_LIMIT: usize = 16 << 20;
+
+static NEXT_RUNTIME: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The instance this thread used last, kept back from the pool so that a
+    /// thread's next call needs no lock.
+    static LOCAL: Cell<Option<(u64, Box<Instance>)>> = const { Cell::new(None) };
+}
 
 /// The process's one engine, with a thread that advances its epoch.
 fn engine() -> &'static Engine {
@@ -53,6 +62,9 @@ pub struct Runtime {
 }
 
 struct RuntimeInner {
+    /// Unique per runtime, so that a thread's cached instance is never lent
+    /// to another runtime.
+    id: u64,
     pre: TripswitchPre<HostState>,
     /// Boxed, so that checking out and in moves a pointer, not a store.
     #[allow(clippy::vec_box)]
@@ -103,6 +115,7 @@ impl Runtime {
             })?;
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
+                id: NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed),
                 pre,
                 idle: Mutex::new(Vec::new()),
                 retired: Mutex::new(Vec::new()),
@@ -113,12 +126,20 @@ impl Runtime {
 
     /// Takes an idle instance, or makes one.
     pub(crate) fn checkout(&self) -> Result<Box<Instance>, Error> {
-        let idle = self
-            .inner
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop();
+        let local = LOCAL.with(|slot| match slot.take() {
+            Some((runtime, instance)) if runtime == self.inner.id => Some(instance),
+            other => {
+                slot.set(other);
+                None
+            }
+        });
+        let idle = local.or_else(|| {
+            self.inner
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop()
+        });
         let mut instance = match idle {
             Some(instance) => instance,
             None => self.instantiate()?,
@@ -132,6 +153,19 @@ impl Runtime {
 
     /// Puts an instance back for the next caller.
     pub(crate) fn checkin(&self, instance: Box<Instance>) {
+        let instance = LOCAL.with(|slot| match slot.take() {
+            None => {
+                slot.set(Some((self.inner.id, instance)));
+                None
+            }
+            held => {
+                slot.set(held);
+                Some(instance)
+            }
+        });
+        let Some(instance) = instance else {
+            return;
+        };
         self.inner
             .idle
             .lock()
