@@ -9,8 +9,8 @@ wasmtime::component::bindgen!({
     world: "tripswitch",
 });
 
-pub(crate) use exports::tripswitch::breaker::breaker::GuestCircuitBreaker as Guest;
 pub(crate) use self::tripswitch::breaker::types as wit;
+pub(crate) use exports::tripswitch::breaker::breaker::GuestCircuitBreaker as Guest;
 
 /// A state change the component announced during one call.
 #[derive(Clone, Copy, Debug)]
