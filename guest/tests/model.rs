@@ -1,0 +1,2191 @@
+//! Property tests of the guest: `machine` against a reference model, and `Breaker`s over shared, conflicting, failing and flaky storages.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::Index;
+use tripswitch_guest::breaker::{Breaker, Denied, Grant, MAX_ATTEMPTS, Port, Stored, Swap};
+use tripswitch_guest::config::Config;
+use tripswitch_guest::machine::{
+    self, Action, Outcome, Permit, Record, Rejection, Snapshot, State,
+};
+use tripswitch_guest::record;
+
+/// The one storage key every breaker in these tests shares.
+const KEY: &str = "shared";
+
+// ---------------------------------------------------------------------------
+// The reference model, written from the rules in machine.rs's module doc.
+
+/// A half-open trial slot: the permit holding it and when that permit was issued.
+#[derive(Clone, Debug)]
+struct Slot {
+    holder: u64,
+    issued: u64,
+}
+
+#[derive(Clone, Debug)]
+enum Phase {
+    Closed { failures: u32 },
+    Open { since: u64 },
+    HalfOpen { successes: u32, slots: Vec<Slot> },
+    ForcedOpen,
+    Disabled,
+}
+
+/// A permit as the model issued it; `id` tells any two permits apart.
+#[derive(Clone, Copy, Debug)]
+struct Ticket {
+    id: u64,
+    generation: u64,
+    trial: bool,
+    issued: u64,
+}
+
+#[derive(Debug)]
+struct Model {
+    cfg: Config,
+    phase: Phase,
+    generation: u64,
+    tickets: u64,
+}
+
+impl Model {
+    fn new(cfg: &Config) -> Model {
+        Model {
+            cfg: cfg.clone(),
+            phase: Phase::Closed { failures: 0 },
+            generation: 0,
+            tickets: 0,
+        }
+    }
+
+    fn state(&self) -> State {
+        match self.phase {
+            Phase::Closed { .. } => State::Closed,
+            Phase::Open { .. } => State::Open,
+            Phase::HalfOpen { .. } => State::HalfOpen,
+            Phase::ForcedOpen => State::ForcedOpen,
+            Phase::Disabled => State::Disabled,
+        }
+    }
+
+    /// Moves to `phase`; a change of state starts a new generation.
+    fn enter(&mut self, phase: Phase) {
+        let before = self.state();
+        self.phase = phase;
+        if self.state() != before {
+            self.generation += 1;
+        }
+    }
+
+    fn live(&self, slot: &Slot, now: u64) -> bool {
+        now < slot.issued + self.cfg.trial_timeout_ms
+    }
+
+    /// Issue times of the trials in flight at `now`, oldest first.
+    fn live_trials(&self, now: u64) -> Vec<u64> {
+        let Phase::HalfOpen { slots, .. } = &self.phase else {
+            return Vec::new();
+        };
+        let mut live: Vec<u64> = slots
+            .iter()
+            .filter(|s| self.live(s, now))
+            .map(|s| s.issued)
+            .collect();
+        live.sort_unstable();
+        live
+    }
+
+    fn ticket(&mut self, trial: bool, now: u64) -> Ticket {
+        self.tickets += 1;
+        Ticket {
+            id: self.tickets,
+            generation: self.generation,
+            trial,
+            issued: now,
+        }
+    }
+
+    fn take_slot(&mut self, now: u64) -> Result<Ticket, Rejection> {
+        let ticket = self.ticket(true, now);
+        if let Phase::HalfOpen { slots, .. } = &mut self.phase {
+            slots.push(Slot {
+                holder: ticket.id,
+                issued: now,
+            });
+        }
+        Ok(ticket)
+    }
+
+    fn acquire(&mut self, now: u64) -> Result<Ticket, Rejection> {
+        let ready_at = |since: u64| since + self.cfg.reset_timeout_ms;
+        match self.phase {
+            Phase::Closed { .. } | Phase::Disabled => Ok(self.ticket(false, now)),
+            Phase::ForcedOpen => Err(Rejection::ForcedOpen),
+            Phase::Open { since } if now < ready_at(since) => {
+                Err(Rejection::Open(ready_at(since) - now))
+            }
+            Phase::Open { .. } => {
+                self.enter(Phase::HalfOpen {
+                    successes: 0,
+                    slots: Vec::new(),
+                });
+                self.take_slot(now)
+            }
+            Phase::HalfOpen { .. } => {
+                let live = self.live_trials(now);
+                if live.len() >= self.cfg.half_open_max_calls as usize {
+                    Err(Rejection::HalfOpenFull(
+                        live[0] + self.cfg.trial_timeout_ms - now,
+                    ))
+                } else {
+                    self.take_slot(now)
+                }
+            }
+        }
+    }
+
+    /// Counts what became of a call; true if anything changed.
+    fn report(&mut self, ticket: &Ticket, outcome: Outcome, now: u64) -> bool {
+        if ticket.generation != self.generation {
+            return false;
+        }
+        let cfg = self.cfg.clone();
+        match (&mut self.phase, ticket.trial) {
+            (Phase::Closed { failures }, false) => match outcome {
+                Outcome::Success if *failures > 0 => *failures = 0,
+                Outcome::Failure if *failures + 1 >= cfg.fail_max => {
+                    self.enter(Phase::Open { since: now })
+                }
+                Outcome::Failure => *failures += 1,
+                Outcome::Success | Outcome::Ignored => return false,
+            },
+            (Phase::HalfOpen { successes, slots }, true) => {
+                let Some(at) = slots
+                    .iter()
+                    .position(|s| s.holder == ticket.id && now < s.issued + cfg.trial_timeout_ms)
+                else {
+                    return false;
+                };
+                slots.remove(at);
+                match outcome {
+                    Outcome::Ignored => {}
+                    Outcome::Failure => self.enter(Phase::Open { since: now }),
+                    Outcome::Success if *successes + 1 >= cfg.success_threshold => {
+                        self.enter(Phase::Closed { failures: 0 })
+                    }
+                    Outcome::Success => *successes += 1,
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Whether reporting a success for `ticket` now would change nothing.
+    fn success_is_idle(&self, ticket: &Ticket) -> bool {
+        ticket.generation != self.generation
+            || match self.phase {
+                Phase::Closed { failures } => !ticket.trial && failures == 0,
+                Phase::Disabled | Phase::Open { .. } | Phase::ForcedOpen => true,
+                Phase::HalfOpen { .. } => !ticket.trial,
+            }
+    }
+
+    /// An operator action sets the phase and always starts a new generation
+    /// (once, even when the state changes too), voiding every permit before it.
+    fn operate(&mut self, action: Action, now: u64) {
+        self.phase = match action {
+            Action::Open => Phase::Open { since: now },
+            Action::Close => Phase::Closed { failures: 0 },
+            Action::HalfOpen => Phase::HalfOpen {
+                successes: 0,
+                slots: Vec::new(),
+            },
+            Action::ForceOpen => Phase::ForcedOpen,
+            Action::Disable => Phase::Disabled,
+        };
+        self.generation += 1;
+    }
+
+    /// What a snapshot at `now` says: effective state, retry-after, trials in flight.
+    fn view(&self, now: u64) -> (State, Option<u64>, u32) {
+        let max = self.cfg.half_open_max_calls as usize;
+        match self.phase {
+            Phase::Open { since } if now >= since + self.cfg.reset_timeout_ms => {
+                (State::HalfOpen, None, 0)
+            }
+            Phase::Open { since } => (
+                State::Open,
+                Some(since + self.cfg.reset_timeout_ms - now),
+                0,
+            ),
+            Phase::HalfOpen { .. } => {
+                let live = self.live_trials(now);
+                let retry = (live.len() >= max).then(|| live[0] + self.cfg.trial_timeout_ms - now);
+                (State::HalfOpen, retry, live.len() as u32)
+            }
+            _ => (self.state(), None, 0),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Comparing the implementation with the model.
+
+type Answer = Result<(u64, bool, u64), Rejection>;
+
+fn permit_answer(answer: &Result<Permit, Rejection>) -> Answer {
+    answer
+        .as_ref()
+        .map(|p| (p.generation, p.trial, p.issued_at_ms))
+        .map_err(Clone::clone)
+}
+
+fn ticket_answer(answer: &Result<Ticket, Rejection>) -> Answer {
+    answer
+        .as_ref()
+        .map(|t| (t.generation, t.trial, t.issued))
+        .map_err(Clone::clone)
+}
+
+/// The stored record says what the model says.
+fn check_record(model: &Model, rec: &Record, now: u64) -> Result<(), TestCaseError> {
+    prop_assert_eq!(rec.state, model.state(), "state; record {:?}", rec);
+    prop_assert_eq!(
+        rec.generation,
+        model.generation,
+        "generation; record {:?}",
+        rec
+    );
+    match &model.phase {
+        Phase::Closed { failures } => prop_assert_eq!(rec.failures, *failures, "failures"),
+        Phase::Open { since } => prop_assert_eq!(rec.opened_at_ms, Some(*since), "opened-at"),
+        Phase::HalfOpen { successes, .. } => {
+            prop_assert_eq!(rec.successes, *successes, "successes");
+            let mut live: Vec<u64> = rec
+                .trials
+                .iter()
+                .copied()
+                .filter(|&t| now < t + model.cfg.trial_timeout_ms)
+                .collect();
+            live.sort_unstable();
+            prop_assert_eq!(
+                live,
+                model.live_trials(now),
+                "live trials; record {:?}",
+                rec
+            );
+        }
+        Phase::ForcedOpen | Phase::Disabled => {}
+    }
+    check_snapshot(model, &machine::snapshot(&model.cfg, rec, now), now)
+}
+
+/// A snapshot says what the model says.
+fn check_snapshot(model: &Model, snap: &Snapshot, now: u64) -> Result<(), TestCaseError> {
+    let (state, retry_after, in_flight) = model.view(now);
+    prop_assert_eq!(snap.state, state, "effective state; {:?}", snap);
+    prop_assert_eq!(snap.retry_after_ms, retry_after, "retry-after; {:?}", snap);
+    prop_assert_eq!(
+        snap.trials_in_flight,
+        in_flight,
+        "trials in flight; {:?}",
+        snap
+    );
+    prop_assert_eq!(snap.generation, model.generation, "snapshot generation");
+    match &model.phase {
+        Phase::Closed { failures } => prop_assert_eq!(snap.failures, *failures),
+        Phase::HalfOpen { successes, .. } => prop_assert_eq!(snap.successes, *successes),
+        Phase::Open { .. } if state == State::HalfOpen => prop_assert_eq!(snap.successes, 0),
+        _ => {}
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Generators.
+
+/// A clock step: a few ms, or around a timeout (-1, exactly, +1), or far.
+#[derive(Clone, Copy, Debug)]
+enum Wait {
+    Ms(u64),
+    Reset(u64),
+    Trial(u64),
+    Far,
+}
+
+impl Wait {
+    fn ms(self, cfg: &Config) -> u64 {
+        match self {
+            Wait::Ms(ms) => ms,
+            Wait::Reset(d) => cfg.reset_timeout_ms + d - 1,
+            Wait::Trial(d) => cfg.trial_timeout_ms + d - 1,
+            Wait::Far => 10_000,
+        }
+    }
+}
+
+/// How an acquire asks: plainly, or at a version the host names.
+#[derive(Clone, Copy, Debug)]
+enum Ask {
+    /// `acquire`: always loads.
+    Plain,
+    /// `acquire_at_version` with the stored version: loads only if the
+    /// instance's cached version is another.
+    Current,
+    /// `acquire_at_version` with a version the storage has not reached
+    /// (stored + 1 + k), so never the cached one: loads.
+    Ahead(u64),
+}
+
+/// One step; the `usize` picks the breaker instance (mod their number).
+#[derive(Clone, Debug)]
+enum Op {
+    Acquire(usize, Ask),
+    Report(Index, Outcome, usize),
+    Operate(Action, usize),
+    Snapshot(usize),
+    Wait(Wait),
+}
+
+/// The default settings (PROPTEST_CASES still applies), without writing
+/// regression files next to this one.
+fn settings() -> ProptestConfig {
+    ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+fn config() -> impl Strategy<Value = Config> {
+    (1..=4u32, 1..=50u64, 1..=3u32, 1..=3u32, 1..=50u64).prop_map(
+        |(fail_max, reset_timeout_ms, success_threshold, half_open_max_calls, trial_timeout_ms)| {
+            Config {
+                fail_max,
+                reset_timeout_ms,
+                success_threshold,
+                half_open_max_calls,
+                trial_timeout_ms,
+                fallback_state: State::Closed,
+            }
+        },
+    )
+}
+
+fn start() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(0u64), Just(1_700_000_000_000u64)]
+}
+
+fn outcome() -> impl Strategy<Value = Outcome> {
+    prop_oneof![
+        2 => Just(Outcome::Success),
+        3 => Just(Outcome::Failure),
+        1 => Just(Outcome::Ignored),
+    ]
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        Just(Action::Open),
+        Just(Action::Close),
+        Just(Action::HalfOpen),
+        Just(Action::ForceOpen),
+        Just(Action::Disable),
+    ]
+}
+
+fn wait() -> impl Strategy<Value = Wait> {
+    prop_oneof![
+        3 => (0..4u64).prop_map(Wait::Ms),
+        2 => (0..3u64).prop_map(Wait::Reset),
+        2 => (0..3u64).prop_map(Wait::Trial),
+        1 => Just(Wait::Far),
+    ]
+}
+
+fn ask() -> impl Strategy<Value = Ask> {
+    prop_oneof![
+        2 => Just(Ask::Plain),
+        2 => Just(Ask::Current),
+        1 => (0..3u64).prop_map(Ask::Ahead),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        5 => (0..3usize, ask()).prop_map(|(w, a)| Op::Acquire(w, a)),
+        5 => (any::<Index>(), outcome(), 0..3usize).prop_map(|(i, o, w)| Op::Report(i, o, w)),
+        1 => (action(), 0..3usize).prop_map(|(a, w)| Op::Operate(a, w)),
+        1 => (0..3usize).prop_map(Op::Snapshot),
+        4 => wait().prop_map(Op::Wait),
+    ]
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    vec(op(), 1..70)
+}
+
+// ---------------------------------------------------------------------------
+// (a) machine against the model.
+
+proptest! {
+    #![proptest_config(settings())]
+
+    /// Random acquires, reports (stale permits included), operator actions
+    /// and clock steps give the same answers and records as the model.
+    #[test]
+    fn machine_agrees_with_the_model(cfg in config(), start in start(), ops in ops()) {
+        let mut model = Model::new(&cfg);
+        let mut rec = Record::default();
+        let mut now = start;
+        let mut permits: Vec<(Permit, Ticket)> = Vec::new();
+        for op in &ops {
+            let before = rec.clone();
+            match *op {
+                Op::Acquire(..) => {
+                    let (write, got) = machine::acquire(&cfg, &rec, now);
+                    let want = model.acquire(now);
+                    prop_assert_eq!(permit_answer(&got), ticket_answer(&want), "acquire at {}", now);
+                    prop_assert_eq!(
+                        write.is_some(),
+                        got.as_ref().is_ok_and(|p| p.trial),
+                        "acquire writes exactly when it grants a trial"
+                    );
+                    if let Some(next) = write {
+                        rec = next;
+                    }
+                    if let (Ok(permit), Ok(ticket)) = (got, want) {
+                        permits.push((permit, ticket));
+                    }
+                }
+                Op::Report(pick, outcome, _) => {
+                    if permits.is_empty() {
+                        continue;
+                    }
+                    let (permit, ticket) = permits.swap_remove(pick.index(permits.len()));
+                    let write = machine::report(&cfg, &rec, &permit, outcome, now);
+                    let changed = model.report(&ticket, outcome, now);
+                    prop_assert_eq!(
+                        write.is_some(), changed,
+                        "report {:?} of {:?} at {}: write {:?}", outcome, permit, now, write
+                    );
+                    if let Some(next) = write {
+                        rec = next;
+                    }
+                }
+                Op::Operate(action, _) => {
+                    rec = machine::operate(&rec, action, now);
+                    model.operate(action, now);
+                }
+                Op::Snapshot(_) => {}
+                Op::Wait(wait) => now += wait.ms(&cfg),
+            }
+            let bump = rec.state != before.state || matches!(op, Op::Operate(..));
+            prop_assert_eq!(
+                rec.generation,
+                before.generation + u64::from(bump),
+                "the generation moves by one on a state change or an operator action, \
+                 never otherwise: {:?} -> {:?} by {:?}", before, rec, op
+            );
+            check_record(&model, &rec, now)?;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// (b) several breakers over one in-memory storage.
+
+/// A state-changed event, with the instance that fired it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Heard {
+    instance: usize,
+    previous: State,
+    current: State,
+    at_ms: u64,
+    remote: bool,
+}
+
+/// The storage every instance shares, and what the test learns through it.
+struct Shared {
+    cfg: Config,
+    now: Cell<u64>,
+    entries: RefCell<HashMap<String, (u64, Vec<u8>)>>,
+    last_version: Cell<u64>,
+    /// Per instance, the state it takes the breaker to be in: closed at
+    /// first (a new instance takes itself for closed), then the state of the
+    /// last entry it was handed or wrote.
+    seen: RefCell<Vec<State>>,
+    /// The events the implementation owes, in order.
+    due: RefCell<VecDeque<Heard>>,
+    heard: RefCell<Vec<Heard>>,
+    problems: RefCell<Vec<String>>,
+    /// Calls to fail from now on (true: fail), one per load or compare-and-swap.
+    faults: RefCell<VecDeque<bool>>,
+    failed_calls: Cell<usize>,
+    /// Per instance, the loads it made (failed ones included).
+    loads: RefCell<Vec<usize>>,
+    /// Per instance, what it should have cached: the last entry it was
+    /// handed or wrote (absent: version 0, the default record). A failed
+    /// call leaves it as it was.
+    cached: RefCell<Vec<Option<(u64, Record)>>>,
+    /// True while the test runs an operator action: its write, and only it,
+    /// starts a new generation without changing the state.
+    operating: Cell<bool>,
+}
+
+impl Shared {
+    fn new(cfg: &Config, instances: usize, start: u64) -> Rc<Shared> {
+        Rc::new(Shared {
+            cfg: cfg.clone(),
+            now: Cell::new(start),
+            entries: RefCell::new(HashMap::new()),
+            last_version: Cell::new(0),
+            seen: RefCell::new(vec![State::Closed; instances]),
+            due: RefCell::new(VecDeque::new()),
+            heard: RefCell::new(Vec::new()),
+            problems: RefCell::new(Vec::new()),
+            faults: RefCell::new(VecDeque::new()),
+            failed_calls: Cell::new(0),
+            loads: RefCell::new(vec![0; instances]),
+            cached: RefCell::new(vec![None; instances]),
+            operating: Cell::new(false),
+        })
+    }
+
+    fn loads(&self, instance: usize) -> usize {
+        self.loads.borrow()[instance]
+    }
+
+    /// The version and record `instance` should have cached.
+    fn cached(&self, instance: usize) -> Option<(u64, Record)> {
+        self.cached.borrow()[instance].clone()
+    }
+
+    /// The newest generation `instance` knows (0 if it knows none).
+    fn known_generation(&self, instance: usize) -> u64 {
+        self.cached(instance).map_or(0, |(_, r)| r.generation)
+    }
+
+    /// The version to hand `acquire_at_version` for `ask` (none: plain acquire).
+    fn version_for(&self, ask: Ask) -> Option<u64> {
+        let stored = self.stored().0;
+        match ask {
+            Ask::Plain => None,
+            Ask::Current => Some(stored),
+            Ask::Ahead(k) => Some(stored + 1 + k),
+        }
+    }
+
+    /// The loads `op`, run through `instance` now, should make: acquire
+    /// loads unless the host names the cached version; report loads only to
+    /// confirm a decision to write nothing made from a permit that the cache
+    /// does not already show stale; operate loads only without a cache;
+    /// snapshot always loads.
+    fn loads_due(&self, instance: usize, op: &Op, grant: Option<&Grant>) -> usize {
+        let cached = self.cached(instance);
+        let now = self.now.get();
+        match *op {
+            Op::Acquire(_, ask) => match (self.version_for(ask), &cached) {
+                (Some(asked), Some((version, _))) if asked == *version => 0,
+                _ => 1,
+            },
+            Op::Report(_, outcome, _) => {
+                let Some(grant) = grant else { return 0 };
+                match &cached {
+                    Some((_, r)) if r.generation > grant.permit.generation => 0,
+                    Some((_, r))
+                        if machine::report(&self.cfg, r, &grant.permit, outcome, now).is_some() =>
+                    {
+                        0
+                    }
+                    _ => 1,
+                }
+            }
+            Op::Operate(..) => usize::from(cached.is_none()),
+            Op::Snapshot(_) => 1,
+            Op::Wait(_) => 0,
+        }
+    }
+
+    fn problem(&self, what: String) {
+        self.problems.borrow_mut().push(what);
+    }
+
+    fn entry(&self, key: &str) -> Option<Stored> {
+        self.entries
+            .borrow()
+            .get(key)
+            .map(|(version, data)| Stored {
+                version: *version,
+                data: data.clone(),
+            })
+    }
+
+    /// The stored record and its version (absent: the default record, version 0).
+    fn stored(&self) -> (u64, Record) {
+        match self.entry(KEY) {
+            None => (0, Record::default()),
+            Some(stored) => (
+                stored.version,
+                record::decode(&stored.data).expect("the test storage holds only valid records"),
+            ),
+        }
+    }
+
+    fn state_of(entry: &Option<Stored>) -> State {
+        entry.as_ref().map_or(State::Closed, |s| {
+            record::decode(&s.data).map_or(State::Closed, |r| r.state)
+        })
+    }
+
+    /// Every call starts here: an owed event not fired by now is missing.
+    fn begin(&self, instance: usize, call: &str) -> bool {
+        if let Some(owed) = self.due.borrow_mut().pop_front() {
+            self.problem(format!(
+                "instance {instance} did not fire {owed:?} before its {call}"
+            ));
+        }
+        let fail = self.faults.borrow_mut().pop_front().unwrap_or(false);
+        if fail {
+            self.failed_calls.set(self.failed_calls.get() + 1);
+        }
+        fail
+    }
+
+    /// An instance is handed an entry: if its state differs from the one the
+    /// instance took the breaker to be in (closed, on its first look), a
+    /// remote event is owed.
+    fn hand_over(&self, instance: usize, entry: &Option<Stored>) {
+        self.cached.borrow_mut()[instance] = Some(match entry {
+            None => (0, Record::default()),
+            Some(stored) => (
+                stored.version,
+                record::decode(&stored.data).expect("the test storage holds only valid records"),
+            ),
+        });
+        let state = Shared::state_of(entry);
+        let previous = std::mem::replace(&mut self.seen.borrow_mut()[instance], state);
+        if previous != state {
+            self.due.borrow_mut().push_back(Heard {
+                instance,
+                previous,
+                current: state,
+                at_ms: self.now.get(),
+                remote: true,
+            });
+        }
+    }
+}
+
+/// One instance's view of the shared storage.
+struct Handle {
+    instance: usize,
+    shared: Rc<Shared>,
+}
+
+impl Port for Handle {
+    fn load(&self, key: &str) -> Result<Option<Stored>, String> {
+        let shared = &self.shared;
+        shared.loads.borrow_mut()[self.instance] += 1;
+        if shared.begin(self.instance, "load") {
+            return Err("disk on fire".into());
+        }
+        let entry = shared.entry(key);
+        shared.hand_over(self.instance, &entry);
+        Ok(entry)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        data: &[u8],
+    ) -> Result<Swap, String> {
+        let shared = &self.shared;
+        if shared.begin(self.instance, "compare-and-swap") {
+            return Err("disk on fire".into());
+        }
+        let current = shared.entry(key);
+        if current.as_ref().map(|s| s.version) != expected {
+            shared.hand_over(self.instance, &current);
+            return Ok(Swap::Conflict(current));
+        }
+        let old = current.map_or_else(Record::default, |s| {
+            record::decode(&s.data).expect("valid stored record")
+        });
+        let new = match record::decode(data) {
+            Ok(new) => new,
+            Err(why) => {
+                shared.problem(format!(
+                    "instance {} wrote undecodable bytes: {why}",
+                    self.instance
+                ));
+                return Err("bad bytes".into());
+            }
+        };
+        let now = shared.now.get();
+        let changed = old.state != new.state;
+        let operator = shared.operating.get();
+        if new.generation != old.generation + u64::from(changed || operator) {
+            shared.problem(format!(
+                "generation moved wrongly (operator action: {operator}): {old:?} -> {new:?}"
+            ));
+        }
+        let live = new
+            .trials
+            .iter()
+            .filter(|&&t| now < t + shared.cfg.trial_timeout_ms)
+            .count();
+        if live > shared.cfg.half_open_max_calls as usize {
+            shared.problem(format!("{live} live trials written: {new:?}"));
+        }
+        let version = shared.last_version.get() + 1;
+        shared.last_version.set(version);
+        shared
+            .entries
+            .borrow_mut()
+            .insert(key.to_owned(), (version, data.to_vec()));
+        shared.seen.borrow_mut()[self.instance] = new.state;
+        shared.cached.borrow_mut()[self.instance] = Some((version, new.clone()));
+        if changed {
+            shared.due.borrow_mut().push_back(Heard {
+                instance: self.instance,
+                previous: old.state,
+                current: new.state,
+                at_ms: now,
+                remote: false,
+            });
+        }
+        Ok(Swap::Written(version))
+    }
+
+    fn state_changed(
+        &self,
+        breaker: &str,
+        previous: State,
+        current: State,
+        at_ms: u64,
+        remote: bool,
+    ) {
+        let shared = &self.shared;
+        let heard = Heard {
+            instance: self.instance,
+            previous,
+            current,
+            at_ms,
+            remote,
+        };
+        if breaker != KEY {
+            shared.problem(format!("event for breaker {breaker:?}"));
+        }
+        if previous == current {
+            shared.problem(format!("event for no change: {heard:?}"));
+        }
+        match shared.due.borrow_mut().pop_front() {
+            Some(owed) if owed == heard => {}
+            owed => shared.problem(format!("heard {heard:?}, owed {owed:?}")),
+        }
+        shared.heard.borrow_mut().push(heard);
+    }
+}
+
+/// Runs `op`'s acquire: plain, or at the version its `ask` names.
+fn acquire(
+    shared: &Shared,
+    breaker: &Breaker<Handle>,
+    ask: Ask,
+    now: u64,
+) -> Result<Grant, Denied> {
+    match shared.version_for(ask) {
+        None => breaker.acquire(now),
+        Some(version) => breaker.acquire_at_version(now, version),
+    }
+}
+
+/// Runs an operator action, telling the storage that its write may start a
+/// new generation in the same state.
+fn operate(
+    shared: &Shared,
+    breaker: &Breaker<Handle>,
+    action: Action,
+    now: u64,
+) -> Result<(), String> {
+    shared.operating.set(true);
+    let got = breaker.operate(action, now);
+    shared.operating.set(false);
+    got
+}
+
+fn instances(cfg: &Config, shared: &Rc<Shared>, n: usize) -> Vec<Breaker<Handle>> {
+    (0..n)
+        .map(|instance| {
+            let port = Handle {
+                instance,
+                shared: Rc::clone(shared),
+            };
+            Breaker::new(KEY.to_owned(), cfg.clone(), port)
+        })
+        .collect()
+}
+
+/// After every step: no problem noticed by the storage, no event still owed.
+fn check_shared(shared: &Shared) -> Result<(), TestCaseError> {
+    let problems = shared.problems.borrow();
+    prop_assert!(problems.is_empty(), "{:?}", *problems);
+    let due = shared.due.borrow();
+    prop_assert!(due.is_empty(), "events never fired: {:?}", *due);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(settings())]
+
+    /// The same runs, interleaved over 2-3 instances on one storage, with
+    /// plain acquires and acquires at a host-named version: the stored record
+    /// follows the model, every state change fires exactly one local event
+    /// from its writer, every change an instance finds fires one remote event
+    /// (a first look that finds other than closed is such a change),
+    /// generations move by one on a state change or an operator action and
+    /// never otherwise, every call makes the loads its cache calls for, and
+    /// quiet-success is set exactly when a success would write nothing on the
+    /// record the permit was decided on.
+    #[test]
+    fn breakers_sharing_a_storage_agree_with_the_model(
+        cfg in config(),
+        start in start(),
+        n in 2..=3usize,
+        ops in ops(),
+    ) {
+        let shared = Shared::new(&cfg, n, start);
+        let breakers = instances(&cfg, &shared, n);
+        let mut model = Model::new(&cfg);
+        let mut grants: Vec<(Grant, Ticket)> = Vec::new();
+        let mut last_generation = 0;
+        for op in &ops {
+            let now = shared.now.get();
+            let before = shared.stored();
+            // The instance the op runs through, and the loads it should make.
+            let mut loads_due: Option<(usize, usize)> = None;
+            match *op {
+                Op::Acquire(w, ask) => {
+                    let w = w % n;
+                    loads_due = Some((w, shared.loads(w) + shared.loads_due(w, op, None)));
+                    let got = acquire(&shared, &breakers[w], ask, now);
+                    let want = model.acquire(now);
+                    let got_answer = match &got {
+                        Ok(grant) => Ok(grant.permit),
+                        Err(Denied::Rejected(rejection)) => Err(rejection.clone()),
+                        Err(Denied::StorageUnavailable(message)) => {
+                            return Err(TestCaseError::fail(format!("storage unavailable: {message}")));
+                        }
+                    };
+                    prop_assert_eq!(permit_answer(&got_answer), ticket_answer(&want), "acquire at {}", now);
+                    if let (Ok(grant), Ok(ticket)) = (got, want) {
+                        let (version, decided) = shared.stored();
+                        prop_assert_eq!(grant.seen_version, version, "seen version");
+                        let quiet = machine::report(&cfg, &decided, &grant.permit, Outcome::Success, now)
+                            .is_none();
+                        prop_assert_eq!(
+                            grant.quiet_success, quiet,
+                            "quiet success of {:?}, decided on {:?}", grant, decided
+                        );
+                        prop_assert!(
+                            !grant.quiet_success || model.success_is_idle(&ticket),
+                            "a quiet success that would change something: {:?}", grant
+                        );
+                        grants.push((grant, ticket));
+                    }
+                }
+                Op::Report(pick, outcome, w) => {
+                    if grants.is_empty() {
+                        continue;
+                    }
+                    let w = w % n;
+                    let (grant, ticket) = grants.swap_remove(pick.index(grants.len()));
+                    loads_due = Some((w, shared.loads(w) + shared.loads_due(w, op, Some(&grant))));
+                    let result = breakers[w].report(&grant, outcome, now);
+                    prop_assert_eq!(result, Ok(()));
+                    model.report(&ticket, outcome, now);
+                    if outcome == Outcome::Success && grant.quiet_success && before.0 == grant.seen_version {
+                        prop_assert_eq!(
+                            shared.stored(), before.clone(),
+                            "a quiet success reported on the storage it was decided on wrote"
+                        );
+                    }
+                }
+                Op::Operate(action, w) => {
+                    let w = w % n;
+                    loads_due = Some((w, shared.loads(w) + shared.loads_due(w, op, None)));
+                    prop_assert_eq!(operate(&shared, &breakers[w], action, now), Ok(()));
+                    model.operate(action, now);
+                }
+                Op::Snapshot(w) => {
+                    let w = w % n;
+                    loads_due = Some((w, shared.loads(w) + shared.loads_due(w, op, None)));
+                    let snap = breakers[w].snapshot(now);
+                    prop_assert!(snap.is_ok(), "{:?}", snap);
+                    check_snapshot(&model, &snap.unwrap(), now)?;
+                }
+                Op::Wait(wait) => shared.now.set(now + wait.ms(&cfg)),
+            }
+            if let Some((w, loads)) = loads_due {
+                prop_assert_eq!(shared.loads(w), loads, "loads by instance {} for {:?}", w, op);
+            }
+            check_shared(&shared)?;
+            let (_, stored) = shared.stored();
+            prop_assert!(stored.generation >= last_generation, "generation went back");
+            last_generation = stored.generation;
+            check_record(&model, &stored, shared.now.get())?;
+        }
+    }
+}
+
+/// One step of a closed-state run: failures and ignores only, no success, no operator.
+#[derive(Clone, Debug)]
+enum Step {
+    Acquire(usize),
+    Report(Index, bool, usize),
+    Wait(u64),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        2 => (0..3usize).prop_map(Step::Acquire),
+        2 => (any::<Index>(), prop::bool::weighted(0.8), 0..3usize)
+            .prop_map(|(i, failure, w)| Step::Report(i, failure, w)),
+        1 => (0..3u64).prop_map(Step::Wait),
+    ]
+}
+
+proptest! {
+    #![proptest_config(settings())]
+
+    /// N failures reported through any instances count N, and the
+    /// fail-max-th one opens the circuit, with one local event from its reporter.
+    #[test]
+    fn no_failure_is_lost(
+        fail_max in 1..=5u32,
+        n in 2..=3usize,
+        steps in vec(step(), 1..60),
+    ) {
+        let cfg = Config {
+            fail_max,
+            reset_timeout_ms: 1_000_000,
+            success_threshold: 1,
+            half_open_max_calls: 1,
+            trial_timeout_ms: 1_000_000,
+            fallback_state: State::Closed,
+        };
+        let shared = Shared::new(&cfg, n, 100);
+        let breakers = instances(&cfg, &shared, n);
+        let mut grants: Vec<Grant> = Vec::new();
+        let mut failures = 0u32;
+        let mut trip: Option<(usize, u64)> = None;
+        for step in &steps {
+            let now = shared.now.get();
+            match *step {
+                Step::Acquire(w) => match breakers[w % n].acquire(now) {
+                    Ok(grant) => {
+                        prop_assert!(trip.is_none(), "admitted while open");
+                        prop_assert_eq!((grant.permit.generation, grant.permit.trial), (0, false));
+                        grants.push(grant);
+                    }
+                    Err(Denied::Rejected(Rejection::Open(_))) => {
+                        prop_assert!(trip.is_some(), "rejected while closed")
+                    }
+                    other => prop_assert!(false, "acquire: {:?}", other),
+                },
+                Step::Report(pick, failure, w) => {
+                    if grants.is_empty() {
+                        continue;
+                    }
+                    let grant = grants.swap_remove(pick.index(grants.len()));
+                    let outcome = if failure { Outcome::Failure } else { Outcome::Ignored };
+                    prop_assert_eq!(breakers[w % n].report(&grant, outcome, now), Ok(()));
+                    if failure && trip.is_none() {
+                        failures += 1;
+                        if failures == fail_max {
+                            trip = Some((w % n, now));
+                        }
+                    }
+                }
+                Step::Wait(ms) => shared.now.set(now + ms),
+            }
+            check_shared(&shared)?;
+            let (_, stored) = shared.stored();
+            match trip {
+                None => prop_assert_eq!(
+                    (stored.state, stored.failures, stored.generation),
+                    (State::Closed, failures, 0)
+                ),
+                Some((_, at)) => prop_assert_eq!(
+                    (stored.state, stored.generation, stored.opened_at_ms),
+                    (State::Open, 1, Some(at))
+                ),
+            }
+        }
+        let local: Vec<Heard> = shared.heard.borrow().iter().filter(|h| !h.remote).cloned().collect();
+        let expected: Vec<Heard> = trip
+            .map(|(instance, at_ms)| Heard {
+                instance,
+                previous: State::Closed,
+                current: State::Open,
+                at_ms,
+                remote: false,
+            })
+            .into_iter()
+            .collect();
+        prop_assert_eq!(local, expected);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Pathological storages.
+
+/// A state-changed event as a single-instance port hears it:
+/// (previous, current, at, remote).
+type Event = (State, State, u64, bool);
+
+/// The events a new instance owes for its first look, at `now`, finding
+/// `found` (none: absent): it takes the breaker for closed, so one remote
+/// event if the record is in another state, none otherwise.
+fn first_look(found: Option<&Record>, now: u64) -> Vec<Event> {
+    match found {
+        Some(r) if r.state != State::Closed => vec![(State::Closed, r.state, now, true)],
+        _ => Vec::new(),
+    }
+}
+
+/// A storage whose compare-and-swap always conflicts, reporting the entry unchanged.
+struct Stubborn {
+    entry: Option<Stored>,
+    loads: Cell<usize>,
+    swaps: Cell<usize>,
+    events: RefCell<Vec<Event>>,
+}
+
+impl Port for &Stubborn {
+    fn load(&self, _key: &str) -> Result<Option<Stored>, String> {
+        self.loads.set(self.loads.get() + 1);
+        Ok(self.entry.clone())
+    }
+
+    fn compare_and_swap(&self, _key: &str, _: Option<u64>, _: &[u8]) -> Result<Swap, String> {
+        self.swaps.set(self.swaps.get() + 1);
+        Ok(Swap::Conflict(self.entry.clone()))
+    }
+
+    fn state_changed(&self, _: &str, previous: State, current: State, at: u64, remote: bool) {
+        self.events
+            .borrow_mut()
+            .push((previous, current, at, remote));
+    }
+}
+
+/// A storage that fails every call, but the first `healthy` loads, which
+/// return `entry`.
+#[derive(Default)]
+struct Broken {
+    entry: Option<Stored>,
+    healthy: Cell<usize>,
+    loads: Cell<usize>,
+    swaps: Cell<usize>,
+    events: RefCell<Vec<Event>>,
+}
+
+impl Port for &Broken {
+    fn load(&self, _key: &str) -> Result<Option<Stored>, String> {
+        self.loads.set(self.loads.get() + 1);
+        if self.healthy.get() > 0 {
+            self.healthy.set(self.healthy.get() - 1);
+            return Ok(self.entry.clone());
+        }
+        Err("disk on fire".into())
+    }
+
+    fn compare_and_swap(&self, _key: &str, _: Option<u64>, _: &[u8]) -> Result<Swap, String> {
+        self.swaps.set(self.swaps.get() + 1);
+        Err("disk on fire".into())
+    }
+
+    fn state_changed(&self, _: &str, previous: State, current: State, at: u64, remote: bool) {
+        self.events
+            .borrow_mut()
+            .push((previous, current, at, remote));
+    }
+}
+
+fn any_state() -> impl Strategy<Value = State> {
+    prop_oneof![
+        Just(State::Closed),
+        Just(State::Open),
+        Just(State::HalfOpen),
+        Just(State::ForcedOpen),
+        Just(State::Disabled),
+    ]
+}
+
+fn fallback() -> impl Strategy<Value = State> {
+    prop_oneof![
+        Just(State::Closed),
+        Just(State::Open),
+        Just(State::ForcedOpen),
+        Just(State::Disabled),
+    ]
+}
+
+fn any_record() -> impl Strategy<Value = Record> {
+    (
+        any_state(),
+        0..4u32,
+        0..3u32,
+        0..6u64,
+        0..100u64,
+        vec(0..100u64, 0..3),
+    )
+        .prop_map(
+            |(state, failures, successes, generation, opened_at, trials)| Record {
+                state,
+                failures,
+                successes,
+                opened_at_ms: Some(opened_at),
+                generation,
+                trials,
+            },
+        )
+}
+
+/// One call against a pathological storage.
+#[derive(Clone, Debug)]
+enum Try {
+    Acquire,
+    /// A permit of the stored generation (or the one before), trial or not,
+    /// issued at one of the stored trial times (or now).
+    Report {
+        older: bool,
+        trial: bool,
+        issued: Index,
+        outcome: Outcome,
+    },
+    Operate(Action),
+    Snapshot,
+}
+
+fn attempt() -> impl Strategy<Value = Try> {
+    prop_oneof![
+        2 => Just(Try::Acquire),
+        3 => (prop::bool::weighted(0.2), any::<bool>(), any::<Index>(), outcome()).prop_map(
+            |(older, trial, issued, outcome)| Try::Report { older, trial, issued, outcome }
+        ),
+        1 => action().prop_map(Try::Operate),
+        1 => Just(Try::Snapshot),
+    ]
+}
+
+fn gave_up(message: &str) -> bool {
+    message.contains(&format!("gave up after {MAX_ATTEMPTS} conflicting writes"))
+}
+
+proptest! {
+    #![proptest_config(settings())]
+
+    /// Against a storage that always conflicts, a change gives up after
+    /// MAX_ATTEMPTS tries with an error, and a call needing no write goes
+    /// through. An acquire that gave up is denied as unavailable whatever the
+    /// fallback state: the storage works, only the write was lost. The one
+    /// load is the instance's first look, which fires a remote event if it
+    /// finds other than closed; the conflicts, handing the same entry, fire none.
+    #[test]
+    fn endless_conflicts_end_in_an_error(
+        mut cfg in config(),
+        fallback_state in fallback(),
+        stored in prop::option::of(any_record()),
+        attempt in attempt(),
+        now in 0..200u64,
+    ) {
+        cfg.fallback_state = fallback_state;
+        let version = 5;
+        let port = Stubborn {
+            entry: stored.as_ref().map(|r| Stored { version, data: record::encode(r) }),
+            loads: Cell::new(0),
+            swaps: Cell::new(0),
+            events: RefCell::new(Vec::new()),
+        };
+        let seen_version = if stored.is_some() { version } else { 0 };
+        let events = first_look(stored.as_ref(), now);
+        let rec = stored.unwrap_or_default();
+        let breaker = Breaker::new(KEY.to_owned(), cfg.clone(), &port);
+        let wrote = match attempt {
+            Try::Acquire => {
+                let (write, answer) = machine::acquire(&cfg, &rec, now);
+                let got = breaker.acquire(now);
+                match (&write, got) {
+                    (None, Ok(grant)) => {
+                        prop_assert_eq!(Ok(grant.permit), answer);
+                        prop_assert_eq!(grant.seen_version, seen_version);
+                        let quiet = machine::report(&cfg, &rec, &grant.permit, Outcome::Success, now);
+                        prop_assert_eq!(grant.quiet_success, quiet.is_none(), "quiet success");
+                    }
+                    (None, Err(Denied::Rejected(rejection))) => prop_assert_eq!(Err(rejection), answer),
+                    (Some(_), Err(Denied::StorageUnavailable(message))) => {
+                        prop_assert!(gave_up(&message), "{}", message);
+                    }
+                    (Some(_), Ok(grant)) => prop_assert!(
+                        false,
+                        "a contended write admitted {:?} (fallback {:?})", grant, cfg.fallback_state
+                    ),
+                    (_, got) => prop_assert!(false, "write {:?}: acquire said {:?}", write, got),
+                }
+                write.is_some()
+            }
+            Try::Report { older, trial, issued, outcome } => {
+                let times: Vec<u64> = rec.trials.iter().copied().chain([now]).collect();
+                let permit = Permit {
+                    generation: rec.generation.saturating_sub(u64::from(older)),
+                    trial,
+                    issued_at_ms: times[issued.index(times.len())],
+                };
+                let write = machine::report(&cfg, &rec, &permit, outcome, now);
+                let got = breaker.report(&Grant { permit, seen_version, quiet_success: false }, outcome, now);
+                match &got {
+                    Ok(()) => prop_assert!(write.is_none(), "no error, yet {:?} was to be written", write),
+                    Err(message) => prop_assert!(write.is_some() && gave_up(message), "{}", message),
+                }
+                write.is_some()
+            }
+            Try::Operate(action) => {
+                let got = breaker.operate(action, now);
+                prop_assert!(matches!(&got, Err(m) if gave_up(m)), "{:?}", got);
+                true
+            }
+            Try::Snapshot => {
+                prop_assert_eq!(breaker.snapshot(now), Ok(machine::snapshot(&cfg, &rec, now)));
+                false
+            }
+        };
+        let tries = if wrote { MAX_ATTEMPTS } else { 0 };
+        prop_assert_eq!(port.swaps.get(), tries, "compare-and-swaps");
+        prop_assert_eq!(port.loads.get(), 1, "loads");
+        prop_assert_eq!(port.events.take(), events, "events: the first look's only");
+    }
+
+    /// Against a storage that fails every call, acquire follows the fallback
+    /// state with the generation the instance last saw, and everything else
+    /// reports the failure. An instance that loaded once before the storage
+    /// broke keeps that record cached through the failures, so a report the
+    /// cache shows stale touches nothing, a report the cache says writes, and
+    /// an operator action, try one compare-and-swap, and the rest one load.
+    /// The only event is the healthy first look's, if it found other than closed.
+    #[test]
+    fn a_failing_storage_follows_the_fallback(
+        mut cfg in config(),
+        fallback_state in fallback(),
+        warm_up in prop::option::of(prop::option::of(any_record())),
+        attempts in vec((attempt(), 0..5u64), 1..20),
+    ) {
+        cfg.fallback_state = fallback_state;
+        let version = 5;
+        let stored = warm_up.clone().flatten();
+        let port = Broken {
+            entry: stored.as_ref().map(|r| Stored { version, data: record::encode(r) }),
+            healthy: Cell::new(usize::from(warm_up.is_some())),
+            ..Broken::default()
+        };
+        let breaker = Breaker::new(KEY.to_owned(), cfg.clone(), &port);
+        let mut now = 1_000;
+        let events = first_look(stored.as_ref(), now);
+        // What the instance caches: the record of its one healthy load, if any.
+        let cached = match warm_up {
+            None => None,
+            Some(stored) => {
+                let record = stored.unwrap_or_default();
+                prop_assert_eq!(breaker.snapshot(now), Ok(machine::snapshot(&cfg, &record, now)));
+                Some(record)
+            }
+        };
+        let known = cached.as_ref().map_or(0, |r| r.generation);
+        let (mut loads, mut swaps) = (port.loads.get(), 0);
+        let failed = |got: Result<(), String>, operation: &str| match got {
+            Err(m) => m.contains(&format!("storage {operation} failed")) && m.contains("disk on fire"),
+            Ok(()) => false,
+        };
+        for (attempt, wait) in &attempts {
+            now += wait;
+            match *attempt {
+                Try::Acquire => {
+                    loads += 1;
+                    match breaker.acquire(now) {
+                        Ok(grant) => {
+                            prop_assert!(cfg.fallback_admits(), "admitted against the fallback");
+                            let permit = Permit { generation: known, trial: false, issued_at_ms: now };
+                            prop_assert_eq!(grant, Grant { permit, seen_version: 0, quiet_success: false });
+                        }
+                        Err(Denied::StorageUnavailable(m)) => {
+                            prop_assert!(!cfg.fallback_admits(), "rejected against the fallback");
+                            prop_assert!(m.contains("storage load failed") && m.contains("disk on fire"), "{}", m);
+                        }
+                        other => prop_assert!(false, "acquire: {:?}", other),
+                    }
+                }
+                Try::Report { older, trial, issued, outcome } => {
+                    let record = cached.clone().unwrap_or_default();
+                    let times: Vec<u64> = record.trials.iter().copied().chain([now]).collect();
+                    let permit = Permit {
+                        generation: record.generation.saturating_sub(u64::from(older)),
+                        trial,
+                        issued_at_ms: times[issued.index(times.len())],
+                    };
+                    let grant = Grant { permit, seen_version: 0, quiet_success: false };
+                    let got = breaker.report(&grant, outcome, now);
+                    match &cached {
+                        Some(r) if r.generation > permit.generation => prop_assert_eq!(got, Ok(())),
+                        Some(r) if machine::report(&cfg, r, &permit, outcome, now).is_some() => {
+                            swaps += 1;
+                            prop_assert!(failed(got, "compare-and-swap"));
+                        }
+                        _ => {
+                            loads += 1;
+                            prop_assert!(failed(got, "load"));
+                        }
+                    }
+                }
+                Try::Operate(action) => {
+                    let got = breaker.operate(action, now);
+                    if cached.is_some() {
+                        swaps += 1;
+                        prop_assert!(failed(got, "compare-and-swap"));
+                    } else {
+                        loads += 1;
+                        prop_assert!(failed(got, "load"));
+                    }
+                }
+                Try::Snapshot => {
+                    loads += 1;
+                    prop_assert!(failed(breaker.snapshot(now).map(drop), "load"));
+                }
+            }
+            prop_assert_eq!(port.loads.get(), loads, "loads after {:?}", attempt);
+            prop_assert_eq!(port.swaps.get(), swaps, "compare-and-swaps after {:?}", attempt);
+        }
+        prop_assert_eq!(port.events.take(), events);
+    }
+
+    /// Breakers over a storage that fails now and then: a failed call writes
+    /// nothing and keeps the instance's cache, acquire then follows the
+    /// fallback with the newest generation the instance knows, a healthy call
+    /// does what the machine says on the stored record, every call makes the
+    /// loads its cache calls for, and the shared-storage invariants (events,
+    /// generations, trial limit) hold throughout.
+    #[test]
+    fn a_flaky_storage_is_survived(
+        mut cfg in config(),
+        fallback_state in fallback(),
+        start in start(),
+        n in 1..=3usize,
+        ops in ops(),
+        faults in vec(prop::bool::weighted(0.25), 0..150),
+    ) {
+        cfg.fallback_state = fallback_state;
+        let shared = Shared::new(&cfg, n, start);
+        shared.faults.borrow_mut().extend(faults);
+        let breakers = instances(&cfg, &shared, n);
+        let mut grants: Vec<Grant> = Vec::new();
+        for op in &ops {
+            let now = shared.now.get();
+            let before = shared.stored();
+            let failed_before = shared.failed_calls.get();
+            let faulted = || shared.failed_calls.get() > failed_before;
+            let on_fire = |got: &Result<(), String>| matches!(got, Err(m) if m.contains("disk on fire"));
+            let mut loads_due: Option<(usize, usize)> = None;
+            match *op {
+                Op::Acquire(w, ask) => {
+                    let w = w % n;
+                    loads_due = Some((w, shared.loads(w) + shared.loads_due(w, op, None)));
+                    let got = acquire(&shared, &breakers[w], ask, now);
+                    if faulted() {
+                        match &got {
+                            Ok(grant) => {
+                                prop_assert!(cfg.fallback_admits(), "admitted against the fallback");
+                                let permit = Permit {
+                                    generation: shared.known_generation(w),
+                                    trial: false,
+                                    issued_at_ms: now,
+                                };
+                                prop_assert_eq!(
+                                    *grant,
+                                    Grant { permit, seen_version: 0, quiet_success: false },
+                                    "a fallback permit carries the newest generation known"
+                                );
+                            }
+                            Err(Denied::StorageUnavailable(m)) => {
+                                prop_assert!(!cfg.fallback_admits(), "rejected against the fallback");
+                                prop_assert!(m.contains("disk on fire"), "{}", m);
+                            }
+                            Err(other) => prop_assert!(false, "faulted acquire: {:?}", other),
+                        }
+                    } else {
+                        let (write, want) = machine::acquire(&cfg, &before.1, now);
+                        let got_answer = match &got {
+                            Ok(grant) => Ok(grant.permit),
+                            Err(Denied::Rejected(rejection)) => Err(rejection.clone()),
+                            Err(other) => {
+                                return Err(TestCaseError::fail(format!("healthy acquire: {other:?}")));
+                            }
+                        };
+                        prop_assert_eq!(got_answer, want);
+                        prop_assert_eq!(shared.stored().1, write.unwrap_or(before.1.clone()));
+                    }
+                    grants.extend(got.ok());
+                }
+                Op::Report(pick, outcome, w) => {
+                    if grants.is_empty() {
+                        continue;
+                    }
+                    let w = w % n;
+                    let grant = grants.swap_remove(pick.index(grants.len()));
+                    loads_due = Some((w, shared.loads(w) + shared.loads_due(w, op, Some(&grant))));
+                    let got = breakers[w].report(&grant, outcome, now);
+                    if faulted() {
+                        prop_assert!(on_fire(&got), "{:?}", got);
+                    } else {
+                        prop_assert_eq!(got, Ok(()));
+                        let write = machine::report(&cfg, &before.1, &grant.permit, outcome, now);
+                        prop_assert_eq!(
+                            shared.stored().1, write.unwrap_or(before.1.clone()),
+                            "report {:?} of {:?}", outcome, grant
+                        );
+                    }
+                }
+                Op::Operate(action, w) => {
+                    let w = w % n;
+                    loads_due = Some((w, shared.loads(w) + shared.loads_due(w, op, None)));
+                    let got = operate(&shared, &breakers[w], action, now);
+                    if faulted() {
+                        prop_assert!(on_fire(&got), "{:?}", got);
+                    } else {
+                        prop_assert_eq!(got, Ok(()));
+                        prop_assert_eq!(shared.stored().1, machine::operate(&before.1, action, now));
+                    }
+                }
+                Op::Snapshot(w) => {
+                    let w = w % n;
+                    loads_due = Some((w, shared.loads(w) + shared.loads_due(w, op, None)));
+                    let got = breakers[w].snapshot(now);
+                    if faulted() {
+                        prop_assert!(on_fire(&got.map(drop)));
+                    } else {
+                        prop_assert_eq!(got, Ok(machine::snapshot(&cfg, &before.1, now)));
+                    }
+                }
+                Op::Wait(wait) => shared.now.set(now + wait.ms(&cfg)),
+            }
+            if let Some((w, loads)) = loads_due {
+                prop_assert_eq!(shared.loads(w), loads, "loads by instance {} for {:?}", w, op);
+            }
+            if faulted() {
+                prop_assert_eq!(shared.stored(), before.clone(), "a failed call wrote");
+            }
+            check_shared(&shared)?;
+            prop_assert!(shared.stored().1.generation >= before.1.generation, "generation went back");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Regressions: each the minimal case the random runs above found of a bug
+// since fixed, asserting the fixed behaviour.
+
+fn tiny() -> Config {
+    Config {
+        fail_max: 1,
+        reset_timeout_ms: 1,
+        success_threshold: 1,
+        half_open_max_calls: 1,
+        trial_timeout_ms: 1,
+        fallback_state: State::Closed,
+    }
+}
+
+/// Once a bug: an operator's half-open while half-open cleared the trials but
+/// kept the generation, so a trial permit issued before it still matched a
+/// new trial issued in the same ms, took its slot and closed the circuit. Now
+/// every operator action starts a new generation, and the old trial counts
+/// nothing while the new one still does.
+#[test]
+fn an_operators_half_open_voids_the_trials_before_it() {
+    let cfg = tiny();
+    let open = machine::operate(&Record::default(), Action::Open, 0);
+    let (Some(half_open), Ok(voided)) = machine::acquire(&cfg, &open, 1) else {
+        panic!("the reset timeout elapsed: a trial is due");
+    };
+    let reset = machine::operate(&half_open, Action::HalfOpen, 1);
+    assert_eq!(reset.state, half_open.state);
+    assert_eq!(
+        reset.generation,
+        voided.generation + 1,
+        "an operator action starts a new generation even in the same state"
+    );
+    let (Some(with_new_trial), Ok(new)) = machine::acquire(&cfg, &reset, 1) else {
+        panic!("the operator freed every slot");
+    };
+    assert_eq!(new.issued_at_ms, voided.issued_at_ms, "the same slot name");
+    let write = machine::report(&cfg, &with_new_trial, &voided, Outcome::Success, 1);
+    assert_eq!(
+        write, None,
+        "the operator's half-open voided this trial; its report counts nothing"
+    );
+    let closed = machine::report(&cfg, &with_new_trial, &new, Outcome::Success, 1);
+    assert_eq!(
+        closed.map(|r| r.state),
+        Some(State::Closed),
+        "the new trial counts"
+    );
+}
+
+/// Once a bug: `Breaker::report` decided on its cached record when that was
+/// at least as new as the permit; a success in closed with a cached count of
+/// 0 wrote nothing, although another instance had counted failures since.
+/// The reset was lost: failure, success, failure tripped fail-max = 2. Now a
+/// decision to write nothing is confirmed with one load, and the success
+/// resets the count.
+#[test]
+fn a_success_reported_through_a_stale_instance_resets_the_count() {
+    let cfg = Config {
+        fail_max: 2,
+        reset_timeout_ms: 1_000,
+        trial_timeout_ms: 1_000,
+        ..tiny()
+    };
+    let shared = Shared::new(&cfg, 2, 0);
+    let breakers = instances(&cfg, &shared, 2);
+    let (a, b) = (&breakers[0], &breakers[1]);
+    let late = b.acquire(0).unwrap();
+    let first = a.acquire(0).unwrap();
+    a.report(&first, Outcome::Failure, 1).unwrap();
+    assert_eq!(shared.stored().1.failures, 1);
+    let loads = shared.loads(1);
+    b.report(&late, Outcome::Success, 2).unwrap();
+    assert_eq!(
+        shared.loads(1),
+        loads + 1,
+        "the cached decision is confirmed by one load"
+    );
+    assert_eq!(
+        shared.stored().1.failures,
+        0,
+        "a success reported after a failure resets the count"
+    );
+    let second = a.acquire(3).unwrap();
+    a.report(&second, Outcome::Failure, 3).unwrap();
+    assert_eq!(
+        shared.stored().1.state,
+        State::Closed,
+        "no two consecutive failures"
+    );
+    check_shared(&shared).unwrap();
+}
+
+/// A permit the instance's cache already shows stale (its generation is
+/// older than the cached one) is dropped without a storage call.
+#[test]
+fn a_report_the_cache_shows_stale_touches_no_storage() {
+    let cfg = tiny();
+    let shared = Shared::new(&cfg, 1, 0);
+    let breakers = instances(&cfg, &shared, 1);
+    let breaker = &breakers[0];
+    let old = breaker.acquire(0).unwrap();
+    operate(&shared, breaker, Action::Close, 0).unwrap();
+    let before = (shared.loads(0), shared.stored());
+    for outcome in [Outcome::Success, Outcome::Failure, Outcome::Ignored] {
+        breaker.report(&old, outcome, 1).unwrap();
+    }
+    assert_eq!((shared.loads(0), shared.stored()), before);
+    check_shared(&shared).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// acquire-at-version and quiet-success.
+
+/// `acquire_at_version` skips the load exactly when the host names the
+/// version the instance has cached (0: absent), and otherwise loads; either
+/// way it answers as a plain `acquire` through another instance does.
+#[test]
+fn acquire_at_version_loads_unless_the_version_is_the_cached_one() {
+    let cfg = Config {
+        fail_max: 3,
+        reset_timeout_ms: 100,
+        success_threshold: 1,
+        half_open_max_calls: 1,
+        trial_timeout_ms: 100,
+        fallback_state: State::Closed,
+    };
+    let shared = Shared::new(&cfg, 3, 0);
+    let breakers = instances(&cfg, &shared, 3);
+    let (a, writer, plain) = (&breakers[0], &breakers[1], &breakers[2]);
+    let at = |now: u64| {
+        shared.now.set(now);
+        now
+    };
+    // Acquires through `a` at `version`, then plainly through `plain`;
+    // checks that the answers agree, returns `a`'s loads and answer.
+    let both = |version: u64, now: u64| {
+        let loads = shared.loads(0);
+        let got = a.acquire_at_version(at(now), version);
+        let loaded = shared.loads(0) - loads;
+        let want = plain.acquire(now);
+        let permit = |g: &Result<Grant, Denied>| g.clone().map(|g| g.permit);
+        assert_eq!(
+            permit(&got),
+            permit(&want),
+            "at version {version}, {now} ms"
+        );
+        if let (Ok(got), Ok(want)) = (&got, &want) {
+            assert_eq!(got.seen_version, want.seen_version);
+            assert_eq!(got.quiet_success, want.quiet_success);
+        }
+        (loaded, got)
+    };
+
+    assert_eq!(both(0, 1).0, 1, "nothing cached yet: it loads");
+    assert_eq!(both(0, 2).0, 0, "the absent entry is cached as version 0");
+    assert_eq!(both(7, 3).0, 1, "not the cached version: it loads");
+
+    let counted = writer.acquire(at(4)).unwrap();
+    writer.report(&counted, Outcome::Failure, 4).unwrap();
+    let (version, _) = shared.stored();
+    assert_eq!(version, 1);
+    let (loaded, got) = both(version, 5);
+    assert_eq!(loaded, 1, "the cache is older than the named version");
+    assert!(!got.unwrap().quiet_success, "a failure is counted");
+    let (loaded, got) = both(version, 6);
+    assert_eq!(loaded, 0, "the named version is the cached one");
+    assert_eq!(got.unwrap().seen_version, version);
+
+    // Trip the circuit through `writer`, then let the reset timeout elapse:
+    // an acquire at the current version reloads, takes the trial and writes.
+    for now in [7, 8] {
+        let grant = writer.acquire(at(now)).unwrap();
+        writer.report(&grant, Outcome::Failure, now).unwrap();
+    }
+    let (version, tripped) = shared.stored();
+    assert_eq!(tripped.state, State::Open);
+    let loads = shared.loads(0);
+    let trial = a.acquire_at_version(at(200), version).unwrap();
+    assert!(trial.permit.trial);
+    assert_eq!(shared.loads(0), loads + 1);
+    assert_eq!(trial.seen_version, shared.stored().0, "its own write");
+    assert_eq!(shared.stored().1.state, State::HalfOpen);
+    // The slot is taken; at the version it wrote, `a` answers from its cache.
+    let loads = shared.loads(0);
+    let full = a.acquire_at_version(at(201), shared.stored().0);
+    assert_eq!(full, Err(Denied::Rejected(Rejection::HalfOpenFull(99))));
+    assert_eq!(shared.loads(0), loads);
+    assert_eq!(plain.acquire(201), full);
+    check_shared(&shared).unwrap();
+}
+
+/// `quiet_success` is set exactly when reporting a success would write
+/// nothing on the record the permit was decided on: closed with no failure
+/// counted, or disabled; never for a trial, never for a fallback permit.
+#[test]
+fn quiet_success_is_set_only_when_a_success_would_change_nothing() {
+    let cfg = Config {
+        fail_max: 2,
+        reset_timeout_ms: 10,
+        trial_timeout_ms: 10,
+        ..tiny()
+    };
+    let shared = Shared::new(&cfg, 2, 0);
+    let breakers = instances(&cfg, &shared, 2);
+    let (a, b) = (&breakers[0], &breakers[1]);
+    let at = |now: u64| {
+        shared.now.set(now);
+        now
+    };
+    let quiet = |grant: &Grant| {
+        let decided = shared.stored();
+        assert_eq!(grant.seen_version, decided.0);
+        let now = shared.now.get();
+        let write = machine::report(&cfg, &decided.1, &grant.permit, Outcome::Success, now);
+        assert_eq!(
+            grant.quiet_success,
+            write.is_none(),
+            "{grant:?} on {decided:?}"
+        );
+        grant.quiet_success
+    };
+    let fail_through_b = |now: u64| {
+        let grant = b.acquire(at(now)).unwrap();
+        b.report(&grant, Outcome::Failure, now).unwrap();
+    };
+
+    let fresh = a.acquire(at(0)).unwrap();
+    assert!(quiet(&fresh), "closed, nothing counted");
+    fail_through_b(0);
+    let counted = a.acquire(at(1)).unwrap();
+    assert!(!quiet(&counted), "a failure to reset");
+    a.report(&counted, Outcome::Success, 1).unwrap();
+    assert_eq!(shared.stored().1.failures, 0, "which it did");
+
+    // Quiet at acquire promises nothing about later: `fresh` was quiet, yet
+    // its success resets a failure counted since (see the regression above).
+    fail_through_b(2);
+    a.report(&fresh, Outcome::Success, at(2)).unwrap();
+    assert_eq!(shared.stored().1.failures, 0);
+
+    fail_through_b(3);
+    fail_through_b(3);
+    assert_eq!(shared.stored().1.state, State::Open);
+    let trial = a.acquire(at(13)).unwrap();
+    assert!(trial.permit.trial);
+    assert!(!quiet(&trial), "a trial's success counts");
+
+    operate(&shared, b, Action::Disable, at(14)).unwrap();
+    let disabled = a.acquire(14).unwrap();
+    assert!(quiet(&disabled), "disabled records nothing");
+    operate(&shared, b, Action::HalfOpen, at(15)).unwrap();
+    let trial = a.acquire(15).unwrap();
+    assert!(!quiet(&trial), "a trial after an operator's half-open");
+    check_shared(&shared).unwrap();
+
+    let broken = Broken::default();
+    let breaker = Breaker::new(KEY.to_owned(), cfg.clone(), &broken);
+    let fallback = breaker.acquire(16).unwrap();
+    assert!(!fallback.quiet_success, "decided on no record");
+}
+
+// ---------------------------------------------------------------------------
+// A new instance takes itself for closed; a contended acquire is unavailable;
+// a corrupt record keeps the cache.
+
+/// How a [`Scripted`] storage answers a compare-and-swap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reply {
+    /// Writes if the expected version is the stored one, else conflicts.
+    Write,
+    /// Conflicts, handing the stored entry unchanged.
+    Conflict,
+    /// Fails.
+    Fail,
+}
+
+/// A storage a test sets by hand.
+struct Scripted {
+    entry: RefCell<Option<Stored>>,
+    reply: Cell<Reply>,
+    load_fails: Cell<bool>,
+    loads: Cell<usize>,
+    swaps: Cell<usize>,
+    events: RefCell<Vec<Event>>,
+}
+
+impl Scripted {
+    /// Holding `record` (none: nothing) at `version`, writing when asked.
+    fn holding(record: Option<&Record>, version: u64) -> Scripted {
+        Scripted {
+            entry: RefCell::new(record.map(|r| Stored {
+                version,
+                data: record::encode(r),
+            })),
+            reply: Cell::new(Reply::Write),
+            load_fails: Cell::new(false),
+            loads: Cell::new(0),
+            swaps: Cell::new(0),
+            events: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Replaces the stored bytes, as another writer would.
+    fn put(&self, data: Vec<u8>, version: u64) {
+        *self.entry.borrow_mut() = Some(Stored { version, data });
+    }
+}
+
+impl Port for &Scripted {
+    fn load(&self, _key: &str) -> Result<Option<Stored>, String> {
+        self.loads.set(self.loads.get() + 1);
+        if self.load_fails.get() {
+            return Err("disk on fire".into());
+        }
+        Ok(self.entry.borrow().clone())
+    }
+
+    fn compare_and_swap(
+        &self,
+        _key: &str,
+        expected: Option<u64>,
+        data: &[u8],
+    ) -> Result<Swap, String> {
+        self.swaps.set(self.swaps.get() + 1);
+        let current = self.entry.borrow().clone();
+        match self.reply.get() {
+            Reply::Fail => Err("disk on fire".into()),
+            Reply::Write if current.as_ref().map(|s| s.version) == expected => {
+                let version = expected.unwrap_or(0) + 1;
+                self.put(data.to_vec(), version);
+                Ok(Swap::Written(version))
+            }
+            Reply::Write | Reply::Conflict => Ok(Swap::Conflict(current)),
+        }
+    }
+
+    fn state_changed(&self, _: &str, previous: State, current: State, at: u64, remote: bool) {
+        self.events
+            .borrow_mut()
+            .push((previous, current, at, remote));
+    }
+}
+
+/// Bytes that are no record.
+fn corrupt_bytes() -> Vec<u8> {
+    let bytes = vec![0xff];
+    assert!(record::decode(&bytes).is_err());
+    bytes
+}
+
+/// A new instance takes the breaker for closed: its first look, by whatever
+/// call, fires one remote event closed -> found if it finds another state,
+/// and none if it finds closed or nothing; looking again at the same state
+/// fires nothing more.
+#[test]
+fn a_new_instance_takes_itself_for_closed() {
+    let cfg = Config {
+        reset_timeout_ms: 100,
+        trial_timeout_ms: 100,
+        ..tiny()
+    };
+    let now = 50;
+    let states = [
+        State::Closed,
+        State::Open,
+        State::HalfOpen,
+        State::ForcedOpen,
+        State::Disabled,
+    ];
+    let found: Vec<Option<Record>> = std::iter::once(None)
+        .chain(states.map(|state| {
+            Some(Record {
+                state,
+                opened_at_ms: Some(0),
+                generation: 2,
+                ..Record::default()
+            })
+        }))
+        .collect();
+    for rec in &found {
+        for call in ["snapshot", "acquire", "acquire at version", "report"] {
+            let port = Scripted::holding(rec.as_ref(), 7);
+            let breaker = Breaker::new(KEY.to_owned(), cfg.clone(), &port);
+            match call {
+                "snapshot" => drop(breaker.snapshot(now).unwrap()),
+                "acquire" => drop(breaker.acquire(now)),
+                "acquire at version" => drop(breaker.acquire_at_version(now, 7)),
+                _ => {
+                    let permit = Permit {
+                        generation: 2,
+                        trial: false,
+                        issued_at_ms: now,
+                    };
+                    let grant = Grant {
+                        permit,
+                        seen_version: 7,
+                        quiet_success: false,
+                    };
+                    breaker.report(&grant, Outcome::Ignored, now).unwrap();
+                }
+            }
+            assert_eq!(port.loads.get(), 1, "{call} on {rec:?}: one first look");
+            let want = match rec {
+                Some(r) if r.state != State::Closed => vec![(State::Closed, r.state, now, true)],
+                _ => vec![],
+            };
+            assert_eq!(port.events.take(), want, "{call} on {rec:?}");
+            breaker.snapshot(now + 1).unwrap();
+            assert_eq!(
+                port.events.take(),
+                vec![],
+                "{call} on {rec:?}: a second look"
+            );
+        }
+    }
+
+    // An operator action through a new instance: the remote event of its first
+    // look comes before the local one of its write.
+    let open = found[2].clone().unwrap();
+    let port = Scripted::holding(Some(&open), 7);
+    let breaker = Breaker::new(KEY.to_owned(), cfg.clone(), &port);
+    breaker.operate(Action::Close, now).unwrap();
+    assert_eq!(
+        port.events.take(),
+        vec![
+            (State::Closed, State::Open, now, true),
+            (State::Open, State::Closed, now, false),
+        ]
+    );
+    // On an absent key, only the write's local event.
+    let port = Scripted::holding(None, 0);
+    let breaker = Breaker::new(KEY.to_owned(), cfg.clone(), &port);
+    breaker.operate(Action::ForceOpen, now).unwrap();
+    assert_eq!(
+        port.events.take(),
+        vec![(State::Closed, State::ForcedOpen, now, false)]
+    );
+
+    // Two instances on one storage: the one that did not trip the circuit
+    // learns of it on its first look.
+    let shared = Shared::new(&cfg, 2, 0);
+    let breakers = instances(&cfg, &shared, 2);
+    let grant = breakers[0].acquire(0).unwrap();
+    breakers[0].report(&grant, Outcome::Failure, 0).unwrap();
+    shared.now.set(1);
+    assert_eq!(
+        breakers[1].acquire(1),
+        Err(Denied::Rejected(Rejection::Open(99)))
+    );
+    check_shared(&shared).unwrap();
+    assert_eq!(
+        *shared.heard.borrow(),
+        vec![
+            Heard {
+                instance: 0,
+                previous: State::Closed,
+                current: State::Open,
+                at_ms: 0,
+                remote: false,
+            },
+            Heard {
+                instance: 1,
+                previous: State::Closed,
+                current: State::Open,
+                at_ms: 1,
+                remote: true,
+            },
+        ]
+    );
+}
+
+/// When acquire's write (open -> half-open, or taking a trial slot) loses
+/// every one of the MAX_ATTEMPTS (64) compare-and-swaps to conflicts, acquire
+/// is denied as unavailable whatever the fallback state, and took no slot.
+/// A genuine storage error, by compare-and-swap or by load, still follows
+/// the fallback.
+#[test]
+fn a_contended_acquire_is_unavailable_whatever_the_fallback() {
+    assert_eq!(MAX_ATTEMPTS, 64);
+    let now = 20;
+    let open = Record {
+        state: State::Open,
+        opened_at_ms: Some(0),
+        generation: 3,
+        ..Record::default()
+    };
+    let half_open = Record {
+        state: State::HalfOpen,
+        generation: 3,
+        trials: vec![15],
+        ..Record::default()
+    };
+    for fallback_state in [
+        State::Closed,
+        State::Open,
+        State::ForcedOpen,
+        State::Disabled,
+    ] {
+        let cfg = Config {
+            reset_timeout_ms: 10,
+            trial_timeout_ms: 10,
+            half_open_max_calls: 2,
+            fallback_state,
+            ..tiny()
+        };
+        for rec in [&open, &half_open] {
+            let (write, answer) = machine::acquire(&cfg, rec, now);
+            assert!(
+                write.is_some() && answer.is_ok_and(|p| p.trial),
+                "a trial to write on {rec:?}"
+            );
+            let case = format!("fallback {fallback_state:?}, {rec:?}");
+
+            let port = Scripted::holding(Some(rec), 5);
+            port.reply.set(Reply::Conflict);
+            let breaker = Breaker::new(KEY.to_owned(), cfg.clone(), &port);
+            match breaker.acquire(now) {
+                Err(Denied::StorageUnavailable(m)) => assert!(
+                    m.contains("gave up after 64 conflicting writes"),
+                    "{case}: {m}"
+                ),
+                other => panic!("{case}: a contended acquire said {other:?}"),
+            }
+            assert_eq!((port.loads.get(), port.swaps.get()), (1, 64), "{case}");
+            // Nothing was taken: once the writes go through, the trial is there.
+            port.reply.set(Reply::Write);
+            let trial = breaker.acquire(now).unwrap();
+            assert!(trial.permit.trial, "{case}");
+
+            // A compare-and-swap that fails follows the fallback, with the
+            // generation just loaded.
+            let fallback_permit = |generation| {
+                Ok(Grant {
+                    permit: Permit {
+                        generation,
+                        trial: false,
+                        issued_at_ms: now,
+                    },
+                    seen_version: 0,
+                    quiet_success: false,
+                })
+            };
+            let port = Scripted::holding(Some(rec), 5);
+            port.reply.set(Reply::Fail);
+            let breaker = Breaker::new(KEY.to_owned(), cfg.clone(), &port);
+            let got = breaker.acquire(now);
+            assert_eq!(port.swaps.get(), 1, "{case}");
+            if cfg.fallback_admits() {
+                assert_eq!(got, fallback_permit(3), "{case}");
+            } else {
+                assert!(
+                    matches!(&got, Err(Denied::StorageUnavailable(m))
+                        if m.contains("storage compare-and-swap failed")),
+                    "{case}: {got:?}"
+                );
+            }
+
+            // So does a load that fails, with no generation known.
+            let port = Scripted::holding(Some(rec), 5);
+            port.load_fails.set(true);
+            let breaker = Breaker::new(KEY.to_owned(), cfg.clone(), &port);
+            let got = breaker.acquire(now);
+            if cfg.fallback_admits() {
+                assert_eq!(got, fallback_permit(0), "{case}");
+            } else {
+                assert!(
+                    matches!(&got, Err(Denied::StorageUnavailable(m))
+                        if m.contains("storage load failed")),
+                    "{case}: {got:?}"
+                );
+            }
+        }
+    }
+}
+
+/// A corrupt record clears nothing: acquire follows the fallback, and an
+/// admitted call's permit carries the newest generation the instance knew,
+/// whether the corrupt record came from a load or from a conflict; a fresh
+/// instance that knows none gets generation 0.
+#[test]
+fn a_corrupt_record_keeps_the_cache() {
+    let cfg = Config {
+        reset_timeout_ms: 100,
+        trial_timeout_ms: 100,
+        ..tiny()
+    };
+    let open = Record {
+        state: State::Open,
+        opened_at_ms: Some(0),
+        generation: 4,
+        ..Record::default()
+    };
+    let fallback_permit = |generation, now| {
+        Ok(Grant {
+            permit: Permit {
+                generation,
+                trial: false,
+                issued_at_ms: now,
+            },
+            seen_version: 0,
+            quiet_success: false,
+        })
+    };
+    let port = Scripted::holding(Some(&open), 1);
+    let breaker = Breaker::new(KEY.to_owned(), cfg.clone(), &port);
+    assert_eq!(
+        breaker.acquire(10),
+        Err(Denied::Rejected(Rejection::Open(90)))
+    );
+    port.put(corrupt_bytes(), 2);
+
+    // Found by a load, twice: the first corrupt read cleared nothing.
+    for now in [20, 21] {
+        assert_eq!(breaker.acquire(now), fallback_permit(4, now));
+    }
+    assert_eq!(port.loads.get(), 3);
+    // Found by a conflict: at the version it cached, the instance skips the
+    // load, tries to take the trial, and meets the corrupt record.
+    assert_eq!(breaker.acquire_at_version(200, 1), fallback_permit(4, 200));
+    assert_eq!((port.loads.get(), port.swaps.get()), (3, 1));
+    assert!(breaker.snapshot(201).is_err_and(|m| m.contains("corrupt")));
+    assert_eq!(
+        port.events.take(),
+        vec![(State::Closed, State::Open, 10, true)],
+        "only the first look's event"
+    );
+
+    // A fresh instance knows no generation.
+    let fresh = Breaker::new(KEY.to_owned(), cfg.clone(), &port);
+    assert_eq!(fresh.acquire(30), fallback_permit(0, 30));
+
+    // A rejecting fallback says why.
+    let rejecting = Config {
+        fallback_state: State::Open,
+        ..cfg.clone()
+    };
+    let breaker = Breaker::new(KEY.to_owned(), rejecting, &port);
+    assert!(matches!(
+        breaker.acquire(40),
+        Err(Denied::StorageUnavailable(m)) if m.contains("stored record is corrupt")
+    ));
+}
+
+proptest! {
+    #![proptest_config(settings())]
+
+    /// Over a record that turned corrupt, acquire follows the fallback with
+    /// the generation of the last good record the instance saw (0 if none),
+    /// however often it finds the corrupt one.
+    #[test]
+    fn a_corrupt_record_follows_the_fallback_with_the_generation_known(
+        mut cfg in config(),
+        fallback_state in fallback(),
+        warm_up in prop::option::of(prop::option::of(any_record())),
+        waits in vec(0..5u64, 1..10),
+    ) {
+        cfg.fallback_state = fallback_state;
+        let stored = warm_up.clone().flatten();
+        let port = Scripted::holding(stored.as_ref(), 5);
+        let breaker = Breaker::new(KEY.to_owned(), cfg.clone(), &port);
+        let mut now = 1_000;
+        let known = match &warm_up {
+            None => 0,
+            Some(_) => {
+                let record = stored.clone().unwrap_or_default();
+                prop_assert_eq!(breaker.snapshot(now), Ok(machine::snapshot(&cfg, &record, now)));
+                record.generation
+            }
+        };
+        let events = first_look(stored.as_ref(), now);
+        port.put(corrupt_bytes(), 6);
+        for wait in &waits {
+            now += wait;
+            match breaker.acquire(now) {
+                Ok(grant) => {
+                    prop_assert!(cfg.fallback_admits(), "admitted against the fallback");
+                    let permit = Permit { generation: known, trial: false, issued_at_ms: now };
+                    prop_assert_eq!(grant, Grant { permit, seen_version: 0, quiet_success: false });
+                }
+                Err(Denied::StorageUnavailable(m)) => {
+                    prop_assert!(!cfg.fallback_admits(), "rejected against the fallback");
+                    prop_assert!(m.contains("stored record is corrupt"), "{}", m);
+                }
+                other => prop_assert!(false, "acquire: {:?}", other),
+            }
+        }
+        prop_assert_eq!(port.loads.get(), usize::from(warm_up.is_some()) + waits.len());
+        prop_assert_eq!(port.swaps.get(), 0);
+        prop_assert_eq!(port.events.take(), events);
+    }
+}
