@@ -1,6 +1,8 @@
 //! Builds a guest crate of this workspace for `wasm32-unknown-unknown` and
 //! turns its core module into a component, for build scripts.
 
+#![warn(missing_docs)]
+
 use std::path::Path;
 use std::process::Command;
 

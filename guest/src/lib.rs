@@ -2,6 +2,8 @@
 //! (`machine`), its defaults (`config`), its stored bytes (`record`), the
 //! storage loop (`breaker`) and, on wasm32, the component bindings.
 
+#![warn(missing_docs)]
+
 pub mod breaker;
 pub mod config;
 pub mod machine;

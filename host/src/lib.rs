@@ -18,6 +18,8 @@
 //! every breaker given a clone of it. Every default and every decision is the
 //! component's, so every host that loads it behaves the same.
 
+#![warn(missing_docs)]
+
 mod bindings;
 mod breaker;
 pub mod clock;
