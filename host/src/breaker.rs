@@ -104,7 +104,8 @@ impl Builder {
         self
     }
 
-    /// What calls meet while the storage fails: closed admits, open rejects (default closed).
+    /// What calls meet while the storage fails: closed admits, open rejects
+    /// (default: the storage's suggestion, else closed).
     pub fn fallback_state(mut self, state: State) -> Self {
         self.config.fallback_state = Some(state.into());
         self
@@ -146,8 +147,12 @@ impl Builder {
     }
 
     /// Makes the breaker; the component checks the name and the knobs.
-    pub fn build(self) -> Result<CircuitBreaker, Error> {
+    pub fn build(mut self) -> Result<CircuitBreaker, Error> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        if self.config.fallback_state.is_none() {
+            let suggested = self.storage.as_ref().and_then(|s| s.fallback_state());
+            self.config.fallback_state = suggested.map(Into::into);
+        }
         let breaker = CircuitBreaker {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),

@@ -25,6 +25,8 @@ mod breaker;
 pub mod clock;
 mod error;
 mod listener;
+#[cfg(feature = "redis")]
+mod redis_storage;
 mod runtime;
 pub mod storage;
 mod types;
@@ -33,6 +35,8 @@ pub use breaker::{Builder, CircuitBreaker, Permit};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{CallError, Error, Rejected};
 pub use listener::Listener;
+#[cfg(feature = "redis")]
+pub use redis_storage::{RedisStorage, RedisStorageBuilder};
 pub use runtime::{COMPONENT, Runtime};
 pub use storage::{Entry, MemoryStorage, Storage, StorageError, SwapResult};
 pub use types::{Outcome, Snapshot, State, StateChange};

@@ -59,6 +59,12 @@ pub trait Storage: Send + Sync + 'static {
     fn peek_version(&self, _key: &str) -> Option<Option<u64>> {
         None
     }
+
+    /// The fallback state this storage suggests to breakers that set none
+    /// (pybreaker's `fallback_circuit_state`).
+    fn fallback_state(&self) -> Option<crate::State> {
+        None
+    }
 }
 
 impl<S: Storage + ?Sized> Storage for Arc<S> {
@@ -77,6 +83,10 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
 
     fn peek_version(&self, key: &str) -> Option<Option<u64>> {
         (**self).peek_version(key)
+    }
+
+    fn fallback_state(&self) -> Option<crate::State> {
+        (**self).fallback_state()
     }
 }
 

@@ -1,0 +1,450 @@
+//! Breakers shared through Redis, standalone or cluster: one hash per
+//! breaker, read with one command and written with one Lua script.
+//!
+//! A breaker named `db` in namespace `payments` lives under the key
+//! `{payments:tripswitch:db}`, a hash with two fields: `v`, the version, and
+//! `d`, the record the component encoded. The braces make the whole key its
+//! own hash tag, so a breaker lives in one cluster slot and breakers spread
+//! over the cluster.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::cluster::{ClusterClient, ClusterConnection};
+use redis::{Client, Connection, ConnectionLike, RedisError, Script, Value};
+
+use crate::storage::{Entry, Storage, StorageError, SwapResult};
+use crate::types::State;
+
+/// Checks the version and writes, in one round trip. ARGV[1] is the expected
+/// version ("" = absent), ARGV[2] the record. Returns {1, new version}, or
+/// {0} when the key is absent, or {0, version, record} on a conflict.
+const COMPARE_AND_SWAP: &str = r#"
+local current = redis.call('HGET', KEYS[1], 'v')
+if current == false then
+  if ARGV[1] ~= '' then return {0} end
+elseif current ~= ARGV[1] then
+  return {0, current, redis.call('HGET', KEYS[1], 'd')}
+end
+local version = (tonumber(current) or 0) + 1
+redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2])
+return {1, version}
+"#;
+
+/// Where the storage connects.
+enum Target {
+    Standalone(Client),
+    Cluster(ClusterClient),
+}
+
+/// One open connection.
+enum Conn {
+    Standalone(Connection),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    fn link(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Conn::Standalone(con) => con,
+            Conn::Cluster(con) => con,
+        }
+    }
+}
+
+/// Breaker storage in Redis, standalone or cluster; clones are cheap and
+/// share connections.
+#[derive(Clone)]
+pub struct RedisStorage {
+    inner: std::sync::Arc<Inner>,
+}
+
+struct Inner {
+    target: Target,
+    /// What the storage was pointed at, for messages.
+    address: String,
+    namespace: String,
+    fallback: Option<State>,
+    response_timeout: Duration,
+    connect_timeout: Duration,
+    retry_interval: Duration,
+    script: Script,
+    idle: Mutex<Vec<Conn>>,
+    /// While Redis is down: until when no new connection is tried, and why.
+    down: Mutex<Option<(Instant, String)>>,
+}
+
+impl std::fmt::Debug for RedisStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStorage")
+            .field("address", &self.inner.address)
+            .field("namespace", &self.inner.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RedisStorage`].
+#[must_use]
+pub struct RedisStorageBuilder {
+    nodes: Vec<String>,
+    cluster: bool,
+    namespace: String,
+    fallback: Option<State>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    retry_interval: Duration,
+}
+
+impl RedisStorageBuilder {
+    /// Keeps breakers apart from other users of the same Redis (pybreaker's `namespace`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// What breakers on this storage do while Redis is down, unless a breaker
+    /// says otherwise (pybreaker's `fallback_circuit_state`).
+    pub fn fallback_circuit_state(mut self, state: State) -> Self {
+        self.fallback = Some(state);
+        self
+    }
+
+    /// How long a connection attempt may take (default 100 ms).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a command may wait for its answer (default 100 ms).
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// After a failed connection, how long calls fail at once before the next
+    /// attempt (default 100 ms), so a dead Redis does not cost every call a timeout.
+    pub fn retry_interval(mut self, interval: Duration) -> Self {
+        self.retry_interval = interval;
+        self
+    }
+
+    /// Checks the addresses; connects lazily, so a service can start while Redis is down.
+    pub fn build(self) -> Result<RedisStorage, StorageError> {
+        let address = self.nodes.join(",");
+        let bad = |e: RedisError| StorageError(format!("invalid Redis address {address:?}: {e}"));
+        if self.nodes.is_empty() {
+            return Err(StorageError("no Redis address given".into()));
+        }
+        let target = if self.cluster {
+            let client = ClusterClient::builder(self.nodes.clone())
+                .connection_timeout(self.connect_timeout)
+                .response_timeout(self.response_timeout)
+                .retries(1)
+                .build()
+                .map_err(bad)?;
+            Target::Cluster(client)
+        } else {
+            if self.nodes.len() > 1 {
+                return Err(StorageError(format!(
+                    "{} addresses given for a standalone Redis; use cluster mode",
+                    self.nodes.len()
+                )));
+            }
+            Target::Standalone(Client::open(self.nodes[0].as_str()).map_err(bad)?)
+        };
+        Ok(RedisStorage {
+            inner: std::sync::Arc::new(Inner {
+                target,
+                address,
+                namespace: self.namespace,
+                fallback: self.fallback,
+                response_timeout: self.response_timeout,
+                connect_timeout: self.connect_timeout,
+                retry_interval: self.retry_interval,
+                script: Script::new(COMPARE_AND_SWAP),
+                idle: Mutex::new(Vec::new()),
+                down: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+impl RedisStorage {
+    /// A storage on one Redis server, e.g. `redis://127.0.0.1:6379/0`.
+    pub fn builder(url: impl Into<String>) -> RedisStorageBuilder {
+        RedisStorageBuilder {
+            nodes: vec![url.into()],
+            cluster: false,
+            namespace: String::new(),
+            fallback: None,
+            connect_timeout: Duration::from_millis(100),
+            response_timeout: Duration::from_millis(100),
+            retry_interval: Duration::from_millis(100),
+        }
+    }
+
+    /// A storage on a Redis cluster, given one or more of its nodes.
+    pub fn cluster_builder<S: Into<String>>(nodes: impl IntoIterator<Item = S>) -> RedisStorageBuilder {
+        RedisStorageBuilder {
+            nodes: nodes.into_iter().map(Into::into).collect(),
+            cluster: true,
+            ..RedisStorage::builder(String::new())
+        }
+    }
+
+    /// A storage on one Redis server with every default.
+    pub fn open(url: impl Into<String>) -> Result<RedisStorage, StorageError> {
+        RedisStorage::builder(url).build()
+    }
+
+    /// The Redis key that holds the breaker named `name`.
+    pub fn key(&self, name: &str) -> String {
+        format!("{{{}}}", self.prefix() + name)
+    }
+
+    /// The namespace, as given.
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    fn prefix(&self) -> String {
+        if self.inner.namespace.is_empty() {
+            "tripswitch:".to_string()
+        } else {
+            format!("{}:tripswitch:", self.inner.namespace)
+        }
+    }
+
+    /// The names of the breakers stored in this namespace, sorted.
+    pub fn breakers(&self) -> Result<Vec<String>, StorageError> {
+        let pattern = format!("{{{}*}}", glob_escape(&self.prefix()));
+        let mut keys: Vec<String> = Vec::new();
+        match &self.inner.target {
+            Target::Standalone(client) => {
+                let mut con = self.connect_standalone(client)?;
+                keys.extend(scan(&mut con, &pattern).map_err(|e| self.failed("SCAN", &e))?);
+            }
+            Target::Cluster(_) => {
+                for node in self.cluster_masters()? {
+                    let client = Client::open(node.as_str()).map_err(|e| self.failed("SCAN", &e))?;
+                    let mut con = self.connect_standalone(&client)?;
+                    keys.extend(scan(&mut con, &pattern).map_err(|e| self.failed("SCAN", &e))?);
+                }
+            }
+        }
+        let prefix = format!("{{{}", self.prefix());
+        let mut names: Vec<String> = keys
+            .iter()
+            .filter_map(|key| key.strip_prefix(&prefix)?.strip_suffix('}'))
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// The addresses of the cluster's masters, from `CLUSTER SLOTS`.
+    fn cluster_masters(&self) -> Result<Vec<String>, StorageError> {
+        let slots: Value = self.with(|con| redis::cmd("CLUSTER").arg("SLOTS").query(con), "CLUSTER SLOTS")?;
+        let mut masters = Vec::new();
+        if let Value::Array(ranges) = slots {
+            for range in ranges {
+                if let Value::Array(fields) = range
+                    && let Some(Value::Array(master)) = fields.get(2)
+                    && let (Some(host), Some(Value::Int(port))) = (master.first(), master.get(1))
+                {
+                    let host = match host {
+                        Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                        Value::SimpleString(text) => text.clone(),
+                        _ => continue,
+                    };
+                    masters.push(format!("redis://{host}:{port}/"));
+                }
+            }
+        }
+        masters.sort();
+        masters.dedup();
+        Ok(masters)
+    }
+
+    fn connect_standalone(&self, client: &Client) -> Result<Connection, StorageError> {
+        let con = client
+            .get_connection_with_timeout(self.inner.connect_timeout)
+            .map_err(|e| self.failed("connect", &e))?;
+        let timeout = Some(self.inner.response_timeout);
+        con.set_read_timeout(timeout)
+            .and_then(|()| con.set_write_timeout(timeout))
+            .map_err(|e| self.failed("connect", &e))?;
+        Ok(con)
+    }
+
+    /// Takes an idle connection or opens one, unless Redis was just found down.
+    fn checkout(&self) -> Result<Conn, StorageError> {
+        if let Some(con) = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(con);
+        }
+        {
+            let down = self.inner.down.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((until, why)) = down.as_ref()
+                && Instant::now() < *until
+            {
+                return Err(StorageError(why.clone()));
+            }
+        }
+        let opened = match &self.inner.target {
+            Target::Standalone(client) => self.connect_standalone(client).map(Conn::Standalone),
+            Target::Cluster(client) => client
+                .get_connection()
+                .map(Conn::Cluster)
+                .map_err(|e| self.failed("connect", &e)),
+        };
+        let mut down = self.inner.down.lock().unwrap_or_else(|e| e.into_inner());
+        match &opened {
+            Ok(_) => *down = None,
+            Err(error) => *down = Some((Instant::now() + self.inner.retry_interval, error.0.clone())),
+        }
+        opened
+    }
+
+    /// Runs `command` on a pooled connection; a broken connection is dropped.
+    fn with<T>(
+        &self,
+        command: impl FnOnce(&mut dyn ConnectionLike) -> Result<T, RedisError>,
+        what: &str,
+    ) -> Result<T, StorageError> {
+        let mut con = self.checkout()?;
+        match command(con.link()) {
+            Ok(value) => {
+                self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).push(con);
+                Ok(value)
+            }
+            Err(error) => {
+                let broken = error.is_io_error()
+                    || error.is_timeout()
+                    || error.is_connection_dropped()
+                    || error.is_connection_refusal()
+                    || error.is_unrecoverable_error()
+                    || error.is_cluster_error();
+                if !broken {
+                    self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).push(con);
+                }
+                Err(self.failed(what, &error))
+            }
+        }
+    }
+
+    fn failed(&self, what: &str, error: &RedisError) -> StorageError {
+        let detail = error.to_string();
+        if error.code() == Some("WRONGTYPE") || detail.contains("WRONGTYPE") {
+            return StorageError(format!(
+                "Redis {} ({what}): the breaker's key holds another type of value, \
+                 not a tripswitch record: {detail}",
+                self.inner.address
+            ));
+        }
+        StorageError(format!("Redis {} ({what}): {detail}", self.inner.address))
+    }
+
+    fn not_ours(&self, key: &str, what: &str) -> StorageError {
+        StorageError(format!(
+            "Redis {}: key {key:?} does not hold a tripswitch record ({what})",
+            self.inner.address
+        ))
+    }
+}
+
+/// SCANs a server for keys matching `pattern`.
+fn scan(con: &mut Connection, pattern: &str) -> Result<Vec<String>, RedisError> {
+    let mut cursor = 0u64;
+    let mut keys = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query(con)?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
+/// Escapes Redis glob characters.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+fn version(key: &str, text: &[u8], storage: &RedisStorage) -> Result<u64, StorageError> {
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| t.parse::<u64>().ok())
+        .ok_or_else(|| storage.not_ours(key, "its version is not a number"))
+}
+
+impl Storage for RedisStorage {
+    fn load(&self, name: &str) -> Result<Option<Entry>, StorageError> {
+        let key = self.key(name);
+        let (version_text, data): (Option<Vec<u8>>, Option<Vec<u8>>) = self.with(
+            |con| redis::cmd("HMGET").arg(&key).arg("v").arg("d").query(con),
+            "HMGET",
+        )?;
+        match (version_text, data) {
+            (None, None) => Ok(None),
+            (Some(text), Some(data)) => Ok(Some(Entry {
+                version: version(&key, &text, self)?,
+                data,
+            })),
+            _ => Err(self.not_ours(&key, "a hash without both v and d")),
+        }
+    }
+
+    fn compare_and_swap(
+        &self,
+        name: &str,
+        expected: Option<u64>,
+        data: &[u8],
+    ) -> Result<SwapResult, StorageError> {
+        let key = self.key(name);
+        let expected = expected.map(|v| v.to_string()).unwrap_or_default();
+        let reply: Value = self.with(
+            |con| {
+                self.inner
+                    .script
+                    .key(&key)
+                    .arg(&expected)
+                    .arg(data)
+                    .invoke(con)
+            },
+            "compare-and-swap script",
+        )?;
+        let Value::Array(fields) = reply else {
+            return Err(self.not_ours(&key, "the script answered oddly"));
+        };
+        match fields.as_slice() {
+            [Value::Int(1), Value::Int(version)] => Ok(SwapResult::Written(*version as u64)),
+            [Value::Int(0)] => Ok(SwapResult::Conflict(None)),
+            [Value::Int(0), Value::BulkString(text), Value::BulkString(data)] => {
+                Ok(SwapResult::Conflict(Some(Entry {
+                    version: version(&key, text, self)?,
+                    data: data.clone(),
+                })))
+            }
+            _ => Err(self.not_ours(&key, "a hash without both v and d")),
+        }
+    }
+
+    fn fallback_state(&self) -> Option<State> {
+        self.inner.fallback
+    }
+}
