@@ -184,7 +184,9 @@ impl RedisStorage {
     }
 
     /// A storage on a Redis cluster, given one or more of its nodes.
-    pub fn cluster_builder<S: Into<String>>(nodes: impl IntoIterator<Item = S>) -> RedisStorageBuilder {
+    pub fn cluster_builder<S: Into<String>>(
+        nodes: impl IntoIterator<Item = S>,
+    ) -> RedisStorageBuilder {
         RedisStorageBuilder {
             nodes: nodes.into_iter().map(Into::into).collect(),
             cluster: true,
@@ -226,7 +228,8 @@ impl RedisStorage {
             }
             Target::Cluster(_) => {
                 for node in self.cluster_masters()? {
-                    let client = Client::open(node.as_str()).map_err(|e| self.failed("SCAN", &e))?;
+                    let client =
+                        Client::open(node.as_str()).map_err(|e| self.failed("SCAN", &e))?;
                     let mut con = self.connect_standalone(&client)?;
                     keys.extend(scan(&mut con, &pattern).map_err(|e| self.failed("SCAN", &e))?);
                 }
@@ -245,7 +248,10 @@ impl RedisStorage {
 
     /// The addresses of the cluster's masters, from `CLUSTER SLOTS`.
     fn cluster_masters(&self) -> Result<Vec<String>, StorageError> {
-        let slots: Value = self.with(|con| redis::cmd("CLUSTER").arg("SLOTS").query(con), "CLUSTER SLOTS")?;
+        let slots: Value = self.with(
+            |con| redis::cmd("CLUSTER").arg("SLOTS").query(con),
+            "CLUSTER SLOTS",
+        )?;
         let mut masters = Vec::new();
         if let Value::Array(ranges) = slots {
             for range in ranges {
@@ -280,7 +286,13 @@ impl RedisStorage {
 
     /// Takes an idle connection or opens one, unless Redis was just found down.
     fn checkout(&self) -> Result<Conn, StorageError> {
-        if let Some(con) = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        if let Some(con) = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+        {
             return Ok(con);
         }
         {
@@ -301,7 +313,9 @@ impl RedisStorage {
         let mut down = self.inner.down.lock().unwrap_or_else(|e| e.into_inner());
         match &opened {
             Ok(_) => *down = None,
-            Err(error) => *down = Some((Instant::now() + self.inner.retry_interval, error.0.clone())),
+            Err(error) => {
+                *down = Some((Instant::now() + self.inner.retry_interval, error.0.clone()))
+            }
         }
         opened
     }
@@ -315,7 +329,11 @@ impl RedisStorage {
         let mut con = self.checkout()?;
         match command(con.link()) {
             Ok(value) => {
-                self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).push(con);
+                self.inner
+                    .idle
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(con);
                 Ok(value)
             }
             Err(error) => {
@@ -326,7 +344,11 @@ impl RedisStorage {
                     || error.is_unrecoverable_error()
                     || error.is_cluster_error();
                 if !broken {
-                    self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).push(con);
+                    self.inner
+                        .idle
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(con);
                 }
                 Err(self.failed(what, &error))
             }
@@ -434,12 +456,14 @@ impl Storage for RedisStorage {
         match fields.as_slice() {
             [Value::Int(1), Value::Int(version)] => Ok(SwapResult::Written(*version as u64)),
             [Value::Int(0)] => Ok(SwapResult::Conflict(None)),
-            [Value::Int(0), Value::BulkString(text), Value::BulkString(data)] => {
-                Ok(SwapResult::Conflict(Some(Entry {
-                    version: version(&key, text, self)?,
-                    data: data.clone(),
-                })))
-            }
+            [
+                Value::Int(0),
+                Value::BulkString(text),
+                Value::BulkString(data),
+            ] => Ok(SwapResult::Conflict(Some(Entry {
+                version: version(&key, text, self)?,
+                data: data.clone(),
+            }))),
             _ => Err(self.not_ours(&key, "a hash without both v and d")),
         }
     }

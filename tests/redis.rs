@@ -1,0 +1,369 @@
+//! Redis storage against real `redis-server` processes that the tests start
+//! on free loopback ports: the storage contract, round trips per call,
+//! faults, pybreaker's Redis behaviours, and a three-master cluster.
+
+use std::time::Duration;
+
+use tripswitch::{CallError, Entry, Error, RedisStorage, Rejected, State, Storage, SwapResult};
+use tripswitch_tests::{
+    Heard, Recorder, RedisCluster, RedisServer, advance, builder, clock, fail, succeed,
+};
+
+fn storage(server: &RedisServer, namespace: &str) -> RedisStorage {
+    RedisStorage::builder(server.url())
+        .namespace(namespace)
+        .retry_interval(Duration::ZERO)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn the_storage_contract_holds() {
+    let server = RedisServer::start();
+    let a = storage(&server, "a");
+    assert_eq!(a.load("db"), Ok(None));
+    assert_eq!(
+        a.compare_and_swap("db", Some(1), b"x"),
+        Ok(SwapResult::Conflict(None))
+    );
+    assert_eq!(
+        a.compare_and_swap("db", None, b"x"),
+        Ok(SwapResult::Written(1))
+    );
+    let current = Entry {
+        version: 1,
+        data: b"x".to_vec(),
+    };
+    assert_eq!(
+        a.compare_and_swap("db", None, b"y"),
+        Ok(SwapResult::Conflict(Some(current.clone())))
+    );
+    assert_eq!(
+        a.compare_and_swap("db", Some(9), b"y"),
+        Ok(SwapResult::Conflict(Some(current)))
+    );
+    assert_eq!(
+        a.compare_and_swap("db", Some(1), b"\x00\xffy"),
+        Ok(SwapResult::Written(2))
+    );
+    assert_eq!(
+        a.load("db"),
+        Ok(Some(Entry {
+            version: 2,
+            data: b"\x00\xffy".to_vec()
+        }))
+    );
+
+    // Namespaces keep breakers of one name apart, and so does no namespace.
+    let b = storage(&server, "b");
+    let bare = storage(&server, "");
+    assert_eq!(b.load("db"), Ok(None));
+    assert_eq!(bare.load("db"), Ok(None));
+    assert_eq!(
+        b.compare_and_swap("db", None, b"b"),
+        Ok(SwapResult::Written(1))
+    );
+    assert_eq!(a.load("db").unwrap().unwrap().data, b"\x00\xffy");
+    assert_eq!(a.key("db"), "{a:tripswitch:db}");
+    assert_eq!(bare.key("db"), "{tripswitch:db}");
+    let mut keys: Vec<String> = server
+        .cli(&["KEYS", "*"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, vec!["{a:tripswitch:db}", "{b:tripswitch:db}"]);
+    assert_eq!(a.breakers().unwrap(), vec!["db".to_string()]);
+}
+
+#[test]
+fn values_that_are_not_ours_give_clear_errors() {
+    let server = RedisServer::start();
+    let redis = storage(&server, "odd");
+    let clock = clock();
+    let make = |name: &str| {
+        builder(name, &clock)
+            .storage(redis.clone())
+            .build()
+            .unwrap()
+    };
+    let expect_error = |name: &str, needle: &str| match make(name).snapshot() {
+        Err(Error::Storage(message)) => assert!(message.contains(needle), "{name}: {message}"),
+        other => panic!("{name}: expected a storage error, got {other:?}"),
+    };
+    server.cli(&["RPUSH", "{odd:tripswitch:listy}", "a", "b"]);
+    expect_error(
+        "listy",
+        "holds another type of value, not a tripswitch record",
+    );
+    server.cli(&["HSET", "{odd:tripswitch:truncated}", "v", "3", "d", "\x01"]);
+    expect_error("truncated", "stored record is corrupt: truncated record");
+    server.cli(&["HSET", "{odd:tripswitch:words}", "v", "three", "d", "x"]);
+    expect_error("words", "its version is not a number");
+    server.cli(&["HSET", "{odd:tripswitch:half}", "d", "x"]);
+    expect_error("half", "a hash without both v and d");
+    // An operator action repairs a corrupt record.
+    let truncated = make("truncated");
+    truncated.close().unwrap();
+    assert_eq!(truncated.state().unwrap(), State::Closed);
+}
+
+/// Counts the commands clients sent Redis for `work`: INFO commandstats also
+/// counts the HGET and HSET that the compare-and-swap script runs inside
+/// Redis, which are no round trips, so they are left out.
+fn commands(server: &RedisServer, work: impl FnOnce()) -> Vec<(String, u64)> {
+    server.reset_stats();
+    work();
+    server
+        .command_counts()
+        .into_iter()
+        .filter(|(name, _)| name != "hget" && name != "hset")
+        .collect()
+}
+
+fn pairs(list: &[(&str, u64)]) -> Vec<(String, u64)> {
+    list.iter()
+        .map(|(name, n)| (name.to_string(), *n))
+        .collect()
+}
+
+#[test]
+fn each_call_costs_its_round_trip_budget() {
+    let server = RedisServer::start();
+    let redis = storage(&server, "budget");
+    let clock = clock();
+    let breaker = builder("budget", &clock)
+        .fail_max(2)
+        .reset_timeout(Duration::from_millis(100))
+        .storage(redis.clone())
+        .build()
+        .unwrap();
+    // Warm up: the first compare-and-swap also loads the script.
+    fail(&breaker).unwrap_err();
+    succeed(&breaker).unwrap();
+
+    assert_eq!(
+        commands(&server, || succeed(&breaker).unwrap()),
+        pairs(&[("hmget", 1)]),
+        "success"
+    );
+    assert_eq!(
+        commands(&server, || drop(fail(&breaker))),
+        pairs(&[("evalsha", 1), ("hmget", 1)]),
+        "failure"
+    );
+    assert_eq!(
+        commands(&server, || assert!(matches!(
+            fail(&breaker),
+            Err(CallError::Failed { tripped: true, .. })
+        ))),
+        pairs(&[("evalsha", 1), ("hmget", 1)]),
+        "trip"
+    );
+    assert_eq!(
+        commands(&server, || assert!(
+            fail(&breaker).unwrap_err().is_rejected()
+        )),
+        pairs(&[("hmget", 1)]),
+        "rejection"
+    );
+    advance(&clock, 100);
+    assert_eq!(
+        commands(&server, || succeed(&breaker).unwrap()),
+        pairs(&[("evalsha", 2), ("hmget", 1)]),
+        "trial: load, take the slot, close"
+    );
+    assert_eq!(breaker.state().unwrap(), State::Closed);
+}
+
+#[test]
+fn a_dead_redis_means_the_fallback_state_and_a_live_one_resumes() {
+    let mut server = RedisServer::start();
+    let redis = storage(&server, "faults");
+    let clock = clock();
+    let heard = Recorder::default();
+    let admits = builder("admits", &clock)
+        .fail_max(2)
+        .storage(redis.clone())
+        .listener(heard.clone())
+        .build()
+        .unwrap();
+    let rejects = builder("rejects", &clock)
+        .fail_max(2)
+        .fallback_state(State::Open)
+        .storage(redis.clone())
+        .build()
+        .unwrap();
+    fail(&admits).unwrap_err();
+    fail(&rejects).unwrap_err();
+
+    server.stop();
+    for _ in 0..20 {
+        assert_eq!(admits.call(|| Ok::<_, ()>(1)).unwrap(), 1);
+        match rejects.call(|| Ok::<_, ()>(1)) {
+            Err(CallError::Rejected(Rejected::StorageUnavailable { message })) => {
+                assert!(message.contains("Redis redis://127.0.0.1"), "{message}")
+            }
+            other => panic!("expected storage-unavailable, got {other:?}"),
+        }
+    }
+    let told = heard
+        .take()
+        .into_iter()
+        .filter(|h| matches!(h, Heard::Error(_)))
+        .count();
+    assert_eq!(told, 1, "an outage is told once, not once per call");
+
+    server.resume();
+    // The stored counts survived; the breakers go on from them.
+    assert_eq!(admits.snapshot().unwrap().failures, 1);
+    assert!(matches!(
+        fail(&rejects),
+        Err(CallError::Failed { tripped: true, .. })
+    ));
+    assert_eq!(rejects.state().unwrap(), State::Open);
+}
+
+#[test]
+fn a_frozen_redis_costs_a_timeout_not_a_hang() {
+    let server = RedisServer::start();
+    let redis = RedisStorage::builder(server.url())
+        .namespace("frozen")
+        .response_timeout(Duration::from_millis(50))
+        .connect_timeout(Duration::from_millis(50))
+        .retry_interval(Duration::ZERO)
+        .fallback_circuit_state(State::Open)
+        .build()
+        .unwrap();
+    let clock = clock();
+    let breaker = builder("frozen", &clock).storage(redis).build().unwrap();
+    succeed(&breaker).unwrap();
+    server.freeze();
+    for _ in 0..3 {
+        assert!(matches!(
+            breaker.acquire(),
+            Err(Error::Rejected(Rejected::StorageUnavailable { .. }))
+        ));
+    }
+    server.thaw();
+    succeed(&breaker).unwrap();
+}
+
+#[test]
+fn pybreaker_redis_behaviours() {
+    let server = RedisServer::start();
+    let clock = clock();
+    // Missing keys read as a fresh closed breaker.
+    let plain = storage(&server, "py");
+    let breaker = builder("missing", &clock)
+        .storage(plain.clone())
+        .build()
+        .unwrap();
+    let snapshot = breaker.snapshot().unwrap();
+    assert_eq!((snapshot.state, snapshot.failures), (State::Closed, 0));
+    // The namespace prefixes every key the breaker writes.
+    fail(&breaker).unwrap_err();
+    assert_eq!(server.cli(&["KEYS", "*"]).trim(), "{py:tripswitch:missing}");
+    // opened_at keeps its milliseconds (pybreaker truncates to seconds).
+    let precise = builder("precise", &clock)
+        .fail_max(1)
+        .storage(plain)
+        .build()
+        .unwrap();
+    advance(&clock, 1234);
+    fail(&precise).unwrap_err();
+    assert_eq!(
+        precise.snapshot().unwrap().opened_at_ms,
+        Some(tripswitch_tests::T0 + 1234)
+    );
+    // The storage's fallback_circuit_state feeds breakers that set none.
+    let down = RedisStorage::builder(format!(
+        "redis://127.0.0.1:{}/",
+        tripswitch_tests::free_port()
+    ))
+    .fallback_circuit_state(State::Open)
+    .build()
+    .unwrap();
+    let rejecting = builder("down", &clock)
+        .storage(down.clone())
+        .build()
+        .unwrap();
+    assert!(matches!(
+        rejecting.acquire(),
+        Err(Error::Rejected(Rejected::StorageUnavailable { .. }))
+    ));
+    let admitting = builder("down", &clock)
+        .storage(down)
+        .fallback_state(State::Closed)
+        .build()
+        .unwrap();
+    assert!(admitting.acquire().is_ok());
+}
+
+#[test]
+fn bad_addresses_are_refused_by_name() {
+    match RedisStorage::builder("http://example").build() {
+        Err(error) => assert!(
+            error.0.contains("invalid Redis address \"http://example\""),
+            "{error}"
+        ),
+        Ok(storage) => panic!("expected an error, got {storage:?}"),
+    }
+    assert!(
+        RedisStorage::cluster_builder(Vec::<String>::new())
+            .build()
+            .is_err()
+    );
+}
+
+#[test]
+fn a_cluster_shares_breakers_across_slots_and_follows_redirections() {
+    let cluster = RedisCluster::start();
+    // Given one node only, the client must learn the rest and follow MOVED.
+    let first = RedisStorage::cluster_builder([cluster.urls()[0].clone()])
+        .namespace("cl")
+        .build()
+        .unwrap();
+    let everywhere = RedisStorage::cluster_builder(cluster.urls())
+        .namespace("cl")
+        .build()
+        .unwrap();
+    let clock = clock();
+    let names: Vec<String> = (0..12).map(|n| format!("breaker-{n}")).collect();
+    let mut owners = std::collections::BTreeSet::new();
+    for name in &names {
+        let a = builder(name, &clock)
+            .fail_max(2)
+            .storage(first.clone())
+            .build()
+            .unwrap();
+        let b = builder(name, &clock)
+            .fail_max(2)
+            .storage(everywhere.clone())
+            .build()
+            .unwrap();
+        fail(&a).unwrap_err();
+        assert!(matches!(
+            fail(&b),
+            Err(CallError::Failed { tripped: true, .. })
+        ));
+        assert_eq!(a.state().unwrap(), State::Open, "{name}");
+        let key = first.key(name);
+        let owner = cluster
+            .nodes
+            .iter()
+            .position(|node| node.cli(&["EXISTS", &key]).trim() == "1")
+            .expect("some node holds the key");
+        owners.insert(owner);
+    }
+    assert_eq!(
+        owners.len(),
+        3,
+        "the breakers spread over all three masters"
+    );
+    let mut listed = everywhere.breakers().unwrap();
+    listed.sort();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+}
