@@ -2,8 +2,8 @@
 //!
 //! - `cargo xtask component`: builds the breaker component and writes it to
 //!   `target/components/tripswitch.wasm`.
-//! - `cargo xtask test`: installs what the tests need, then runs rustfmt,
-//!   clippy and every test suite.
+//! - `cargo xtask test`: installs what the tests need (the wasm target,
+//!   redis-server), then runs rustfmt, clippy and every test suite.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -93,9 +93,57 @@ fn component() -> Result<PathBuf, String> {
     Ok(out)
 }
 
+/// Whether `program` runs (`program --version`).
+fn installed(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+/// Installs redis-server and redis-cli through apt-get when they are missing.
+fn ensure_redis() -> Result<(), String> {
+    if installed("redis-server") && installed("redis-cli") {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    if !root || !installed("apt-get") {
+        return Err(
+            "the Redis tests need redis-server and redis-cli; install them \
+                    (Debian: apt-get install redis-server) and run again"
+                .into(),
+        );
+    }
+    run(
+        "apt-get update (for redis-server)",
+        Command::new("apt-get").args(["update", "-qq"]),
+    )?;
+    run(
+        "installing redis-server",
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "redis-server",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    if installed("redis-server") && installed("redis-cli") {
+        Ok(())
+    } else {
+        Err("apt-get installed redis-server, yet redis-server or redis-cli does not run".into())
+    }
+}
+
 /// Everything CI checks.
 fn test() -> Result<(), String> {
     ensure_wasm_target()?;
+    ensure_redis()?;
     run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(
         "clippy",

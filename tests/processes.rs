@@ -1,0 +1,143 @@
+//! Four OS processes share one breaker through one Redis: their failures add
+//! up to exactly fail-max, exactly half-open-max-calls trials run across
+//! them, and one success closes the breaker for all.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use tripswitch_tests::RedisServer;
+
+/// One worker process and its pipes.
+struct Worker {
+    child: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+}
+
+impl Worker {
+    fn start(url: &str, fail_max: u32, reset_ms: u64, half_open_max: u32) -> Worker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tripswitch-worker"))
+            .args([url, "procs", "shared"])
+            .args([
+                fail_max.to_string(),
+                reset_ms.to_string(),
+                half_open_max.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting a worker");
+        let input = child.stdin.take().unwrap();
+        let output = BufReader::new(child.stdout.take().unwrap());
+        Worker {
+            child,
+            input,
+            output,
+        }
+    }
+
+    /// Sends a command without waiting for its answer.
+    fn send(&mut self, command: &str) {
+        writeln!(self.input, "{command}").expect("writing to a worker");
+    }
+
+    /// Reads the answer to the last command sent.
+    fn answer(&mut self) -> String {
+        let mut line = String::new();
+        self.output.read_line(&mut line).expect("reading a worker");
+        assert!(!line.is_empty(), "a worker exited early");
+        line.trim().to_string()
+    }
+
+    fn ask(&mut self, command: &str) -> String {
+        self.send(command);
+        self.answer()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `command` to every worker at once, then collects the answers.
+fn all(workers: &mut [Worker], command: &str) -> Vec<String> {
+    workers.iter_mut().for_each(|w| w.send(command));
+    workers.iter_mut().map(Worker::answer).collect()
+}
+
+#[test]
+fn four_processes_share_one_breaker() {
+    let server = RedisServer::start();
+    let (fail_max, reset_ms, half_open_max) = (10, 1000, 2);
+    let mut workers: Vec<Worker> = (0..4)
+        .map(|_| Worker::start(&server.url(), fail_max, reset_ms, half_open_max))
+        .collect();
+    assert!(all(&mut workers, "clock 1000").iter().all(|a| a == "ok"));
+
+    // Failures from all four add up: in turns, the tenth trips and every later call is rejected.
+    let mut answers = Vec::new();
+    for round in 0..4 {
+        for worker in workers.iter_mut() {
+            answers.push((round, worker.ask("fail")));
+        }
+    }
+    let failed = answers
+        .iter()
+        .filter(|(_, a)| a.starts_with("failed"))
+        .count();
+    let tripped: Vec<usize> = answers
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, a))| a == "failed tripped=true")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(failed, fail_max as usize, "{answers:?}");
+    assert_eq!(tripped, vec![fail_max as usize - 1], "{answers:?}");
+    assert!(
+        answers[fail_max as usize..]
+            .iter()
+            .all(|(_, a)| a == "rejected Open"),
+        "{answers:?}"
+    );
+    assert!(
+        all(&mut workers, "state")
+            .iter()
+            .all(|a| a == "open failures=10")
+    );
+
+    // Burst: every process asks at once after the reset timeout; exactly
+    // half-open-max-calls trials are granted across them.
+    all(&mut workers, &format!("clock {}", 1000 + reset_ms));
+    let answers = all(&mut workers, "acquire");
+    let trials: Vec<usize> = (0..4)
+        .filter(|&i| answers[i] == "permit trial=true")
+        .collect();
+    assert_eq!(trials.len(), half_open_max as usize, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .filter(|a| !a.starts_with("permit"))
+            .all(|a| a.contains("every trial slot is taken")),
+        "{answers:?}"
+    );
+
+    // One trial success closes it for everyone.
+    assert_eq!(workers[trials[0]].ask("success"), "reported Ok(())");
+    assert!(
+        all(&mut workers, "state")
+            .iter()
+            .all(|a| a == "closed failures=0")
+    );
+    let others = all(&mut workers, "succeed");
+    assert!(others.iter().all(|a| a == "ok"), "{others:?}");
+    // The other trial's late report counts nothing.
+    assert_eq!(workers[trials[1]].ask("failure"), "reported Ok(false)");
+    assert!(
+        all(&mut workers, "state")
+            .iter()
+            .all(|a| a == "closed failures=0")
+    );
+}
