@@ -40,14 +40,14 @@ enum Target {
 /// One open connection.
 enum Conn {
     Standalone(Connection),
-    Cluster(ClusterConnection),
+    Cluster(Box<ClusterConnection>),
 }
 
 impl Conn {
     fn link(&mut self) -> &mut dyn ConnectionLike {
         match self {
             Conn::Standalone(con) => con,
-            Conn::Cluster(con) => con,
+            Conn::Cluster(con) => con.as_mut(),
         }
     }
 }
@@ -307,7 +307,7 @@ impl RedisStorage {
             Target::Standalone(client) => self.connect_standalone(client).map(Conn::Standalone),
             Target::Cluster(client) => client
                 .get_connection()
-                .map(Conn::Cluster)
+                .map(|con| Conn::Cluster(Box::new(con)))
                 .map_err(|e| self.failed("connect", &e)),
         };
         let mut down = self.inner.down.lock().unwrap_or_else(|e| e.into_inner());
