@@ -36,6 +36,11 @@ pub struct DemoArgs {
     /// Runs on a virtual clock: the same run, without waiting.
     #[arg(long = "virtual")]
     virtual_clock: bool,
+    /// The breaker's name (its key in the store).
+    #[arg(long, default_value = "dependency")]
+    name: String,
+    #[command(flatten)]
+    store: super::store::StoreArgs,
     /// Breaker: consecutive failures that open the circuit.
     #[arg(long, default_value_t = 3)]
     fail_max: u32,
@@ -153,7 +158,8 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     };
     let start_ms = clock.now_ms();
     let tally = Arc::new(Mutex::new(Tally::default()));
-    let mut builder = CircuitBreaker::builder("dependency")
+    let mut builder = CircuitBreaker::builder(args.name.clone())
+        .storage(args.store.storage()?)
         .fail_max(args.fail_max)
         .reset_timeout(Duration::from_millis(args.reset_timeout_ms))
         .clock(clock.clone())
@@ -170,9 +176,10 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     let breaker = builder.build().map_err(|e| e.to_string())?;
 
     say!(
-        "breaker {:?}: fail-max {}, reset-timeout {} ms; a call every {} ms for {} ms; \
+        "breaker {:?} in {}: fail-max {}, reset-timeout {} ms; a call every {} ms for {} ms; \
          dependency down from {} to {} ms; seed {}{}",
         breaker.name(),
+        args.store.describe(),
         args.fail_max,
         args.reset_timeout_ms,
         args.interval_ms,

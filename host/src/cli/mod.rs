@@ -1,6 +1,8 @@
 //! Command-line parsing and dispatch.
 
 mod demo;
+mod operate;
+mod store;
 
 use std::path::PathBuf;
 
@@ -18,6 +20,18 @@ pub struct Cli {
 enum Command {
     /// Runs a breaker in front of a simulated flaky dependency and shows what happens.
     Demo(demo::DemoArgs),
+    /// Shows the breakers of a shared store: state, counts, opened-at, time until a trial.
+    Status(operate::StatusArgs),
+    /// Opens a breaker now.
+    Open(operate::ActionArgs),
+    /// Closes a breaker and resets its counters.
+    Close(operate::ActionArgs),
+    /// Moves a breaker to half-open, admitting trials.
+    HalfOpen(operate::ActionArgs),
+    /// Rejects every call until another operator command.
+    ForceOpen(operate::ActionArgs),
+    /// Admits every call and records nothing.
+    Disable(operate::ActionArgs),
     /// Writes the embedded breaker component to a file.
     Component {
         /// Where to write it.
@@ -31,6 +45,12 @@ impl Cli {
     pub fn run(self) -> Result<(), String> {
         match self.command {
             Command::Demo(args) => demo::run(&args),
+            Command::Status(args) => operate::status(&args),
+            Command::Open(args) => operate::act(operate::Action::Open, &args),
+            Command::Close(args) => operate::act(operate::Action::Close, &args),
+            Command::HalfOpen(args) => operate::act(operate::Action::HalfOpen, &args),
+            Command::ForceOpen(args) => operate::act(operate::Action::ForceOpen, &args),
+            Command::Disable(args) => operate::act(operate::Action::Disable, &args),
             Command::Component { out } => {
                 if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)

@@ -1,0 +1,151 @@
+//! Operator commands on a shared store: `status`, and the state changes
+//! `open`, `close`, `half-open`, `force-open`, `disable`. They go through the
+//! component like every other change.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use clap::Args;
+use tripswitch::{CircuitBreaker, Snapshot};
+
+use super::store::StoreArgs;
+
+/// Options of `tripswitch status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// One breaker; all breakers of the namespace when left out.
+    name: Option<String>,
+    /// Prints JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// The breakers' reset timeout in ms, for the time until a trial [component default].
+    #[arg(long)]
+    reset_timeout_ms: Option<u64>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Options of the state-changing commands.
+#[derive(Args, Debug)]
+pub struct ActionArgs {
+    /// The breaker.
+    name: String,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// A state change an operator can ask for.
+#[derive(Clone, Copy, Debug)]
+pub enum Action {
+    /// `open`
+    Open,
+    /// `close`
+    Close,
+    /// `half-open`
+    HalfOpen,
+    /// `force-open`
+    ForceOpen,
+    /// `disable`
+    Disable,
+}
+
+fn breaker(
+    name: &str,
+    store: &StoreArgs,
+    reset_timeout_ms: Option<u64>,
+) -> Result<CircuitBreaker, String> {
+    let mut builder = CircuitBreaker::builder(name).storage(store.storage()?);
+    if let Some(ms) = reset_timeout_ms {
+        builder = builder.reset_timeout(Duration::from_millis(ms));
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// Runs a state-changing command.
+pub fn act(action: Action, args: &ActionArgs) -> Result<(), String> {
+    if args.store.redis.is_empty() {
+        return Err("operator commands act on a shared store: give --redis URL".into());
+    }
+    let breaker = breaker(&args.name, &args.store, None)?;
+    let before = breaker.state().map_err(|e| e.to_string())?;
+    let done = match action {
+        Action::Open => breaker.open(),
+        Action::Close => breaker.close(),
+        Action::HalfOpen => breaker.half_open(),
+        Action::ForceOpen => breaker.force_open(),
+        Action::Disable => breaker.disable(),
+    };
+    done.map_err(|e| e.to_string())?;
+    let after = breaker.state().map_err(|e| e.to_string())?;
+    println!("{}: {before} -> {after}", args.name);
+    Ok(())
+}
+
+/// Runs `status`.
+pub fn status(args: &StatusArgs) -> Result<(), String> {
+    let Some(redis) = args.store.redis()? else {
+        return Err("status reads a shared store: give --redis URL".into());
+    };
+    let names = match &args.name {
+        Some(name) => vec![name.clone()],
+        None => redis.breakers().map_err(|e| e.to_string())?,
+    };
+    let mut rows = Vec::new();
+    for name in &names {
+        let snapshot = breaker(name, &args.store, args.reset_timeout_ms)?
+            .snapshot()
+            .map_err(|e| format!("{name}: {e}"))?;
+        rows.push((name.clone(), snapshot));
+    }
+    if args.json {
+        let list: Vec<serde_json::Value> = rows.iter().map(|(n, s)| json(n, s)).collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no breakers in {}", args.store.describe());
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<12} {:>8} {:>9} {:>6} {:<24} {:>10} {:>10}",
+        "NAME", "STATE", "FAILURES", "SUCCESSES", "TRIALS", "OPENED AT", "TRIAL IN", "GENERATION"
+    );
+    for (name, s) in &rows {
+        println!(
+            "{:<24} {:<12} {:>8} {:>9} {:>6} {:<24} {:>10} {:>10}",
+            name,
+            s.state.as_str(),
+            s.failures,
+            s.successes,
+            s.trials_in_flight,
+            s.opened_at_ms.map_or_else(|| "-".to_string(), timestamp),
+            trial_in(s),
+            s.generation
+        );
+    }
+    Ok(())
+}
+
+fn timestamp(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+fn trial_in(s: &Snapshot) -> String {
+    match (s.state, s.retry_after) {
+        (tripswitch::State::Open, Some(wait)) => format!("{} ms", wait.as_millis()),
+        (tripswitch::State::HalfOpen, None) => "now".into(),
+        _ => "-".into(),
+    }
+}
+
+fn json(name: &str, s: &Snapshot) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "state": s.state.as_str(),
+        "failures": s.failures,
+        "successes": s.successes,
+        "trials_in_flight": s.trials_in_flight,
+        "opened_at_ms": s.opened_at_ms,
+        "retry_after_ms": s.retry_after.map(|d| d.as_millis() as u64),
+        "generation": s.generation,
+    })
+}
