@@ -367,3 +367,43 @@ fn a_cluster_shares_breakers_across_slots_and_follows_redirections() {
     expected.sort();
     assert_eq!(listed, expected);
 }
+
+#[test]
+fn call_async_waits_on_redis_without_blocking_the_executor() {
+    use futures_lite::future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let server = RedisServer::start();
+    let redis = RedisStorage::builder(server.url())
+        .namespace("async")
+        .response_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let clock = clock();
+    let breaker = builder("async", &clock).storage(redis).build().unwrap();
+    assert_eq!(
+        future::block_on(breaker.call_async(async { Ok::<_, ()>(1) })).unwrap(),
+        1
+    );
+
+    // One thread runs both the call and a ticker. While Redis is frozen, the
+    // call's storage work waits on the blocking pool, and the ticker goes on.
+    server.freeze();
+    let ticks = AtomicUsize::new(0);
+    let (answer, ()) = future::block_on(future::zip(
+        breaker.call_async(async { Ok::<_, ()>(ticks.load(Ordering::SeqCst)) }),
+        async {
+            for _ in 0..50 {
+                ticks.fetch_add(1, Ordering::SeqCst);
+                future::yield_now().await;
+            }
+        },
+    ));
+    server.thaw();
+    // The default fallback (closed) admitted the call once the load timed out.
+    let seen = answer.unwrap();
+    assert!(
+        seen > 0,
+        "the executor ran nothing while the breaker waited on Redis"
+    );
+}

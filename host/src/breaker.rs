@@ -261,14 +261,30 @@ impl CircuitBreaker {
     }
 
     /// Awaits `future` if the breaker admits it, and records its result; a
-    /// dropped (cancelled) call records `ignored`.
+    /// dropped (cancelled) call records `ignored`. With a storage that may
+    /// block (Redis, or any but memory), the breaker's own storage work runs
+    /// on a blocking thread pool, never on the async runtime's threads.
     pub async fn call_async<T, E: 'static>(
         &self,
         future: impl Future<Output = Result<T, E>>,
     ) -> Result<T, CallError<E>> {
-        let permit = self.acquire()?;
+        let offload = self.inner.storage.may_block();
+        let permit = if offload {
+            let breaker = self.clone();
+            blocking::unblock(move || breaker.acquire()).await?
+        } else {
+            self.acquire()?
+        };
+        let mut pending = Offloaded(Some(permit), offload);
         let result = future.await;
-        self.finish(permit, result)
+        let permit = pending.0.take().expect("the permit is taken once");
+        let outcome = self.classify(&result);
+        let tripped = if offload {
+            blocking::unblock(move || permit.report_quietly(outcome)).await
+        } else {
+            permit.report_quietly(outcome)
+        };
+        result.map_err(|error| CallError::Failed { error, tripped })
     }
 
     /// The breaker's state now, read from the storage.
@@ -344,25 +360,18 @@ impl CircuitBreaker {
         permit: Permit,
         result: Result<T, E>,
     ) -> Result<T, CallError<E>> {
+        let tripped = permit.report_quietly(self.classify(&result));
+        result.map_err(|error| CallError::Failed { error, tripped })
+    }
+
+    /// What a call's result counts as: an excluded error is a success.
+    fn classify<T, E: 'static>(&self, result: &Result<T, E>) -> Outcome {
         match result {
-            Ok(value) => {
-                permit.report_quietly(Outcome::Success);
-                Ok(value)
+            Ok(_) => Outcome::Success,
+            Err(error) if self.inner.exclusions.iter().any(|excluded| excluded(error)) => {
+                Outcome::Success
             }
-            Err(error) => {
-                let excluded = self
-                    .inner
-                    .exclusions
-                    .iter()
-                    .any(|excluded| excluded(&error));
-                let outcome = if excluded {
-                    Outcome::Success
-                } else {
-                    Outcome::Failure
-                };
-                let tripped = permit.report_quietly(outcome);
-                Err(CallError::Failed { error, tripped })
-            }
+            Err(_) => Outcome::Failure,
         }
     }
 
@@ -585,6 +594,20 @@ impl CircuitBreaker {
                     .iter()
                     .for_each(|l| l.error(name, &error));
                 false
+            }
+        }
+    }
+}
+
+/// A permit held across an await: if the future is dropped, its `ignored`
+/// report runs on the blocking pool when the storage may block.
+struct Offloaded(Option<Permit>, bool);
+
+impl Drop for Offloaded {
+    fn drop(&mut self) {
+        if let Some(permit) = self.0.take() {
+            if self.1 {
+                blocking::unblock(move || drop(permit)).detach();
             }
         }
     }

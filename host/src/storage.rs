@@ -65,6 +65,12 @@ pub trait Storage: Send + Sync + 'static {
     fn fallback_state(&self) -> Option<crate::State> {
         None
     }
+
+    /// Whether a call may wait on I/O, so that `call_async` should run the
+    /// breaker's storage work on a blocking thread pool (true unless overridden).
+    fn may_block(&self) -> bool {
+        true
+    }
 }
 
 impl<S: Storage + ?Sized> Storage for Arc<S> {
@@ -87,6 +93,10 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
 
     fn fallback_state(&self) -> Option<crate::State> {
         (**self).fallback_state()
+    }
+
+    fn may_block(&self) -> bool {
+        (**self).may_block()
     }
 }
 
@@ -166,6 +176,10 @@ impl Storage for MemoryStorage {
 
     fn peek_version(&self, key: &str) -> Option<Option<u64>> {
         Some(self.lock().get(key).map(|entry| entry.version))
+    }
+
+    fn may_block(&self) -> bool {
+        false
     }
 }
 
