@@ -11,7 +11,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use redis::cluster::{ClusterClient, ClusterConnection};
-use redis::{Client, Connection, ConnectionLike, RedisError, Script, Value};
+use redis::io::tcp::TcpSettings;
+use redis::{Client, Connection, ConnectionLike, IntoConnectionInfo, RedisError, Script, Value};
 
 use crate::storage::{Entry, Storage, StorageError, SwapResult};
 use crate::types::State;
@@ -137,6 +138,7 @@ impl RedisStorageBuilder {
         }
         let target = if self.cluster {
             let client = ClusterClient::builder(self.nodes.clone())
+                .tcp_settings(TcpSettings::default().set_nodelay(true))
                 .connection_timeout(self.connect_timeout)
                 .response_timeout(self.response_timeout)
                 .retries(1)
@@ -150,7 +152,12 @@ impl RedisStorageBuilder {
                     self.nodes.len()
                 )));
             }
-            Target::Standalone(Client::open(self.nodes[0].as_str()).map_err(bad)?)
+            let info = self.nodes[0]
+                .as_str()
+                .into_connection_info()
+                .map_err(bad)?
+                .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+            Target::Standalone(Client::open(info).map_err(bad)?)
         };
         Ok(RedisStorage {
             inner: std::sync::Arc::new(Inner {
