@@ -605,10 +605,10 @@ struct Offloaded(Option<Permit>, bool);
 
 impl Drop for Offloaded {
     fn drop(&mut self) {
-        if let Some(permit) = self.0.take() {
-            if self.1 {
-                blocking::unblock(move || drop(permit)).detach();
-            }
+        if let Some(permit) = self.0.take()
+            && self.1
+        {
+            blocking::unblock(move || drop(permit)).detach();
         }
     }
 }
