@@ -84,3 +84,109 @@ fn the_component_command_writes_the_embedded_component() {
     assert_eq!(std::fs::read(&path).unwrap(), tripswitch::COMPONENT);
     std::fs::remove_file(&path).unwrap();
 }
+
+mod shared_store {
+    //! The operator commands and the demo against a real Redis.
+
+    use super::{stdout, tripswitch};
+    use tripswitch_testkit::RedisServer;
+
+    fn redis_args(server: &RedisServer) -> Vec<String> {
+        vec![
+            "--redis".into(),
+            server.url(),
+            "--namespace".into(),
+            "cli".into(),
+        ]
+    }
+
+    fn run(args: &[&str], server: &RedisServer) -> std::process::Output {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(redis_args(server));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        tripswitch(&refs)
+    }
+
+    #[test]
+    fn operators_change_and_read_a_shared_breaker() {
+        let server = RedisServer::start();
+        let empty = run(&["status"], &server);
+        assert!(stdout(&empty).contains("no breakers in Redis"), "{empty:?}");
+
+        let opened = run(&["force-open", "payments"], &server);
+        assert!(opened.status.success(), "{opened:?}");
+        assert_eq!(stdout(&opened).trim(), "payments: closed -> forced-open");
+        let table = stdout(&run(&["status"], &server));
+        let row = table.lines().find(|l| l.starts_with("payments")).unwrap();
+        assert!(row.contains("forced-open"), "{table}");
+
+        for (command, state) in [
+            ("open", "open"),
+            ("half-open", "half-open"),
+            ("disable", "disabled"),
+            ("close", "closed"),
+        ] {
+            let out = run(&[command, "payments"], &server);
+            assert!(out.status.success(), "{command}: {out:?}");
+            assert!(
+                stdout(&out).trim().ends_with(&format!("-> {state}")),
+                "{command}: {out:?}"
+            );
+        }
+        run(&["open", "search"], &server);
+        let json = stdout(&run(&["status", "--json"], &server));
+        let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let states: Vec<(&str, &str)> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["name"].as_str().unwrap(), r["state"].as_str().unwrap()))
+            .collect();
+        assert_eq!(states, vec![("payments", "closed"), ("search", "open")]);
+        let one = stdout(&run(
+            &["status", "search", "--reset-timeout-ms", "5000"],
+            &server,
+        ));
+        assert!(one.contains(" ms"), "time until the trial: {one}");
+    }
+
+    #[test]
+    fn two_demos_on_one_redis_share_one_breaker() {
+        let server = RedisServer::start();
+        let args = |seed: &str| {
+            let mut all = vec![
+                "demo",
+                "--virtual",
+                "--seed",
+                seed,
+                "--duration-ms",
+                "1500",
+                "--outage",
+                "0..1500",
+            ];
+            all.extend(["--redis", "", "--namespace", "demos"]);
+            all.iter().map(|s| s.to_string()).collect::<Vec<String>>()
+        };
+        let url = server.url();
+        let mut outputs = Vec::new();
+        for seed in ["1", "2"] {
+            let mut list = args(seed);
+            let at = list.iter().position(|a| a == "--redis").unwrap() + 1;
+            list[at] = url.clone();
+            let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+            outputs.push(stdout(&tripswitch(&refs)));
+        }
+        // The first demo tripped the breaker; the second finds it open at its first call.
+        assert!(
+            outputs[0].contains("state closed -> open"),
+            "{}",
+            outputs[0]
+        );
+        let first_call = outputs[1].lines().find(|l| l.contains("#1 ")).unwrap();
+        assert!(first_call.contains("rejected"), "{}", outputs[1]);
+        let status = stdout(&run(&["status", "dependency"], &server));
+        let _ = status;
+        let demos = tripswitch(&["status", "--redis", &url, "--namespace", "demos"]);
+        assert!(stdout(&demos).contains("dependency"), "{demos:?}");
+    }
+}
