@@ -11,8 +11,11 @@ fn main() {
         .expect("the host crate lives in the workspace");
     println!("cargo:rerun-if-env-changed=TRIPSWITCH_COMPONENT");
     let component = match env::var_os("TRIPSWITCH_COMPONENT") {
-        Some(path) => fs::read(&path)
-            .map_err(|e| format!("TRIPSWITCH_COMPONENT={}: {e}", Path::new(&path).display())),
+        Some(path) => {
+            println!("cargo:rerun-if-changed={}", Path::new(&path).display());
+            fs::read(&path)
+                .map_err(|e| format!("TRIPSWITCH_COMPONENT={}: {e}", Path::new(&path).display()))
+        }
         None => tripswitch_componentize::component(root, "guest", "tripswitch-guest"),
     };
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR")).join("tripswitch.wasm");

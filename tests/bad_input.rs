@@ -231,3 +231,80 @@ fn a_storage_outage_is_told_once_and_calls_follow_the_fallback() {
         "a new outage is told again"
     );
 }
+
+/// A listener that panics whenever a call is admitted.
+struct Panicky;
+
+impl tripswitch::Listener for Panicky {
+    fn before_call(&self, _: &str) {
+        panic!("a listener bug");
+    }
+}
+
+/// The panic happens before the call could run: the trial slot is freed and
+/// nothing is counted.
+#[test]
+fn a_panicking_listener_does_not_leak_a_trial_slot() {
+    let clock = clock();
+    let breaker = builder("panicky", &clock)
+        .fail_max(1)
+        .reset_timeout(Duration::from_millis(10))
+        .listener(Panicky)
+        .build()
+        .unwrap();
+    let storage_probe = breaker.clone();
+    breaker.force_open().unwrap();
+    breaker.half_open().unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| breaker.acquire()));
+    assert!(caught.is_err(), "the listener's panic reaches the caller");
+    let snapshot = storage_probe.snapshot().unwrap();
+    assert_eq!(
+        (snapshot.state, snapshot.trials_in_flight),
+        (State::HalfOpen, 0)
+    );
+}
+
+#[test]
+fn a_key_that_vanishes_is_told_and_counted_from_scratch() {
+    let clock = clock();
+    let storage = MemoryStorage::new();
+    let heard = Recorder::default();
+    let breaker = builder("vanishing", &clock)
+        .fail_max(1)
+        .storage(storage.clone())
+        .listener(heard.clone())
+        .build()
+        .unwrap();
+    fail(&breaker).unwrap_err();
+    assert!(storage.remove("vanishing"));
+    assert_eq!(breaker.state().unwrap(), State::Closed);
+    assert!(matches!(
+        fail(&breaker),
+        Err(tripswitch::CallError::Failed { tripped: true, .. })
+    ));
+    let changes: Vec<(State, State, bool)> = heard
+        .changes()
+        .iter()
+        .map(|c| (c.previous, c.current, c.remote))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            (State::Closed, State::Open, false),
+            (State::Open, State::Closed, true),
+            (State::Closed, State::Open, false),
+        ]
+    );
+}
+
+#[test]
+fn breakers_built_over_time_never_count_as_runaways() {
+    // Each build runs guest code; a deadline left over from an earlier call
+    // must not accumulate (the epoch ticks every 10 ms of real time).
+    for n in 0..15 {
+        std::thread::sleep(Duration::from_millis(11));
+        CircuitBreaker::builder(format!("built-{n}"))
+            .build()
+            .unwrap();
+    }
+}

@@ -12,7 +12,8 @@ pub const TARGET: &str = "wasm32-unknown-unknown";
 /// Builds `package`, the guest crate in `dir` of the workspace at `root`, and
 /// returns it encoded as a component, or a message that says what went wrong.
 pub fn component(root: &Path, dir: &str, package: &str) -> Result<Vec<u8>, String> {
-    for watched in ["wit", dir] {
+    let sources = [format!("{dir}/src"), format!("{dir}/Cargo.toml")];
+    for watched in ["wit", "Cargo.lock", &sources[0], &sources[1]] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     ensure_target()?;

@@ -214,27 +214,28 @@ impl<P: Port> Breaker<P> {
     ///
     /// It starts from the cached record: a write made from a stale one meets a
     /// conflict and is recomputed; a decision to write nothing is confirmed
-    /// against the storage first, unless the permit is already stale.
+    /// against the storage first. A report that can never write (a non-trial
+    /// `ignored`) touches no storage.
     pub fn report(&self, grant: &Grant, outcome: Outcome, now: u64) -> Result<(), String> {
+        if machine::report_never_writes(&grant.permit, outcome) {
+            return Ok(());
+        }
         let cached = self.view.borrow().cached.clone();
         let decide = |record: &Record| {
             let next = machine::report(&self.config, record, &grant.permit, outcome, now);
             (next, ())
         };
-        if let Some((version, record)) = cached {
-            if record.generation > grant.permit.generation {
-                return Ok(());
-            }
-            if decide(&record).0.is_some() {
-                let start = if version == 0 {
-                    Loaded::Absent
-                } else {
-                    Loaded::Present(version, record)
-                };
-                return self
-                    .write_loop(now, start, false, decide)
-                    .map_err(Unwritten::message);
-            }
+        if let Some((version, record)) = cached
+            && decide(&record).0.is_some()
+        {
+            let start = if version == 0 {
+                Loaded::Absent
+            } else {
+                Loaded::Present(version, record)
+            };
+            return self
+                .write_loop(now, start, false, decide)
+                .map_err(Unwritten::message);
         }
         let start = self.load(now)?;
         self.write_loop(now, start, false, decide)
@@ -294,7 +295,7 @@ impl<P: Port> Breaker<P> {
                 .compare_and_swap(&self.name, expected, &record::encode(&next));
             match swapped {
                 Ok(Swap::Written(version)) => {
-                    self.wrote(version, record.state, next, now);
+                    self.wrote(version, next, now);
                     return Ok(answer);
                 }
                 Ok(Swap::Conflict(entry)) => current = self.observe(entry, now),
@@ -350,14 +351,15 @@ impl<P: Port> Breaker<P> {
         loaded
     }
 
-    /// Caches a record this instance wrote and fires its local event.
-    fn wrote(&self, version: u64, previous: State, record: Record, now: u64) {
+    /// Caches a record this instance wrote and fires its local event, from
+    /// the state this instance last saw (a repaired corrupt record had none).
+    fn wrote(&self, version: u64, record: Record, now: u64) {
         let state = record.state;
-        {
+        let previous = {
             let mut view = self.view.borrow_mut();
             view.cached = Some((version, record));
-            view.seen = state;
-        }
+            std::mem::replace(&mut view.seen, state)
+        };
         if previous != state {
             self.port
                 .state_changed(&self.name, previous, state, now, false);

@@ -296,6 +296,12 @@ pub fn report(
     }
 }
 
+/// Whether a report can write nothing whatever is stored: a non-trial permit
+/// that ends `ignored`.
+pub fn report_never_writes(permit: &Permit, outcome: Outcome) -> bool {
+    !permit.trial && outcome == Outcome::Ignored
+}
+
 /// Whether reporting a success for `permit` against `record` would write nothing.
 pub fn success_is_quiet(record: &Record, permit: &Permit) -> bool {
     permit.generation == record.generation

@@ -474,6 +474,12 @@ proptest! {
                         write.is_some(), changed,
                         "report {:?} of {:?} at {}: write {:?}", outcome, permit, now, write
                     );
+                    let never = machine::report_never_writes(&permit, outcome);
+                    prop_assert_eq!(
+                        never, !permit.trial && outcome == Outcome::Ignored,
+                        "never-writes is exactly a non-trial ignored"
+                    );
+                    prop_assert!(!never || write.is_none(), "a never-writing report wrote");
                     if let Some(next) = write {
                         rec = next;
                     }
@@ -582,10 +588,11 @@ impl Shared {
     }
 
     /// The loads `op`, run through `instance` now, should make: acquire
-    /// loads unless the host names the cached version; report loads only to
-    /// confirm a decision to write nothing made from a permit that the cache
-    /// does not already show stale; operate loads only without a cache;
-    /// snapshot always loads.
+    /// loads unless the host names the cached version; report makes none if
+    /// it can never write (a non-trial `ignored`), and otherwise loads
+    /// exactly when there is no cache or the cache says to write nothing (a
+    /// decision it confirms, stale permits included); operate loads only
+    /// without a cache; snapshot always loads.
     fn loads_due(&self, instance: usize, op: &Op, grant: Option<&Grant>) -> usize {
         let cached = self.cached(instance);
         let now = self.now.get();
@@ -596,8 +603,10 @@ impl Shared {
             },
             Op::Report(_, outcome, _) => {
                 let Some(grant) = grant else { return 0 };
+                if machine::report_never_writes(&grant.permit, outcome) {
+                    return 0;
+                }
                 match &cached {
-                    Some((_, r)) if r.generation > grant.permit.generation => 0,
                     Some((_, r))
                         if machine::report(&self.cfg, r, &grant.permit, outcome, now).is_some() =>
                     {
@@ -750,12 +759,21 @@ impl Port for Handle {
             .entries
             .borrow_mut()
             .insert(key.to_owned(), (version, data.to_vec()));
-        shared.seen.borrow_mut()[self.instance] = new.state;
+        // The local event runs from the state the writer last saw. Over this
+        // storage (valid records only) that is the state of the record the
+        // write replaced: a write is computed from the writer's last look.
+        let previous = std::mem::replace(&mut shared.seen.borrow_mut()[self.instance], new.state);
+        if previous != old.state {
+            shared.problem(format!(
+                "instance {} wrote over {old:?} having last seen {previous:?}",
+                self.instance
+            ));
+        }
         shared.cached.borrow_mut()[self.instance] = Some((version, new.clone()));
-        if changed {
+        if previous != new.state {
             shared.due.borrow_mut().push_back(Heard {
                 instance: self.instance,
-                previous: old.state,
+                previous,
                 current: new.state,
                 at_ms: now,
                 remote: false,
@@ -1199,7 +1217,9 @@ proptest! {
     /// through. An acquire that gave up is denied as unavailable whatever the
     /// fallback state: the storage works, only the write was lost. The one
     /// load is the instance's first look, which fires a remote event if it
-    /// finds other than closed; the conflicts, handing the same entry, fire none.
+    /// finds other than closed; the conflicts, handing the same entry, fire
+    /// none. A report that can never write (a non-trial `ignored`) makes no
+    /// call at all, so no first look and no event.
     #[test]
     fn endless_conflicts_end_in_an_error(
         mut cfg in config(),
@@ -1220,6 +1240,7 @@ proptest! {
         let events = first_look(stored.as_ref(), now);
         let rec = stored.unwrap_or_default();
         let breaker = Breaker::new(KEY.to_owned(), cfg.clone(), &port);
+        let mut looked = true;
         let wrote = match attempt {
             Try::Acquire => {
                 let (write, answer) = machine::acquire(&cfg, &rec, now);
@@ -1256,6 +1277,7 @@ proptest! {
                     Ok(()) => prop_assert!(write.is_none(), "no error, yet {:?} was to be written", write),
                     Err(message) => prop_assert!(write.is_some() && gave_up(message), "{}", message),
                 }
+                looked = !machine::report_never_writes(&permit, outcome);
                 write.is_some()
             }
             Try::Operate(action) => {
@@ -1270,17 +1292,21 @@ proptest! {
         };
         let tries = if wrote { MAX_ATTEMPTS } else { 0 };
         prop_assert_eq!(port.swaps.get(), tries, "compare-and-swaps");
-        prop_assert_eq!(port.loads.get(), 1, "loads");
+        prop_assert_eq!(port.loads.get(), usize::from(looked), "loads");
+        let events = if looked { events } else { Vec::new() };
         prop_assert_eq!(port.events.take(), events, "events: the first look's only");
     }
 
     /// Against a storage that fails every call, acquire follows the fallback
     /// state with the generation the instance last saw, and everything else
-    /// reports the failure. An instance that loaded once before the storage
-    /// broke keeps that record cached through the failures, so a report the
-    /// cache shows stale touches nothing, a report the cache says writes, and
-    /// an operator action, try one compare-and-swap, and the rest one load.
-    /// The only event is the healthy first look's, if it found other than closed.
+    /// but a report that can never write (a non-trial `ignored`, which
+    /// touches nothing and succeeds) reports the failure. An instance that
+    /// loaded once before the storage broke keeps that record cached through
+    /// the failures, so a report the cache says writes, and an operator
+    /// action, try one compare-and-swap, and the rest one load: a report the
+    /// cache says writes nothing, stale permits included, is confirmed by a
+    /// load, which fails. The only event is the healthy first look's, if it
+    /// found other than closed.
     #[test]
     fn a_failing_storage_follows_the_fallback(
         mut cfg in config(),
@@ -1343,7 +1369,7 @@ proptest! {
                     let grant = Grant { permit, seen_version: 0, quiet_success: false };
                     let got = breaker.report(&grant, outcome, now);
                     match &cached {
-                        Some(r) if r.generation > permit.generation => prop_assert_eq!(got, Ok(())),
+                        _ if machine::report_never_writes(&permit, outcome) => prop_assert_eq!(got, Ok(())),
                         Some(r) if machine::report(&cfg, r, &permit, outcome, now).is_some() => {
                             swaps += 1;
                             prop_assert!(failed(got, "compare-and-swap"));
@@ -1590,21 +1616,119 @@ fn a_success_reported_through_a_stale_instance_resets_the_count() {
     check_shared(&shared).unwrap();
 }
 
-/// A permit the instance's cache already shows stale (its generation is
-/// older than the cached one) is dropped without a storage call.
+/// Once a bug: `Breaker::report` dropped a permit whose generation was older
+/// than its cached record's without a storage call. But the cache can be
+/// newer than the storage: after the key vanished, the missing record reads
+/// as generation 0, and the failures of permits issued on it, reported
+/// through an instance that had cached generation 1, were all lost; the
+/// circuit never opened. Now the cached decision to write nothing is
+/// confirmed with one load, which finds the key gone, and the failure counts.
 #[test]
-fn a_report_the_cache_shows_stale_touches_no_storage() {
+fn a_failure_reported_after_the_key_vanished_counts() {
+    let cfg = Config {
+        fail_max: 2,
+        reset_timeout_ms: 1_000,
+        trial_timeout_ms: 1_000,
+        ..tiny()
+    };
+    let shared = Shared::new(&cfg, 2, 0);
+    let breakers = instances(&cfg, &shared, 2);
+    let (a, b) = (&breakers[0], &breakers[1]);
+    operate(&shared, a, Action::Close, 0).unwrap();
+    assert_eq!(shared.known_generation(0), 1);
+    // The key vanishes (expired, flushed): `a` still caches generation 1.
+    shared.entries.borrow_mut().remove(KEY);
+
+    shared.now.set(1);
+    let first = b.acquire(1).unwrap();
+    assert_eq!(first.permit.generation, 0, "issued on the missing record");
+    let loads = shared.loads(0);
+    a.report(&first, Outcome::Failure, 1).unwrap();
+    assert_eq!(
+        shared.loads(0),
+        loads + 1,
+        "the cache showed the permit stale: one load confirms it"
+    );
+    let (_, stored) = shared.stored();
+    assert_eq!(
+        (stored.state, stored.failures, stored.generation),
+        (State::Closed, 1, 0),
+        "the failure counts"
+    );
+
+    shared.now.set(2);
+    let second = b.acquire(2).unwrap();
+    let loads = shared.loads(0);
+    a.report(&second, Outcome::Failure, 2).unwrap();
+    assert_eq!(shared.loads(0), loads, "the cache now says to write");
+    let (_, stored) = shared.stored();
+    assert_eq!(
+        (stored.state, stored.generation, stored.opened_at_ms),
+        (State::Open, 1, Some(2)),
+        "the fail-max-th failure opens"
+    );
+    check_shared(&shared).unwrap();
+    assert_eq!(
+        shared
+            .heard
+            .borrow()
+            .iter()
+            .filter(|h| !h.remote)
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![Heard {
+            instance: 0,
+            previous: State::Closed,
+            current: State::Open,
+            at_ms: 2,
+            remote: false,
+        }]
+    );
+}
+
+/// A permit the instance's cache shows stale (older than the cached
+/// generation) is no longer dropped unseen: like every decision to write
+/// nothing made from the cache, it is confirmed with one load, and writes
+/// nothing. Only a report that can never write (a non-trial `ignored`)
+/// skips the storage.
+#[test]
+fn a_report_the_cache_shows_stale_is_confirmed_by_one_load() {
     let cfg = tiny();
     let shared = Shared::new(&cfg, 1, 0);
     let breakers = instances(&cfg, &shared, 1);
     let breaker = &breakers[0];
     let old = breaker.acquire(0).unwrap();
     operate(&shared, breaker, Action::Close, 0).unwrap();
-    let before = (shared.loads(0), shared.stored());
-    for outcome in [Outcome::Success, Outcome::Failure, Outcome::Ignored] {
-        breaker.report(&old, outcome, 1).unwrap();
+    assert!(
+        shared.known_generation(0) > old.permit.generation,
+        "the cache shows the permit stale"
+    );
+    let old_trial = Grant {
+        permit: Permit {
+            trial: true,
+            ..old.permit
+        },
+        ..old
+    };
+    let stored = shared.stored();
+    for (grant, outcome, loads) in [
+        (&old, Outcome::Success, 1),
+        (&old, Outcome::Failure, 1),
+        (&old_trial, Outcome::Success, 1),
+        (&old_trial, Outcome::Failure, 1),
+        (&old_trial, Outcome::Ignored, 1),
+        (&old, Outcome::Ignored, 0),
+    ] {
+        let before = shared.loads(0);
+        breaker.report(grant, outcome, 1).unwrap();
+        let case = format!("{outcome:?} of {:?}", grant.permit);
+        assert_eq!(shared.loads(0) - before, loads, "{case}: loads");
+        assert_eq!(
+            shared.stored(),
+            stored,
+            "{case}: a stale permit writes nothing"
+        );
     }
-    assert_eq!((shared.loads(0), shared.stored()), before);
     check_shared(&shared).unwrap();
 }
 
@@ -1761,7 +1885,8 @@ fn quiet_success_is_set_only_when_a_success_would_change_nothing() {
 
 // ---------------------------------------------------------------------------
 // A new instance takes itself for closed; a contended acquire is unavailable;
-// a corrupt record keeps the cache.
+// a corrupt record keeps the cache; a report that can never write touches no
+// storage; repairing a corrupt record fires from the state last seen.
 
 /// How a [`Scripted`] storage answers a compare-and-swap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1851,7 +1976,8 @@ fn corrupt_bytes() -> Vec<u8> {
 /// A new instance takes the breaker for closed: its first look, by whatever
 /// call, fires one remote event closed -> found if it finds another state,
 /// and none if it finds closed or nothing; looking again at the same state
-/// fires nothing more.
+/// fires nothing more. (A report that can never write makes no look: see
+/// `a_report_that_can_never_write_touches_no_storage`.)
 #[test]
 fn a_new_instance_takes_itself_for_closed() {
     let cfg = Config {
@@ -1886,6 +2012,8 @@ fn a_new_instance_takes_itself_for_closed() {
                 "acquire" => drop(breaker.acquire(now)),
                 "acquire at version" => drop(breaker.acquire_at_version(now, 7)),
                 _ => {
+                    // A success that writes nothing on any of these records,
+                    // so the report is one load and no write.
                     let permit = Permit {
                         generation: 2,
                         trial: false,
@@ -1896,7 +2024,8 @@ fn a_new_instance_takes_itself_for_closed() {
                         seen_version: 7,
                         quiet_success: false,
                     };
-                    breaker.report(&grant, Outcome::Ignored, now).unwrap();
+                    breaker.report(&grant, Outcome::Success, now).unwrap();
+                    assert_eq!(port.swaps.get(), 0, "{call} on {rec:?}: no write");
                 }
             }
             assert_eq!(port.loads.get(), 1, "{call} on {rec:?}: one first look");
@@ -2187,5 +2316,207 @@ proptest! {
         prop_assert_eq!(port.loads.get(), usize::from(warm_up.is_some()) + waits.len());
         prop_assert_eq!(port.swaps.get(), 0);
         prop_assert_eq!(port.events.take(), events);
+    }
+}
+
+/// A report that can never write, a non-trial `ignored`, returns Ok at once:
+/// no load, no compare-and-swap, no event, whatever is stored, whether the
+/// instance has a cache or not, whatever the permit's generation, and even
+/// when the storage fails every call. A trial's `ignored` frees its slot, so
+/// it does go to the storage.
+#[test]
+fn a_report_that_can_never_write_touches_no_storage() {
+    let cfg = tiny();
+    let open = Record {
+        state: State::Open,
+        opened_at_ms: Some(0),
+        generation: 3,
+        ..Record::default()
+    };
+    let grant = |generation, trial| Grant {
+        permit: Permit {
+            generation,
+            trial,
+            issued_at_ms: 5,
+        },
+        seen_version: 4,
+        quiet_success: false,
+    };
+    for stored in [None, Some(&open)] {
+        for warm in [false, true] {
+            for failing in [false, true] {
+                let case = format!("stored {stored:?}, warm {warm}, failing {failing}");
+                let port = Scripted::holding(stored, 4);
+                let breaker = Breaker::new(KEY.to_owned(), cfg.clone(), &port);
+                if warm {
+                    breaker.snapshot(0).unwrap();
+                    port.events.take();
+                }
+                port.load_fails.set(failing);
+                if failing {
+                    port.reply.set(Reply::Fail);
+                }
+                let calls = (port.loads.get(), port.swaps.get());
+                for generation in [0, 2, 3, 4] {
+                    let never = grant(generation, false);
+                    assert!(machine::report_never_writes(
+                        &never.permit,
+                        Outcome::Ignored
+                    ));
+                    assert_eq!(
+                        breaker.report(&never, Outcome::Ignored, 5),
+                        Ok(()),
+                        "{case}"
+                    );
+                }
+                assert_eq!((port.loads.get(), port.swaps.get()), calls, "{case}");
+                assert_eq!(port.events.take(), vec![], "{case}");
+
+                // A trial's ignored, of the stored generation: not a
+                // never-writing report. No slot is held, so it writes
+                // nothing, and that is confirmed by one load.
+                let trial = grant(3, true);
+                assert!(!machine::report_never_writes(
+                    &trial.permit,
+                    Outcome::Ignored
+                ));
+                let got = breaker.report(&trial, Outcome::Ignored, 5);
+                assert_eq!(
+                    (port.loads.get(), port.swaps.get()),
+                    (calls.0 + 1, calls.1),
+                    "{case}: a trial's ignored"
+                );
+                assert_eq!(got.is_err(), failing, "{case}: {got:?}");
+            }
+        }
+    }
+}
+
+/// The action's target state.
+fn target(action: Action) -> State {
+    match action {
+        Action::Open => State::Open,
+        Action::Close => State::Closed,
+        Action::HalfOpen => State::HalfOpen,
+        Action::ForceOpen => State::ForcedOpen,
+        Action::Disable => State::Disabled,
+    }
+}
+
+/// An operator action overwrites a corrupt record. The record the change is
+/// computed from is made up (closed, with the corrupt entry's version as its
+/// generation), but the local event runs from the state the instance last
+/// saw: an instance that saw open and closes fires open -> closed (once, it
+/// fired nothing: made-up closed -> closed); a new instance, which takes
+/// itself for closed, that opens fires closed -> open; an instance that saw
+/// open and opens fires nothing (once, closed -> open).
+#[test]
+fn repairing_a_corrupt_record_fires_from_the_state_last_seen() {
+    let cfg = Config {
+        reset_timeout_ms: 100,
+        trial_timeout_ms: 100,
+        ..tiny()
+    };
+    let open = Record {
+        state: State::Open,
+        opened_at_ms: Some(0),
+        generation: 2,
+        ..Record::default()
+    };
+    let repair = |warm_up: Option<&Record>, action| {
+        let port = Scripted::holding(warm_up, 1);
+        let breaker = Breaker::new(KEY.to_owned(), cfg.clone(), &port);
+        if warm_up.is_some() {
+            breaker.snapshot(5).unwrap();
+        }
+        port.put(corrupt_bytes(), 2);
+        breaker.operate(action, 10).unwrap();
+        let made_up = Record {
+            generation: 2,
+            ..Record::default()
+        };
+        let written = machine::operate(&made_up, action, 10);
+        assert_eq!(
+            *port.entry.borrow(),
+            Some(Stored {
+                version: 3,
+                data: record::encode(&written),
+            }),
+            "{action:?} over the corrupt record"
+        );
+        port.events.take()
+    };
+    assert_eq!(
+        repair(Some(&open), Action::Close),
+        vec![
+            (State::Closed, State::Open, 5, true),
+            (State::Open, State::Closed, 10, false),
+        ],
+        "saw open, closes"
+    );
+    assert_eq!(
+        repair(None, Action::Open),
+        vec![(State::Closed, State::Open, 10, false)],
+        "a new instance opens"
+    );
+    assert_eq!(
+        repair(Some(&open), Action::Open),
+        vec![(State::Closed, State::Open, 5, true)],
+        "saw open, opens: only the first look's event"
+    );
+    assert_eq!(
+        repair(Some(&Record::default()), Action::Close),
+        vec![],
+        "saw closed, closes"
+    );
+}
+
+proptest! {
+    #![proptest_config(settings())]
+
+    /// Over a record that turned corrupt, an operator action writes
+    /// `machine::operate` of a made-up closed record (generation: the corrupt
+    /// entry's version) at the next version; the instance fires one local
+    /// event from the state it last saw (closed if it never looked) to the
+    /// action's state, if they differ; a later look fires nothing. With a
+    /// cache it tries the cached version first, so two compare-and-swaps and
+    /// no load; without, one load and one compare-and-swap.
+    #[test]
+    fn an_operator_repairs_a_corrupt_record_from_the_state_last_seen(
+        cfg in config(),
+        warm_up in prop::option::of(prop::option::of(any_record())),
+        action in action(),
+        corrupt_version in 6..10u64,
+    ) {
+        let stored = warm_up.clone().flatten();
+        let port = Scripted::holding(stored.as_ref(), 5);
+        let breaker = Breaker::new(KEY.to_owned(), cfg.clone(), &port);
+        let now = 1_000;
+        let (seen, mut events) = match &warm_up {
+            None => (State::Closed, Vec::new()),
+            Some(_) => {
+                let record = stored.clone().unwrap_or_default();
+                prop_assert_eq!(breaker.snapshot(now), Ok(machine::snapshot(&cfg, &record, now)));
+                (record.state, first_look(stored.as_ref(), now))
+            }
+        };
+        let warm_loads = port.loads.get();
+        port.put(corrupt_bytes(), corrupt_version);
+        prop_assert_eq!(breaker.operate(action, now + 1), Ok(()));
+        let made_up = Record { generation: corrupt_version, ..Record::default() };
+        let written = machine::operate(&made_up, action, now + 1);
+        prop_assert_eq!(written.state, target(action));
+        prop_assert_eq!(
+            port.entry.borrow().clone(),
+            Some(Stored { version: corrupt_version + 1, data: record::encode(&written) })
+        );
+        let calls = if warm_up.is_some() { (0, 2) } else { (1, 1) };
+        prop_assert_eq!((port.loads.get() - warm_loads, port.swaps.get()), calls, "loads, swaps");
+        if seen != written.state {
+            events.push((seen, written.state, now + 1, false));
+        }
+        prop_assert_eq!(port.events.take(), events);
+        prop_assert_eq!(breaker.snapshot(now + 2), Ok(machine::snapshot(&cfg, &written, now + 2)));
+        prop_assert_eq!(port.events.take(), Vec::<Event>::new(), "a later look");
     }
 }

@@ -41,6 +41,8 @@ pub(crate) struct HostState {
     pub called_out: bool,
     /// Epoch ticks spent purely inside the guest during this call.
     pub guest_ticks: u32,
+    /// Epoch ticks during this call, in the guest or in the host.
+    pub total_ticks: u32,
 }
 
 impl HostState {
@@ -55,6 +57,7 @@ impl HostState {
             storage_ok: false,
             called_out: false,
             guest_ticks: 0,
+            total_ticks: 0,
         }
     }
 
@@ -65,8 +68,6 @@ impl HostState {
         self.version = 0;
         self.storage_error = None;
         self.storage_ok = false;
-        self.called_out = false;
-        self.guest_ticks = 0;
     }
 
     fn storage(&mut self) -> Result<&Arc<dyn Storage>, String> {

@@ -74,31 +74,31 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// Consecutive failures that open the circuit (default 5).
+    /// Consecutive failures that open the circuit.
     pub fn fail_max(mut self, failures: u32) -> Self {
         self.config.fail_max = Some(failures);
         self
     }
 
-    /// How long the circuit stays open before a trial (default 60 s).
+    /// How long the circuit stays open before a trial.
     pub fn reset_timeout(mut self, timeout: Duration) -> Self {
         self.config.reset_timeout_ms = Some(crate::millis(timeout));
         self
     }
 
-    /// Trial successes in half-open that close the circuit (default 1).
+    /// Trial successes in half-open that close the circuit.
     pub fn success_threshold(mut self, successes: u32) -> Self {
         self.config.success_threshold = Some(successes);
         self
     }
 
-    /// Trials allowed in flight at once in half-open (default 1).
+    /// Trials allowed in flight at once in half-open.
     pub fn half_open_max_calls(mut self, calls: u32) -> Self {
         self.config.half_open_max_calls = Some(calls);
         self
     }
 
-    /// How long a trial may run before its slot is forfeited (default: the reset timeout).
+    /// How long a trial may run before its slot is forfeited.
     pub fn trial_timeout(mut self, timeout: Duration) -> Self {
         self.config.trial_timeout_ms = Some(crate::millis(timeout));
         self
@@ -231,17 +231,22 @@ impl CircuitBreaker {
                 None => guest.call_acquire(&mut instance.store, resource, now),
             }
         })?;
+        // The permit exists before any listener runs: a panicking listener
+        // then drops it, which frees its trial slot.
+        let permit = answer.map(|permit| Permit {
+            breaker: self.clone(),
+            permit,
+            reported: false,
+            handed_out: false,
+        });
         self.tell_changes(effects);
-        match answer {
-            Ok(permit) => {
+        match permit {
+            Ok(mut permit) => {
                 for listener in &self.inner.listeners {
                     listener.before_call(&self.inner.name);
                 }
-                Ok(Permit {
-                    breaker: self.clone(),
-                    permit,
-                    reported: false,
-                })
+                permit.handed_out = true;
+                Ok(permit)
             }
             Err(rejection) => {
                 let rejected = Rejected::from(rejection);
@@ -431,7 +436,7 @@ impl CircuitBreaker {
         let runtime = &self.inner.runtime;
         let (resource, mut instance) = self.resource(runtime.checkout()?)?;
         instance.store.data_mut().begin(&self.inner.storage);
-        instance.store.set_epoch_deadline(1);
+        instance.enter();
         // On a trap the instance is dropped here, not returned to the pool.
         let answer = call(&mut instance, resource).map_err(|e| self.trapped(e))?;
         let state = instance.store.data_mut();
@@ -450,6 +455,7 @@ impl CircuitBreaker {
         if let Some(resource) = instance.breakers.get(&self.inner.id) {
             return Ok((*resource, instance));
         }
+        instance.enter();
         let created = instance
             .bindings
             .tripswitch_breaker_breaker()
@@ -494,25 +500,30 @@ impl CircuitBreaker {
         }
         let changes: Vec<StateChange> = {
             let mut told = self.inner.told.lock().unwrap_or_else(|e| e.into_inner());
-            effects
-                .announced
-                .iter()
-                .filter_map(|a| {
-                    // Another pooled instance may have told this change already.
-                    if told.version >= a.version && told.state.is_some() {
-                        return None;
-                    }
-                    let previous = told.state.unwrap_or(a.previous.into());
-                    told.version = a.version;
-                    told.state = Some(a.current.into());
-                    (previous != State::from(a.current)).then_some(StateChange {
+            let mut changes = Vec::new();
+            for a in &effects.announced {
+                // Another pooled instance may have told this change already;
+                // version 0 means the key was absent: the storage started over.
+                let newer = a.version > told.version || a.version == 0 || told.state.is_none();
+                if !newer {
+                    continue;
+                }
+                // Told from the state the listeners know: changes learnt at
+                // once (or out of order across instances) are told as one.
+                let previous = told.state.unwrap_or(State::from(a.previous));
+                let current = State::from(a.current);
+                if previous != current {
+                    changes.push(StateChange {
                         previous,
-                        current: a.current.into(),
+                        current,
                         at_ms: a.at_ms,
-                        remote: a.remote,
-                    })
-                })
-                .collect()
+                        remote: a.remote || previous != State::from(a.previous),
+                    });
+                }
+                told.version = a.version;
+                told.state = Some(current);
+            }
+            changes
         };
         for change in &changes {
             for listener in &self.inner.listeners {
@@ -530,6 +541,8 @@ pub struct Permit {
     breaker: CircuitBreaker,
     permit: wit::Permit,
     reported: bool,
+    /// Whether the caller got it (a panic before then ran no call).
+    handed_out: bool,
 }
 
 impl std::fmt::Debug for Permit {
@@ -616,7 +629,7 @@ impl Drop for Offloaded {
 impl Drop for Permit {
     fn drop(&mut self) {
         if !self.reported {
-            let outcome = if std::thread::panicking() {
+            let outcome = if self.handed_out && std::thread::panicking() {
                 Outcome::Failure
             } else {
                 Outcome::Ignored

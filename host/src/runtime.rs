@@ -4,8 +4,8 @@
 
 use std::cell::Cell;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
@@ -22,15 +22,35 @@ pub const COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tripswitc
 const TICK: Duration = Duration::from_millis(10);
 /// Ticks of pure guest execution after which a call counts as a runaway.
 const RUNAWAY_TICKS: u32 = 10;
+/// Ticks after which a call counts as a runaway even if it keeps calling the
+/// host (a storage that answers slowly 64 times stays well within them).
+const RUNAWAY_TOTAL_TICKS: u32 = 3000;
 /// The most linear memory one instance may grow to; the guest needs a few pages.
 const MEMORY_LIMIT: usize = 16 << 20;
-
-static NEXT_RUNTIME: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     /// The instance this thread used last, kept back from the pool so that a
     /// thread's next call needs no lock.
-    static LOCAL: Cell<Option<(u64, Box<Instance>)>> = const { Cell::new(None) };
+    static LOCAL: Cell<Held> = const { Cell::new(Held(None)) };
+}
+
+/// A thread's kept instance and the runtime it belongs to; when the thread
+/// ends, the instance goes back to that runtime's pool.
+#[derive(Default)]
+struct Held(Option<(Weak<RuntimeInner>, Box<Instance>)>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some((runtime, instance)) = self.0.take()
+            && let Some(runtime) = runtime.upgrade()
+        {
+            runtime
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(instance);
+        }
+    }
 }
 
 /// The process's one engine, with a thread that advances its epoch.
@@ -62,9 +82,6 @@ pub struct Runtime {
 }
 
 struct RuntimeInner {
-    /// Unique per runtime, so that a thread's cached instance is never lent
-    /// to another runtime.
-    id: u64,
     pre: TripswitchPre<HostState>,
     /// Boxed, so that checking out and in moves a pointer, not a store.
     #[allow(clippy::vec_box)]
@@ -115,7 +132,6 @@ impl Runtime {
             })?;
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
-                id: NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed),
                 pre,
                 idle: Mutex::new(Vec::new()),
                 retired: Mutex::new(Vec::new()),
@@ -126,13 +142,21 @@ impl Runtime {
 
     /// Takes an idle instance, or makes one.
     pub(crate) fn checkout(&self) -> Result<Box<Instance>, Error> {
-        let local = LOCAL.with(|slot| match slot.take() {
-            Some((runtime, instance)) if runtime == self.inner.id => Some(instance),
-            other => {
-                slot.set(other);
-                None
-            }
-        });
+        let mine = Arc::as_ptr(&self.inner);
+        // `try_with`: during thread exit the slot may be gone; the pool serves.
+        let local = LOCAL
+            .try_with(|slot| {
+                let mut held = slot.take();
+                match held.0.take() {
+                    Some((runtime, instance)) if Weak::as_ptr(&runtime) == mine => Some(instance),
+                    other => {
+                        slot.set(Held(other));
+                        None
+                    }
+                }
+            })
+            .ok()
+            .flatten();
         let idle = local.or_else(|| {
             self.inner
                 .idle
@@ -153,24 +177,23 @@ impl Runtime {
 
     /// Puts an instance back for the next caller.
     pub(crate) fn checkin(&self, instance: Box<Instance>) {
-        let instance = LOCAL.with(|slot| match slot.take() {
-            None => {
-                slot.set(Some((self.inner.id, instance)));
-                None
-            }
-            held => {
+        let mut spare = Some(instance);
+        let _ = LOCAL.try_with(|slot| {
+            let held = slot.take();
+            if held.0.is_none() {
+                let runtime = Arc::downgrade(&self.inner);
+                slot.set(Held(spare.take().map(|instance| (runtime, instance))));
+            } else {
                 slot.set(held);
-                Some(instance)
             }
         });
-        let Some(instance) = instance else {
-            return;
-        };
-        self.inner
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(instance);
+        if let Some(instance) = spare {
+            self.inner
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(instance);
+        }
     }
 
     /// Asks every instance to drop a breaker's guest resource.
@@ -187,6 +210,7 @@ impl Runtime {
         let retired = self.inner.retired.lock().unwrap_or_else(|e| e.into_inner());
         for id in retired.iter().skip(instance.swept) {
             if let Some(resource) = instance.breakers.remove(id) {
+                instance.enter();
                 // A failed drop only leaks guest memory in this instance.
                 let _ = resource.resource_drop(&mut instance.store);
             }
@@ -203,6 +227,13 @@ impl Runtime {
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
+            state.total_ticks += 1;
+            if state.total_ticks >= RUNAWAY_TOTAL_TICKS {
+                return Err(wasmtime::Error::msg(format!(
+                    "the breaker component did not return within {} ms",
+                    TICK.as_millis() * u128::from(RUNAWAY_TOTAL_TICKS)
+                )));
+            }
             if std::mem::take(&mut state.called_out) {
                 return Ok(UpdateDeadline::Continue(1));
             }
@@ -225,7 +256,8 @@ impl Runtime {
             store,
             bindings,
             breakers: FxHashMap::default(),
-            swept: 0,
+            // Breakers retired before this instance existed have nothing here.
+            swept: self.inner.retired_count.load(Ordering::Acquire),
         }))
     }
 }
@@ -237,4 +269,16 @@ pub(crate) struct Instance {
     /// Guest resources by breaker id.
     pub breakers: FxHashMap<u64, ResourceAny>,
     swept: usize,
+}
+
+impl Instance {
+    /// Readies the instance for one call into the guest: a fresh deadline
+    /// and fresh runaway counters. Every guest entry goes through here.
+    pub fn enter(&mut self) {
+        let state = self.store.data_mut();
+        state.called_out = false;
+        state.guest_ticks = 0;
+        state.total_ticks = 0;
+        self.store.set_epoch_deadline(1);
+    }
 }

@@ -134,6 +134,11 @@ impl MemoryStorage {
         version
     }
 
+    /// Removes a key (for tests and repairs); true if it was there.
+    pub fn remove(&self, key: &str) -> bool {
+        self.lock().remove(key).is_some()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, FxHashMap<String, Entry>> {
         // A panic elsewhere while holding the lock leaves the map intact.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())

@@ -81,11 +81,11 @@ fn component() -> Result<PathBuf, String> {
         "building the component and the CLI",
         cargo().args(["build", "--release", "-p", "tripswitch"]),
     )?;
-    let out = root()
-        .join("target")
-        .join("components")
-        .join("tripswitch.wasm");
-    let cli = root().join("target").join("release").join("tripswitch");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let out = target.join("components").join("tripswitch.wasm");
+    let cli = target.join("release").join("tripswitch");
     run(
         "writing the component",
         Command::new(cli).arg("component").arg("--out").arg(&out),
@@ -152,6 +152,22 @@ fn test() -> Result<(), String> {
             "--release",
             "--workspace",
             "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    run(
+        "clippy (the component's own target)",
+        cargo().args([
+            "clippy",
+            "--release",
+            "-p",
+            "tripswitch-guest",
+            "-p",
+            "tripswitch-runaway-guest",
+            "--target",
+            WASM_TARGET,
             "--",
             "-D",
             "warnings",
