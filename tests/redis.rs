@@ -177,6 +177,23 @@ fn each_call_costs_its_round_trip_budget() {
 }
 
 #[test]
+fn a_flushed_script_is_loaded_again() {
+    let server = RedisServer::start();
+    let redis = storage(&server, "noscript");
+    let clock = clock();
+    let breaker = builder("noscript", &clock).fail_max(3).storage(redis).build().unwrap();
+    fail(&breaker).unwrap_err();
+    server.cli(&["SCRIPT", "FLUSH"]);
+    let sent = commands(&server, || drop(fail(&breaker)));
+    assert_eq!(
+        sent,
+        pairs(&[("evalsha", 2), ("hmget", 1), ("script|load", 1)]),
+        "NOSCRIPT, then SCRIPT LOAD and EVALSHA again"
+    );
+    assert_eq!(breaker.snapshot().unwrap().failures, 2);
+}
+
+#[test]
 fn a_dead_redis_means_the_fallback_state_and_a_live_one_resumes() {
     let mut server = RedisServer::start();
     let redis = storage(&server, "faults");
