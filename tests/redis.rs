@@ -181,7 +181,11 @@ fn a_flushed_script_is_loaded_again() {
     let server = RedisServer::start();
     let redis = storage(&server, "noscript");
     let clock = clock();
-    let breaker = builder("noscript", &clock).fail_max(3).storage(redis).build().unwrap();
+    let breaker = builder("noscript", &clock)
+        .fail_max(3)
+        .storage(redis)
+        .build()
+        .unwrap();
     fail(&breaker).unwrap_err();
     server.cli(&["SCRIPT", "FLUSH"]);
     let sent = commands(&server, || drop(fail(&breaker)));
