@@ -3,7 +3,8 @@
 //! - `cargo xtask component`: builds the breaker component and writes it to
 //!   `target/components/tripswitch.wasm`.
 //! - `cargo xtask test`: installs what the tests need (the wasm target,
-//!   redis-server), then runs rustfmt, clippy and every test suite.
+//!   redis-server, chromium, the npm packages), then runs rustfmt, clippy,
+//!   every Rust test suite and the JavaScript tests.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -38,11 +39,14 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Runs a command in the workspace root, failing with its description.
+/// Runs a command (in the workspace root unless it names a folder), failing
+/// with its description.
 fn run(what: &str, command: &mut Command) -> Result<(), String> {
     eprintln!("\n==> {what}");
+    if command.get_current_dir().is_none() {
+        command.current_dir(root());
+    }
     let status = command
-        .current_dir(root())
         .status()
         .map_err(|e| format!("{what}: could not start {:?}: {e}", command.get_program()))?;
     if status.success() {
@@ -101,9 +105,11 @@ fn installed(program: &str) -> bool {
         .is_ok_and(|out| out.status.success())
 }
 
-/// Installs redis-server and redis-cli through apt-get when they are missing.
-fn ensure_redis() -> Result<(), String> {
-    if installed("redis-server") && installed("redis-cli") {
+/// Installs a Debian package through apt-get when one of its programs is
+/// missing; stops with a clear message when it cannot.
+fn ensure_package(package: &str, programs: &[&str], why: &str) -> Result<(), String> {
+    let present = |program: &str| installed(program) || Path::new(program).exists();
+    if programs.iter().all(|program| present(program)) {
         return Ok(());
     }
     let root = Command::new("id")
@@ -111,39 +117,48 @@ fn ensure_redis() -> Result<(), String> {
         .output()
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
     if !root || !installed("apt-get") {
-        return Err(
-            "the Redis tests need redis-server and redis-cli; install them \
-                    (Debian: apt-get install redis-server) and run again"
-                .into(),
-        );
+        return Err(format!(
+            "{why} need {}; install them (Debian: apt-get install {package}) and run again",
+            programs.join(" and ")
+        ));
     }
     run(
-        "apt-get update (for redis-server)",
+        &format!("apt-get update (for {package})"),
         Command::new("apt-get").args(["update", "-qq"]),
     )?;
     run(
-        "installing redis-server",
+        &format!("installing {package}"),
         Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "redis-server",
-            ])
+            .args(["install", "-y", "-qq", "--no-install-recommends", package])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
-    if installed("redis-server") && installed("redis-cli") {
-        Ok(())
-    } else {
-        Err("apt-get installed redis-server, yet redis-server or redis-cli does not run".into())
+    match programs.iter().find(|program| !present(program)) {
+        None => Ok(()),
+        Some(missing) => Err(format!("apt-get installed {package}, yet {missing} does not run")),
     }
+}
+
+/// Installs the npm package's dependencies and runs its tests (the same
+/// scenario files as the Rust tests, through jco in Node).
+fn js_test() -> Result<(), String> {
+    let js = root().join("js");
+    let npm = |args: &[&str]| {
+        let mut command = Command::new("npm");
+        command.args(args).current_dir(&js);
+        command
+    };
+    if !installed("npm") {
+        return Err("the JavaScript tests need Node.js and npm".into());
+    }
+    run("npm ci (js/)", &mut npm(&["ci", "--no-audit", "--no-fund"]))?;
+    run("npm test (js/)", &mut npm(&["test"]))
 }
 
 /// Everything CI checks.
 fn test() -> Result<(), String> {
     ensure_wasm_target()?;
-    ensure_redis()?;
+    ensure_package("redis-server", &["redis-server", "redis-cli"], "the Redis tests")?;
+    ensure_package("chromium", &["/usr/bin/chromium"], "the browser test")?;
     run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(
         "clippy",
@@ -178,6 +193,7 @@ fn test() -> Result<(), String> {
         "tests: guest logic, host library, component integration, CLI",
         cargo().args(["test", "--release", "--workspace"]),
     )?;
+    js_test()?;
     eprintln!("\nxtask: every check passed");
     Ok(())
 }

@@ -1,0 +1,124 @@
+// Type declarations for the tripswitch package.
+
+/** Where a circuit stands. */
+export type State = 'closed' | 'open' | 'half-open' | 'forced-open' | 'disabled';
+
+/** Every state, in declaration order. */
+export declare const STATES: readonly State[];
+
+/** What became of a permitted call. */
+export type Outcome = 'success' | 'failure' | 'ignored';
+
+/** A stored record and its version. */
+export interface Entry {
+  version: number;
+  data: Uint8Array;
+}
+
+/**
+ * A versioned register per key. Both methods are synchronous: the component
+ * calls them in the middle of a decision. Versions grow with every write.
+ */
+export interface Storage {
+  /** The key's entry, or undefined when it is absent. */
+  load(key: string): Entry | undefined;
+  /** Writes if the key's version is `expected` (undefined: absent). */
+  compareAndSwap(
+    key: string,
+    expected: number | undefined,
+    data: Uint8Array,
+  ): { written: number } | { conflict: Entry | undefined };
+  /** The key's version (0: absent), if the storage can tell it for free. */
+  peekVersion?(key: string): number;
+}
+
+/** Breaker state in memory; breakers given the same instance share state. */
+export declare class MemoryStorage implements Storage {
+  load(key: string): Entry | undefined;
+  compareAndSwap(
+    key: string,
+    expected: number | undefined,
+    data: Uint8Array,
+  ): { written: number } | { conflict: Entry | undefined };
+  peekVersion(key: string): number;
+  /** The keys stored, sorted. */
+  keys(): string[];
+  /** Removes a key; true if it was there. */
+  delete(key: string): boolean;
+}
+
+/** A breaker's knobs; each left out takes the component's default. */
+export interface CircuitBreakerOptions {
+  /** Consecutive failures that open the circuit. */
+  failMax?: number;
+  /** How long the circuit stays open before a trial, in ms. */
+  resetTimeout?: number;
+  /** Trial successes that close the circuit. */
+  successThreshold?: number;
+  /** Trials in flight at once in half-open. */
+  halfOpenMaxCalls?: number;
+  /** How long a trial may run before its slot is forfeited, in ms. */
+  trialTimeout?: number;
+  /** What calls meet while the storage fails. */
+  fallbackState?: State;
+  /** Errors that count as successes: Error classes, or predicates. */
+  exclude?: ((error: unknown) => boolean) | (new (...args: any[]) => Error) | Array<((error: unknown) => boolean) | (new (...args: any[]) => Error)>;
+  /** Where the state lives (default: a MemoryStorage of its own). */
+  storage?: Storage;
+  /** Unix time in ms (default: Date.now). */
+  clock?: () => number;
+  /** Once aborted, results of calls in flight are not counted. */
+  signal?: AbortSignal;
+}
+
+/** The breaker's state at one instant. */
+export interface Snapshot {
+  state: State;
+  failures: number;
+  successes: number;
+  openedAtMs: number | undefined;
+  trialsInFlight: number;
+  generation: number;
+  retryAfterMs: number | undefined;
+}
+
+/** The detail of a `stateChange`, `open`, `halfOpen` or `close` event. */
+export interface StateChangeDetail {
+  breaker: string;
+  previous: State;
+  current: State;
+  atMs: number;
+  remote: boolean;
+}
+
+/** Why a call was not admitted. */
+export declare class CircuitOpenError extends Error {
+  readonly breaker: string;
+  readonly reason: 'open' | 'half-open-full' | 'forced-open' | 'storage-unavailable';
+  readonly state: State;
+  readonly retryAfterMs: number | undefined;
+}
+
+/** A permit from `acquire`: report it once. */
+export interface Permit {
+  readonly trial: boolean;
+  /** Records the outcome; returns whether it opened the circuit. */
+  report(outcome: Outcome): boolean;
+}
+
+/** A circuit breaker, run by the tripswitch component. */
+export declare class CircuitBreaker extends EventTarget {
+  constructor(name: string, options?: CircuitBreakerOptions);
+  readonly name: string;
+  readonly state: State;
+  snapshot(): Snapshot;
+  call<A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, ...args: A): Promise<R>;
+  callWithSignal<A extends unknown[], R>(signal: AbortSignal, fn: (...args: A) => R | Promise<R>, ...args: A): Promise<R>;
+  wrap<A extends unknown[], R>(fn: (...args: A) => R | Promise<R>): (...args: A) => Promise<R>;
+  acquire(): Permit;
+  open(): void;
+  close(): void;
+  halfOpen(): void;
+  forceOpen(): void;
+  disable(): void;
+}

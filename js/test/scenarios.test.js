@@ -1,0 +1,114 @@
+// Runs every scenario in ../tests/scenarios/*.json through the JavaScript
+// package. The Rust host runs the same files (tests/scenarios.rs).
+
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+
+import { CircuitBreaker, CircuitOpenError, MemoryStorage } from '../src/index.js';
+
+const dir = new URL('../../tests/scenarios/', import.meta.url);
+const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+const START = 1_000_000;
+
+/** Scenario config (WIT names, ms) to constructor options. */
+function options(config, clock, storage) {
+  const rename = { resetTimeoutMs: 'resetTimeout', trialTimeoutMs: 'trialTimeout' };
+  const out = { clock, storage };
+  for (const [key, value] of Object.entries(config)) out[rename[key] ?? key] = value;
+  return out;
+}
+
+/** The option a WIT field is called in JavaScript. */
+const OPTION_OF_FIELD = {
+  'fail-max': 'failMax',
+  'success-threshold': 'successThreshold',
+  'half-open-max-calls': 'halfOpenMaxCalls',
+  'reset-timeout-ms': 'resetTimeout',
+  'trial-timeout-ms': 'trialTimeout',
+  'fallback-state': 'fallbackState',
+  name: 'name',
+};
+
+test('there are scenario files', () => assert.ok(files.length >= 10, files.join(', ')));
+
+for (const file of files) {
+  const scenario = JSON.parse(readFileSync(new URL(file, dir), 'utf8'));
+  test(`scenario ${file}: ${scenario.description}`, () => {
+    if (scenario.invalid) {
+      for (const bad of scenario.invalid) {
+        const option = OPTION_OF_FIELD[bad.field];
+        assert.throws(
+          () => new CircuitBreaker(bad.name ?? 'invalid', options(bad.config, () => START)),
+          (error) => (error instanceof RangeError || error instanceof TypeError) && error.message.includes(option),
+          `${file}: ${JSON.stringify(bad)}`,
+        );
+      }
+      return;
+    }
+    let now = START;
+    const clock = () => now;
+    const storage = new MemoryStorage();
+    const heard = [];
+    const breakers = Array.from({ length: scenario.breakers ?? 1 }, (_, i) => {
+      const breaker = new CircuitBreaker('scenario', options(scenario.config, clock, storage));
+      heard[i] = [];
+      breaker.addEventListener('stateChange', (e) => heard[i].push([e.detail.previous, e.detail.current, e.detail.remote]));
+      return breaker;
+    });
+    const told = breakers.map(() => 0);
+    const permits = new Map();
+    scenario.steps.forEach((step, n) => {
+      const at = `${file} step ${n}: ${JSON.stringify(step)}`;
+      const on = step.on ?? 0;
+      const breaker = breakers[on];
+      switch (step.do) {
+        case 'advance':
+          now += step.ms;
+          break;
+        case 'acquire':
+          if (step.rejected) {
+            assert.throws(() => breaker.acquire(), (error) => {
+              assert.ok(error instanceof CircuitOpenError, at);
+              assert.equal(error.reason, step.rejected, at);
+              if (step.retryAfterMs !== undefined) assert.equal(error.retryAfterMs, step.retryAfterMs, at);
+              return true;
+            });
+          } else {
+            const permit = breaker.acquire();
+            assert.equal(permit.trial, step.trial ?? false, at);
+            permits.set(step.permit, permit);
+          }
+          break;
+        case 'report': {
+          const tripped = permits.get(step.permit).report(step.outcome);
+          permits.delete(step.permit);
+          if (step.tripped !== undefined) assert.equal(tripped, step.tripped, at);
+          break;
+        }
+        case 'operate': {
+          const method = { open: 'open', close: 'close', 'half-open': 'halfOpen', 'force-open': 'forceOpen', disable: 'disable' }[step.action];
+          breaker[method]();
+          break;
+        }
+        case 'snapshot': {
+          const s = breaker.snapshot();
+          const got = {
+            ...s,
+            openedAt: s.openedAtMs === undefined ? null : s.openedAtMs - START,
+            retryAfterMs: s.retryAfterMs ?? null,
+          };
+          for (const [key, expected] of Object.entries(step.expect)) assert.deepEqual(got[key], expected, `${at}: ${key}`);
+          break;
+        }
+        case 'events':
+          assert.deepEqual(heard[on].slice(told[on]), step.expect, at);
+          told[on] = heard[on].length;
+          break;
+        default:
+          assert.fail(`${at}: unknown step`);
+      }
+    });
+  });
+}

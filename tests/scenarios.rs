@@ -1,0 +1,172 @@
+//! Runs every scenario in `tests/scenarios/*.json` through the Rust host. The
+//! JavaScript package runs the same files (js/test/scenarios.test.js): a host
+//! that disagrees with another on any scenario fails its tests.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use tripswitch::{CircuitBreaker, Error, ManualClock, MemoryStorage, Permit, Rejected, State};
+use tripswitch_tests::Recorder;
+
+/// Where the virtual clock starts; scenario times are offsets from it.
+const START: u64 = 1_000_000;
+
+fn scenario_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "the scenario files are missing: {files:?}");
+    files
+}
+
+fn builder(name: &str, config: &Value, clock: &ManualClock) -> tripswitch::Builder {
+    let mut builder = CircuitBreaker::builder(name).clock(clock.clone());
+    let number = |key: &str| config.get(key).and_then(Value::as_u64);
+    if let Some(n) = number("failMax") {
+        builder = builder.fail_max(n as u32);
+    }
+    if let Some(n) = number("successThreshold") {
+        builder = builder.success_threshold(n as u32);
+    }
+    if let Some(n) = number("halfOpenMaxCalls") {
+        builder = builder.half_open_max_calls(n as u32);
+    }
+    if let Some(ms) = number("resetTimeoutMs") {
+        builder = builder.reset_timeout(Duration::from_millis(ms));
+    }
+    if let Some(ms) = number("trialTimeoutMs") {
+        builder = builder.trial_timeout(Duration::from_millis(ms));
+    }
+    if let Some(state) = config.get("fallbackState").and_then(Value::as_str) {
+        builder = builder.fallback_state(state.parse::<State>().unwrap());
+    }
+    builder
+}
+
+fn rejection_name(rejected: &Rejected) -> &'static str {
+    match rejected {
+        Rejected::Open { .. } => "open",
+        Rejected::HalfOpenFull { .. } => "half-open-full",
+        Rejected::ForcedOpen => "forced-open",
+        Rejected::StorageUnavailable { .. } => "storage-unavailable",
+    }
+}
+
+/// Runs one scenario; panics with the step that disagreed.
+fn run(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let scenario: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = path.file_name().unwrap().to_string_lossy().to_string();
+    if let Some(cases) = scenario.get("invalid").and_then(Value::as_array) {
+        let clock = ManualClock::new(START);
+        for case in cases {
+            let name = case.get("name").and_then(Value::as_str).unwrap_or("invalid");
+            match builder(name, &case["config"], &clock).build() {
+                Err(Error::InvalidConfig { field, .. }) => {
+                    assert_eq!(field, case["field"].as_str().unwrap(), "{file}: {case}")
+                }
+                other => panic!("{file}: {case}: expected a config error, got {other:?}"),
+            }
+        }
+        return;
+    }
+    let clock = ManualClock::new(START);
+    let storage = MemoryStorage::new();
+    let count = scenario.get("breakers").and_then(Value::as_u64).unwrap_or(1) as usize;
+    let heard: Vec<Recorder> = (0..count).map(|_| Recorder::default()).collect();
+    let breakers: Vec<CircuitBreaker> = heard
+        .iter()
+        .map(|recorder| {
+            builder("scenario", &scenario["config"], &clock)
+                .storage(storage.clone())
+                .listener(recorder.clone())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let mut told = vec![0usize; count];
+    let mut permits: HashMap<String, Permit> = HashMap::new();
+    for (n, step) in scenario["steps"].as_array().unwrap().iter().enumerate() {
+        let at = format!("{file} step {n}: {step}");
+        let on = step.get("on").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let breaker = &breakers[on];
+        match step["do"].as_str().unwrap() {
+            "advance" => clock.advance(Duration::from_millis(step["ms"].as_u64().unwrap())),
+            "acquire" => match (breaker.acquire(), step.get("rejected")) {
+                (Ok(permit), None) => {
+                    let trial = step.get("trial").and_then(Value::as_bool).unwrap_or(false);
+                    assert_eq!(permit.is_trial(), trial, "{at}");
+                    permits.insert(step["permit"].as_str().unwrap().to_string(), permit);
+                }
+                (Err(Error::Rejected(rejected)), Some(expected)) => {
+                    assert_eq!(rejection_name(&rejected), expected.as_str().unwrap(), "{at}");
+                    if let Some(ms) = step.get("retryAfterMs").and_then(Value::as_u64) {
+                        assert_eq!(rejected.retry_after(), Some(Duration::from_millis(ms)), "{at}");
+                    }
+                }
+                (answer, _) => panic!("{at}: got {answer:?}"),
+            },
+            "report" => {
+                let permit = permits.remove(step["permit"].as_str().unwrap()).expect(&at);
+                let outcome = match step["outcome"].as_str().unwrap() {
+                    "success" => tripswitch::Outcome::Success,
+                    "failure" => tripswitch::Outcome::Failure,
+                    "ignored" => tripswitch::Outcome::Ignored,
+                    other => panic!("{at}: unknown outcome {other}"),
+                };
+                let tripped = permit.report(outcome).unwrap();
+                if let Some(expected) = step.get("tripped").and_then(Value::as_bool) {
+                    assert_eq!(tripped, expected, "{at}");
+                }
+            }
+            "operate" => match step["action"].as_str().unwrap() {
+                "open" => breaker.open(),
+                "close" => breaker.close(),
+                "half-open" => breaker.half_open(),
+                "force-open" => breaker.force_open(),
+                "disable" => breaker.disable(),
+                other => panic!("{at}: unknown action {other}"),
+            }
+            .unwrap(),
+            "snapshot" => {
+                let s = breaker.snapshot().unwrap();
+                let offset = |ms: Option<u64>| ms.map(|ms| ms - START);
+                let got = serde_json::json!({
+                    "state": s.state.as_str(),
+                    "failures": s.failures,
+                    "successes": s.successes,
+                    "openedAt": offset(s.opened_at_ms),
+                    "trialsInFlight": s.trials_in_flight,
+                    "generation": s.generation,
+                    "retryAfterMs": s.retry_after.map(|d| d.as_millis() as u64),
+                });
+                for (key, expected) in step["expect"].as_object().unwrap() {
+                    assert_eq!(&got[key], expected, "{at}: {key} in {got}");
+                }
+            }
+            "events" => {
+                let changes = heard[on].changes();
+                let fresh: Vec<Value> = changes[told[on]..]
+                    .iter()
+                    .map(|c| serde_json::json!([c.previous.as_str(), c.current.as_str(), c.remote]))
+                    .collect();
+                told[on] = changes.len();
+                assert_eq!(Value::Array(fresh), step["expect"], "{at}");
+            }
+            other => panic!("{at}: unknown step {other}"),
+        }
+    }
+}
+
+#[test]
+fn every_scenario_holds_in_the_rust_host() {
+    for file in scenario_files() {
+        run(&file);
+    }
+}
