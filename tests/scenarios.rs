@@ -21,7 +21,10 @@ fn scenario_files() -> Vec<PathBuf> {
         .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
         .collect();
     files.sort();
-    assert!(files.len() >= 10, "the scenario files are missing: {files:?}");
+    assert!(
+        files.len() >= 10,
+        "the scenario files are missing: {files:?}"
+    );
     files
 }
 
@@ -61,12 +64,16 @@ fn rejection_name(rejected: &Rejected) -> &'static str {
 /// Runs one scenario; panics with the step that disagreed.
 fn run(path: &Path) {
     let text = std::fs::read_to_string(path).unwrap();
-    let scenario: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let scenario: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let file = path.file_name().unwrap().to_string_lossy().to_string();
     if let Some(cases) = scenario.get("invalid").and_then(Value::as_array) {
         let clock = ManualClock::new(START);
         for case in cases {
-            let name = case.get("name").and_then(Value::as_str).unwrap_or("invalid");
+            let name = case
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("invalid");
             match builder(name, &case["config"], &clock).build() {
                 Err(Error::InvalidConfig { field, .. }) => {
                     assert_eq!(field, case["field"].as_str().unwrap(), "{file}: {case}")
@@ -78,7 +85,10 @@ fn run(path: &Path) {
     }
     let clock = ManualClock::new(START);
     let storage = MemoryStorage::new();
-    let count = scenario.get("breakers").and_then(Value::as_u64).unwrap_or(1) as usize;
+    let count = scenario
+        .get("breakers")
+        .and_then(Value::as_u64)
+        .unwrap_or(1) as usize;
     let heard: Vec<Recorder> = (0..count).map(|_| Recorder::default()).collect();
     let breakers: Vec<CircuitBreaker> = heard
         .iter()
@@ -105,9 +115,17 @@ fn run(path: &Path) {
                     permits.insert(step["permit"].as_str().unwrap().to_string(), permit);
                 }
                 (Err(Error::Rejected(rejected)), Some(expected)) => {
-                    assert_eq!(rejection_name(&rejected), expected.as_str().unwrap(), "{at}");
+                    assert_eq!(
+                        rejection_name(&rejected),
+                        expected.as_str().unwrap(),
+                        "{at}"
+                    );
                     if let Some(ms) = step.get("retryAfterMs").and_then(Value::as_u64) {
-                        assert_eq!(rejected.retry_after(), Some(Duration::from_millis(ms)), "{at}");
+                        assert_eq!(
+                            rejected.retry_after(),
+                            Some(Duration::from_millis(ms)),
+                            "{at}"
+                        );
                     }
                 }
                 (answer, _) => panic!("{at}: got {answer:?}"),

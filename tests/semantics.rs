@@ -1,5 +1,7 @@
-//! One test per item of the README's semantics list, through the real
-//! component in wasmtime, on a virtual clock.
+//! The semantics list's items that need more than a scenario file can say
+//! (storage round trips, storages that fail or hold corrupt bytes, listener
+//! order), through the real component in wasmtime on a virtual clock. The
+//! rest are in tests/scenarios/, run by scenarios.rs and by the JS tests.
 
 use std::time::Duration;
 
@@ -93,201 +95,6 @@ fn over_an_opaque_storage_a_success_resets_what_it_saw_at_admission() {
     assert_eq!(breaker.snapshot().unwrap().failures, 0);
 }
 
-/// 2. open: rejected with the time left; the first acquire at opened-at +
-///    reset-timeout is a trial.
-#[test]
-fn open_rejects_until_the_reset_timeout_then_admits_a_trial() {
-    let clock = clock();
-    let breaker = builder("s2", &clock)
-        .fail_max(1)
-        .reset_timeout(Duration::from_millis(1000))
-        .build()
-        .unwrap();
-    fail(&breaker).unwrap_err();
-    advance(&clock, 400);
-    let mut ran = false;
-    let rejected = breaker.call(|| {
-        ran = true;
-        Ok::<(), ()>(())
-    });
-    assert!(!ran, "a rejected call does not run");
-    match rejected {
-        Err(CallError::Rejected(Rejected::Open { retry_after })) => {
-            assert_eq!(retry_after, Duration::from_millis(600))
-        }
-        other => panic!("expected an open rejection, got {other:?}"),
-    }
-    advance(&clock, 599);
-    assert!(breaker.acquire().is_err());
-    advance(&clock, 1);
-    let permit = breaker.acquire().unwrap();
-    assert!(permit.is_trial());
-    assert_eq!(breaker.snapshot().unwrap().state, State::HalfOpen);
-    permit.success().unwrap();
-    assert_eq!(breaker.state().unwrap(), State::Closed);
-}
-
-/// 3. half-open: trials are limited; successes close at the threshold; a
-///    failure re-opens; an unreported trial is forfeited after trial-timeout.
-#[test]
-fn half_open_limits_trials_and_decides_on_their_outcome() {
-    let clock = clock();
-    let breaker = builder("s3", &clock)
-        .fail_max(1)
-        .reset_timeout(Duration::from_millis(100))
-        .half_open_max_calls(2)
-        .success_threshold(2)
-        .trial_timeout(Duration::from_millis(50))
-        .build()
-        .unwrap();
-    fail(&breaker).unwrap_err();
-    advance(&clock, 100);
-    let first = breaker.acquire().unwrap();
-    let second = breaker.acquire().unwrap();
-    match breaker.acquire() {
-        Err(tripswitch::Error::Rejected(Rejected::HalfOpenFull { retry_after })) => {
-            assert_eq!(retry_after, Duration::from_millis(50))
-        }
-        other => panic!("expected half-open-full, got {other:?}"),
-    }
-    assert_eq!(breaker.snapshot().unwrap().trials_in_flight, 2);
-    first.success().unwrap();
-    let snapshot = breaker.snapshot().unwrap();
-    assert_eq!((snapshot.state, snapshot.successes), (State::HalfOpen, 1));
-    second.success().unwrap();
-    assert_eq!(breaker.state().unwrap(), State::Closed);
-
-    // A trial failure re-opens with a new opened-at.
-    fail(&breaker).unwrap_err();
-    advance(&clock, 100);
-    assert!(matches!(
-        fail(&breaker),
-        Err(CallError::Failed { tripped: true, .. })
-    ));
-    assert_eq!(breaker.snapshot().unwrap().opened_at_ms, Some(T0 + 200));
-
-    // A trial that never reports is forfeited after the trial timeout.
-    advance(&clock, 100);
-    let stuck_one = breaker.acquire().unwrap();
-    let stuck_two = breaker.acquire().unwrap();
-    assert!(breaker.acquire().is_err());
-    advance(&clock, 50);
-    let fresh = breaker.acquire().unwrap();
-    assert!(fresh.is_trial());
-    // The forfeited trials' late reports count nothing.
-    stuck_one.failure().unwrap();
-    stuck_two.failure().unwrap();
-    assert_eq!(breaker.state().unwrap(), State::HalfOpen);
-    fresh.success().unwrap();
-    assert_eq!(breaker.snapshot().unwrap().successes, 1);
-}
-
-/// 4. ignored counts nothing and frees a trial slot; a permit from an older
-///    generation counts nothing.
-#[test]
-fn ignored_frees_a_slot_and_stale_permits_count_nothing() {
-    let clock = clock();
-    let breaker = builder("s4", &clock)
-        .fail_max(2)
-        .reset_timeout(Duration::from_millis(100))
-        .build()
-        .unwrap();
-    let stale = breaker.acquire().unwrap();
-    fail(&breaker).unwrap_err();
-    breaker.acquire().unwrap().ignore().unwrap();
-    assert_eq!(
-        breaker.snapshot().unwrap().failures,
-        1,
-        "ignored counts nothing"
-    );
-    fail(&breaker).unwrap_err();
-    assert_eq!(breaker.state().unwrap(), State::Open);
-    let generation = breaker.snapshot().unwrap().generation;
-    assert!(!stale.failure().unwrap(), "a stale failure trips nothing");
-    assert_eq!(breaker.snapshot().unwrap().generation, generation);
-
-    advance(&clock, 100);
-    let trial = breaker.acquire().unwrap();
-    assert!(breaker.acquire().is_err());
-    drop(trial); // dropped unreported: ignored, the slot is free again
-    let again = breaker.acquire().unwrap();
-    assert!(again.is_trial());
-    assert_eq!(breaker.state().unwrap(), State::HalfOpen);
-    again.success().unwrap();
-    assert_eq!(breaker.state().unwrap(), State::Closed);
-}
-
-/// 5. two breakers with one name on one storage behave as two processes:
-///    no count is lost, no more trials than allowed.
-#[test]
-fn two_breakers_on_one_storage_share_every_count() {
-    let clock = clock();
-    let storage = MemoryStorage::new();
-    let make = || {
-        builder("s5", &clock)
-            .fail_max(4)
-            .reset_timeout(Duration::from_millis(100))
-            .storage(storage.clone())
-            .build()
-            .unwrap()
-    };
-    let (a, b) = (make(), make());
-    // Interleave permits so that each write races the other's.
-    let pa = a.acquire().unwrap();
-    let pb = b.acquire().unwrap();
-    pa.failure().unwrap();
-    pb.failure().unwrap();
-    assert_eq!(a.snapshot().unwrap().failures, 2);
-    fail(&b).unwrap_err();
-    assert!(matches!(
-        fail(&a),
-        Err(CallError::Failed { tripped: true, .. })
-    ));
-    assert_eq!(b.state().unwrap(), State::Open);
-    assert!(b.acquire().is_err());
-    advance(&clock, 100);
-    let trial = b.acquire().unwrap();
-    assert!(matches!(
-        a.acquire(),
-        Err(tripswitch::Error::Rejected(Rejected::HalfOpenFull { .. }))
-    ));
-    trial.success().unwrap();
-    assert_eq!(a.state().unwrap(), State::Closed);
-}
-
-/// 6. forced-open rejects until an operator acts; disabled admits and records
-///    nothing; close resets the counters.
-#[test]
-fn operator_states() {
-    let clock = clock();
-    let breaker = builder("s6", &clock).fail_max(2).build().unwrap();
-    breaker.force_open().unwrap();
-    advance(&clock, 10_000_000);
-    assert!(matches!(
-        fail(&breaker),
-        Err(CallError::Rejected(Rejected::ForcedOpen))
-    ));
-    assert_eq!(breaker.snapshot().unwrap().retry_after, None);
-
-    breaker.disable().unwrap();
-    for _ in 0..10 {
-        fail(&breaker).unwrap_err();
-    }
-    let snapshot = breaker.snapshot().unwrap();
-    assert_eq!((snapshot.state, snapshot.failures), (State::Disabled, 0));
-
-    breaker.close().unwrap();
-    fail(&breaker).unwrap_err();
-    assert_eq!(breaker.snapshot().unwrap().failures, 1);
-    breaker.close().unwrap();
-    assert_eq!(breaker.snapshot().unwrap().failures, 0);
-
-    breaker.open().unwrap();
-    assert_eq!(breaker.state().unwrap(), State::Open);
-    breaker.half_open().unwrap();
-    assert!(breaker.acquire().unwrap().is_trial());
-}
-
 /// 7. storage errors: acquire follows the fallback state, without looping.
 #[test]
 fn a_failing_storage_follows_the_fallback_state() {
@@ -361,52 +168,6 @@ fn corrupt_bytes_are_reported_and_an_operator_repairs_them() {
     succeed(&breaker).unwrap();
 }
 
-/// 8. exactly one state-changed per transition from the writer; the other
-///    instance hears it as remote.
-#[test]
-fn one_event_per_transition_and_remote_ones_are_marked() {
-    let clock = clock();
-    let storage = MemoryStorage::new();
-    let (heard_a, heard_b) = (Recorder::default(), Recorder::default());
-    let make = |recorder: &Recorder| {
-        builder("s8", &clock)
-            .fail_max(1)
-            .reset_timeout(Duration::from_millis(100))
-            .storage(storage.clone())
-            .listener(recorder.clone())
-            .build()
-            .unwrap()
-    };
-    let (a, b) = (make(&heard_a), make(&heard_b));
-    b.snapshot().unwrap();
-    fail(&a).unwrap_err();
-    advance(&clock, 100);
-    succeed(&a).unwrap();
-    let change = |previous, current, at, remote| StateChange {
-        previous,
-        current,
-        at_ms: T0 + at,
-        remote,
-    };
-    assert_eq!(
-        heard_a.changes(),
-        vec![
-            change(State::Closed, State::Open, 0, false),
-            change(State::Open, State::HalfOpen, 100, false),
-            change(State::HalfOpen, State::Closed, 100, false),
-        ]
-    );
-    assert!(heard_b.changes().is_empty(), "b has not looked yet");
-    a.open().unwrap();
-    b.snapshot().unwrap();
-    b.snapshot().unwrap();
-    assert_eq!(
-        heard_b.changes(),
-        vec![change(State::Closed, State::Open, 100, true)],
-        "b hears the state it finds, once"
-    );
-}
-
 /// 9. configuration: every count >= 1, every duration >= 1 ms, a name of 1 to 256 bytes.
 #[test]
 fn invalid_configuration_names_the_field() {
@@ -460,24 +221,6 @@ fn invalid_configuration_names_the_field() {
             .build()
             .is_ok()
     );
-}
-
-/// The defaults are the component's: 5 failures, 60 s.
-#[test]
-fn defaults_come_from_the_component() {
-    let clock = clock();
-    let breaker = builder("defaults", &clock).build().unwrap();
-    for _ in 0..4 {
-        fail(&breaker).unwrap_err();
-    }
-    assert_eq!(breaker.state().unwrap(), State::Closed);
-    fail(&breaker).unwrap_err();
-    assert_eq!(
-        breaker.snapshot().unwrap().retry_after,
-        Some(Duration::from_secs(60))
-    );
-    advance(&clock, 60_000);
-    assert!(breaker.acquire().unwrap().is_trial());
 }
 
 /// Listener hooks come in pybreaker's order.

@@ -134,7 +134,9 @@ fn ensure_package(package: &str, programs: &[&str], why: &str) -> Result<(), Str
     )?;
     match programs.iter().find(|program| !present(program)) {
         None => Ok(()),
-        Some(missing) => Err(format!("apt-get installed {package}, yet {missing} does not run")),
+        Some(missing) => Err(format!(
+            "apt-get installed {package}, yet {missing} does not run"
+        )),
     }
 }
 
@@ -157,7 +159,11 @@ fn js_test() -> Result<(), String> {
 /// Everything CI checks.
 fn test() -> Result<(), String> {
     ensure_wasm_target()?;
-    ensure_package("redis-server", &["redis-server", "redis-cli"], "the Redis tests")?;
+    ensure_package(
+        "redis-server",
+        &["redis-server", "redis-cli"],
+        "the Redis tests",
+    )?;
     ensure_package("chromium", &["/usr/bin/chromium"], "the browser test")?;
     run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(
