@@ -14,45 +14,10 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use tripswitch::{
-    CallError, CircuitBreaker, Entry, Error, MemoryStorage, Outcome, Permit, Rejected, Runtime,
-    State, StateChange, Storage, StorageError, SwapResult,
+    CircuitBreaker, Entry, Error, MemoryStorage, Outcome, Permit, Rejected, Runtime, State,
+    StateChange, Storage, StorageError, SwapResult,
 };
-use tripswitch_tests::{Heard, Recorder, T0, advance, builder, clock, fail};
-
-/// What became of one failing call made by a thread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Ran {
-    /// It ran and failed; the bool is `tripped`.
-    Failed(bool),
-    /// It was rejected without running.
-    Rejected,
-}
-
-/// Runs `per_thread` failing calls on `threads_each` threads per breaker, all
-/// released at once; returns each thread's results in order.
-fn hammer(breakers: &[&CircuitBreaker], threads_each: usize, per_thread: usize) -> Vec<Vec<Ran>> {
-    let start = Barrier::new(breakers.len() * threads_each);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = breakers
-            .iter()
-            .flat_map(|&breaker| std::iter::repeat_n(breaker, threads_each))
-            .map(|breaker| {
-                let start = &start;
-                scope.spawn(move || {
-                    start.wait();
-                    (0..per_thread)
-                        .map(|_| match fail(breaker) {
-                            Err(CallError::Failed { tripped, .. }) => Ran::Failed(tripped),
-                            Err(CallError::Rejected(Rejected::Open { .. })) => Ran::Rejected,
-                            other => panic!("unexpected {other:?}"),
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).collect()
-    })
-}
+use tripswitch_tests::{Heard, Ran, Recorder, T0, advance, builder, clock, fail, hammer};
 
 /// How many of the things heard match.
 fn count(heard: &[Heard], matches: impl Fn(&Heard) -> bool) -> usize {

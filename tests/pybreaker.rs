@@ -18,7 +18,9 @@ use tripswitch::{
     CallError, CircuitBreaker, Entry, Error, MemoryStorage, Rejected, State, StateChange, Storage,
     StorageError, SwapResult,
 };
-use tripswitch_tests::{Boom, Flaky, Heard, Recorder, T0, advance, builder, clock, fail, succeed};
+use tripswitch_tests::{
+    Boom, Flaky, Heard, Ran, Recorder, T0, advance, builder, clock, fail, hammer, succeed,
+};
 
 /// A state change as the breaker's own listener hears it.
 fn local(previous: State, current: State, at: u64) -> StateChange {
@@ -542,37 +544,6 @@ fn a_new_breaker_takes_the_stored_state_counters_and_opened_at() {
     assert_eq!(second.state().unwrap(), State::Closed);
 }
 
-/// What became of one call made by a thread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Ran {
-    /// It ran and failed; the bool is `tripped`.
-    Failed(bool),
-    /// It was rejected without running.
-    Rejected,
-}
-
-/// Runs `per_thread` failing calls on each of `threads` threads at once.
-fn hammer(breaker: &CircuitBreaker, threads: usize, per_thread: usize) -> Vec<Vec<Ran>> {
-    let start = Barrier::new(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    start.wait();
-                    (0..per_thread)
-                        .map(|_| match fail(breaker) {
-                            Err(CallError::Failed { tripped, .. }) => Ran::Failed(tripped),
-                            Err(CallError::Rejected(Rejected::Open { .. })) => Ran::Rejected,
-                            other => panic!("unexpected {other:?}"),
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).collect()
-    })
-}
-
 /// test_fail_thread_safety: 3 threads x 500 failures, fail_max 3000: exactly 1500.
 #[test]
 fn threads_count_every_failure() {
@@ -581,7 +552,7 @@ fn threads_count_every_failure() {
         .fail_max(3000)
         .build()
         .unwrap();
-    let results = hammer(&breaker, 3, 500);
+    let results = hammer(&[&breaker], 3, 500);
     assert!(results.iter().flatten().all(|&r| r == Ran::Failed(false)));
     let snapshot = breaker.snapshot().unwrap();
     assert_eq!((snapshot.state, snapshot.failures), (State::Closed, 1500));
@@ -601,7 +572,7 @@ fn threads_stop_at_fail_max() {
         .fail_max(3000)
         .build()
         .unwrap();
-    let results = hammer(&breaker, 3, 2000);
+    let results = hammer(&[&breaker], 3, 2000);
     let all: Vec<Ran> = results.iter().flatten().copied().collect();
     let tripped = all.iter().filter(|&&r| r == Ran::Failed(true)).count();
     let ran = all.iter().filter(|r| matches!(r, Ran::Failed(_))).count();

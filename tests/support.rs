@@ -2,12 +2,12 @@
 //! that fail or count on demand, and a breaker builder on a virtual clock.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use tripswitch::{
-    Builder, CircuitBreaker, Entry, Error, Listener, ManualClock, MemoryStorage, Rejected,
-    StateChange, Storage, StorageError, SwapResult,
+    Builder, CallError, CircuitBreaker, Entry, Error, Listener, ManualClock, MemoryStorage,
+    Rejected, StateChange, Storage, StorageError, SwapResult,
 };
 
 /// The virtual clock's start: a Unix time in ms, far from zero.
@@ -161,3 +161,42 @@ pub fn succeed(breaker: &CircuitBreaker) -> Result<(), tripswitch::CallError<Boo
 }
 
 pub use tripswitch_testkit::{RedisCluster, RedisServer, free_port};
+
+/// What became of one failing call made by a thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ran {
+    /// It ran and failed; the bool is `tripped`.
+    Failed(bool),
+    /// It was rejected without running.
+    Rejected,
+}
+
+/// Runs `per_thread` failing calls on `threads_each` threads per breaker, all
+/// released at once; returns each thread's results in order.
+pub fn hammer(
+    breakers: &[&CircuitBreaker],
+    threads_each: usize,
+    per_thread: usize,
+) -> Vec<Vec<Ran>> {
+    let start = Barrier::new(breakers.len() * threads_each);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = breakers
+            .iter()
+            .flat_map(|&breaker| std::iter::repeat_n(breaker, threads_each))
+            .map(|breaker| {
+                let start = &start;
+                scope.spawn(move || {
+                    start.wait();
+                    (0..per_thread)
+                        .map(|_| match fail(breaker) {
+                            Err(CallError::Failed { tripped, .. }) => Ran::Failed(tripped),
+                            Err(CallError::Rejected(Rejected::Open { .. })) => Ran::Rejected,
+                            other => panic!("unexpected {other:?}"),
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    })
+}
