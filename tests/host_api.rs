@@ -271,3 +271,48 @@ fn many_breakers_come_and_go() {
     fail(&last).unwrap_err();
     assert_eq!(last.state().unwrap(), State::Open);
 }
+
+#[test]
+fn a_reused_answer_never_outlives_a_change_to_the_record() {
+    let clock = clock();
+    let storage = MemoryStorage::new();
+    let heard = Recorder::default();
+    let a = builder("reuse", &clock)
+        .fail_max(2)
+        .storage(storage.clone())
+        .listener(heard.clone())
+        .build()
+        .unwrap();
+    let b = builder("reuse", &clock)
+        .fail_max(2)
+        .storage(storage.clone())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        a.call(|| Ok::<_, Boom>(())).unwrap();
+    }
+    let admitted = heard
+        .take()
+        .iter()
+        .filter(|h| matches!(h, Heard::BeforeCall))
+        .count();
+    assert_eq!(
+        admitted, 3,
+        "reused answers are told to listeners like any other"
+    );
+    // Another breaker counts a failure: the record changed, a asks again.
+    fail(&b).unwrap_err();
+    fail(&a).unwrap_err();
+    assert_eq!(a.state().unwrap(), State::Open);
+    assert!(a.acquire().is_err());
+    // An operator on the other breaker changes what a may do.
+    b.disable().unwrap();
+    assert!(a.acquire().is_ok());
+    b.force_open().unwrap();
+    assert!(matches!(
+        a.acquire(),
+        Err(tripswitch::Error::Rejected(
+            tripswitch::Rejected::ForcedOpen
+        ))
+    ));
+}

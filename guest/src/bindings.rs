@@ -119,6 +119,7 @@ impl GuestCircuitBreaker for Resource {
             },
             seen_version: permit.seen_version,
             quiet_success: permit.quiet_success,
+            reusable: permit.reusable,
         };
         let outcome = match outcome {
             wit::Outcome::Success => machine::Outcome::Success,
@@ -171,6 +172,7 @@ fn answer(granted: Result<Grant, Denied>) -> Result<wit::Permit, wit::Rejection>
             issued_at_ms: grant.permit.issued_at_ms,
             seen_version: grant.seen_version,
             quiet_success: grant.quiet_success,
+            reusable: grant.reusable,
         }),
         Err(Denied::Rejected(machine::Rejection::Open(ms))) => Err(wit::Rejection::Open(ms)),
         Err(Denied::Rejected(machine::Rejection::HalfOpenFull(ms))) => {

@@ -60,6 +60,9 @@ pub struct Grant {
     pub seen_version: u64,
     /// Whether reporting a success would change nothing.
     pub quiet_success: bool,
+    /// Whether acquire gives this answer at any time while the stored version
+    /// is still `seen_version`.
+    pub reusable: bool,
 }
 
 /// Why acquire did not grant a permit.
@@ -192,14 +195,19 @@ impl<P: Port> Breaker<P> {
         match answer {
             Ok(Ok(permit)) => {
                 let view = self.view.borrow();
-                let (seen_version, quiet_success) =
-                    view.cached.as_ref().map_or((0, false), |(v, r)| {
-                        (*v, machine::success_is_quiet(r, &permit))
+                let (seen_version, quiet_success, reusable) =
+                    view.cached.as_ref().map_or((0, false, false), |(v, r)| {
+                        (
+                            *v,
+                            machine::success_is_quiet(r, &permit),
+                            machine::answer_is_timeless(r, &permit),
+                        )
                     });
                 Ok(Grant {
                     permit,
                     seen_version,
                     quiet_success,
+                    reusable,
                 })
             }
             Ok(Err(rejection)) => Err(Denied::Rejected(rejection)),
@@ -387,6 +395,7 @@ impl<P: Port> Breaker<P> {
             },
             seen_version: 0,
             quiet_success: false,
+            reusable: false,
         })
     }
 }

@@ -302,6 +302,14 @@ pub fn report_never_writes(permit: &Permit, outcome: Outcome) -> bool {
     !permit.trial && outcome == Outcome::Ignored
 }
 
+/// Whether `acquire` on `record` answers `permit` at any time, so that the
+/// answer holds while the record is unchanged: closed or disabled, no trial.
+pub fn answer_is_timeless(record: &Record, permit: &Permit) -> bool {
+    permit.generation == record.generation
+        && !permit.trial
+        && matches!(record.state, State::Closed | State::Disabled)
+}
+
 /// Whether reporting a success for `permit` against `record` would write nothing.
 pub fn success_is_quiet(record: &Record, permit: &Permit) -> bool {
     permit.generation == record.generation

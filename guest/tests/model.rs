@@ -196,6 +196,12 @@ impl Model {
             }
     }
 
+    /// Whether acquire answers alike whenever it is asked, as long as nothing
+    /// changes: a non-trial permit of this generation (closed or disabled).
+    fn answers_alike_at_any_time(&self) -> bool {
+        matches!(self.phase, Phase::Closed { .. } | Phase::Disabled)
+    }
+
     /// An operator action sets the phase and always starts a new generation
     /// (once, even when the state changes too), voiding every permit before it.
     fn operate(&mut self, action: Action, now: u64) {
@@ -341,6 +347,11 @@ enum Ask {
     /// `acquire_at_version` with a version the storage has not reached
     /// (stored + 1 + k), so never the cached one: loads.
     Ahead(u64),
+    /// A host that reads the stored version for free: where it kept a
+    /// reusable grant of that version, it answers with it, calling no
+    /// component; otherwise as `Current`. (Where no host cache is kept,
+    /// simply as `Current`.)
+    Reuse,
 }
 
 /// One step; the `usize` picks the breaker instance (mod their number).
@@ -412,6 +423,7 @@ fn ask() -> impl Strategy<Value = Ask> {
     prop_oneof![
         2 => Just(Ask::Plain),
         2 => Just(Ask::Current),
+        2 => Just(Ask::Reuse),
         1 => (0..3u64).prop_map(Ask::Ahead),
     ]
 }
@@ -456,6 +468,13 @@ proptest! {
                         got.as_ref().is_ok_and(|p| p.trial),
                         "acquire writes exactly when it grants a trial"
                     );
+                    if let (Ok(permit), Ok(ticket)) = (&got, &want) {
+                        prop_assert_eq!(
+                            machine::answer_is_timeless(&before, permit),
+                            !ticket.trial && model.answers_alike_at_any_time(),
+                            "timeless answer {:?} on {:?}", permit, before
+                        );
+                    }
                     if let Some(next) = write {
                         rec = next;
                     }
@@ -499,6 +518,184 @@ proptest! {
                  never otherwise: {:?} -> {:?} by {:?}", before, rec, op
             );
             check_record(&model, &rec, now)?;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// (a') timeless answers: what lets a host reuse a grant.
+
+/// A time in ms: small, a plausible Unix time, anything, or near u64::MAX.
+fn moment() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        3 => 0..200u64,
+        1 => Just(1_700_000_000_000u64),
+        2 => any::<u64>(),
+        1 => (u64::MAX - 200)..=u64::MAX,
+    ]
+}
+
+/// A count or limit of at least 1: small, anything, or the largest.
+fn at_least_one_u32() -> impl Strategy<Value = u32> {
+    prop_oneof![3 => 1..=4u32, 1 => 1..=u32::MAX, 1 => Just(u32::MAX)]
+}
+
+/// A timeout of at least 1 ms: small, anything, or the largest.
+fn at_least_one_ms() -> impl Strategy<Value = u64> {
+    prop_oneof![3 => 1..=100u64, 1 => 1..=u64::MAX, 1 => Just(u64::MAX)]
+}
+
+/// Any valid configuration, extremes included.
+fn wide_config() -> impl Strategy<Value = Config> {
+    (
+        at_least_one_u32(),
+        at_least_one_ms(),
+        at_least_one_u32(),
+        at_least_one_u32(),
+        at_least_one_ms(),
+        fallback(),
+    )
+        .prop_map(
+            |(
+                fail_max,
+                reset_timeout_ms,
+                success_threshold,
+                half_open_max_calls,
+                trial_timeout_ms,
+                fallback_state,
+            )| Config {
+                fail_max,
+                reset_timeout_ms,
+                success_threshold,
+                half_open_max_calls,
+                trial_timeout_ms,
+                fallback_state,
+            },
+        )
+}
+
+/// Any record the format can hold: any state with any counters, opened-at,
+/// generation (wrapping included) and trials, consistent or not.
+fn wide_record() -> impl Strategy<Value = Record> {
+    (
+        any_state(),
+        prop_oneof![0..4u32, any::<u32>()],
+        prop_oneof![0..4u32, any::<u32>()],
+        prop_oneof![0..6u64, any::<u64>(), Just(u64::MAX)],
+        prop::option::of(moment()),
+        vec(moment(), 0..5),
+    )
+        .prop_map(
+            |(state, failures, successes, generation, opened_at_ms, trials)| Record {
+                state,
+                failures,
+                successes,
+                opened_at_ms,
+                generation,
+                trials,
+            },
+        )
+}
+
+/// A time relative to another: so many ms later or earlier (saturating).
+fn shift() -> impl Strategy<Value = (bool, u64)> {
+    (
+        any::<bool>(),
+        prop_oneof![
+            3 => 0..3u64,
+            3 => 0..1_000u64,
+            1 => Just(60_000u64),
+            2 => any::<u64>(),
+            1 => Just(u64::MAX),
+        ],
+    )
+}
+
+/// The times to ask at besides `t0`'s shifts: the extremes, and the edges
+/// where the record's own times would matter (opened-at + reset timeout,
+/// each trial + trial timeout, each -1, exactly, +1), were it not closed.
+fn edges(cfg: &Config, rec: &Record, t0: u64) -> Vec<u64> {
+    let mut at = vec![0, 1, t0, u64::MAX - 1, u64::MAX];
+    let mut around = |edge: u64| {
+        at.extend([edge.saturating_sub(1), edge, edge.saturating_add(1)]);
+    };
+    if let Some(opened) = rec.opened_at_ms {
+        around(opened.saturating_add(cfg.reset_timeout_ms));
+    }
+    for &trial in &rec.trials {
+        around(trial.saturating_add(cfg.trial_timeout_ms));
+    }
+    at
+}
+
+proptest! {
+    #![proptest_config(settings())]
+
+    /// The claim behind `reusable`: whenever acquire on a record grants a
+    /// permit that `answer_is_timeless` calls timeless, acquire on the same
+    /// record at any other time, later or earlier, near or far, u64
+    /// extremes included, writes nothing and grants the same permit, only
+    /// issued then. And no trial, and no permit on an open, half-open or
+    /// forced-open record, is ever called timeless, whether acquire granted
+    /// it or not; a permit acquire grants on a closed or disabled record
+    /// always is (so the flag is no vacuous `false`).
+    #[test]
+    fn a_timeless_answer_is_the_answer_at_any_time(
+        cfg in wide_config(),
+        rec in wide_record(),
+        t0 in moment(),
+        shifts in vec(shift(), 1..24),
+        others in vec((any::<bool>(), prop::option::of(prop_oneof![0..6u64, any::<u64>()]), moment()), 0..6),
+    ) {
+        let mut times: Vec<u64> = shifts
+            .iter()
+            .map(|&(later, d)| if later { t0.saturating_add(d) } else { t0.saturating_sub(d) })
+            .collect();
+        times.extend(edges(&cfg, &rec, t0));
+        let alike = matches!(rec.state, State::Closed | State::Disabled);
+
+        let (write, answer) = machine::acquire(&cfg, &rec, t0);
+        if let Ok(permit) = answer {
+            let timeless = machine::answer_is_timeless(&rec, &permit);
+            prop_assert_eq!(
+                timeless, alike && !permit.trial,
+                "timeless {:?} on {:?}", permit, rec
+            );
+            if timeless {
+                prop_assert_eq!(&write, &None, "a timeless answer wrote");
+                for &t in &times {
+                    prop_assert_eq!(
+                        machine::acquire(&cfg, &rec, t),
+                        (None, Ok(Permit { issued_at_ms: t, ..permit })),
+                        "granted {:?} at {} on {:?}, then at {}", permit, t0, rec, t
+                    );
+                }
+            }
+        }
+
+        // At every time asked: a trial, or any grant on a record that is not
+        // closed or disabled, is never timeless; one on closed or disabled is.
+        for &t in &times {
+            if let (_, Ok(permit)) = machine::acquire(&cfg, &rec, t) {
+                prop_assert_eq!(
+                    machine::answer_is_timeless(&rec, &permit),
+                    alike && !permit.trial,
+                    "granted {:?} on {:?} at {}", permit, rec, t
+                );
+            }
+        }
+        // And for permits acquire never gave: any trial, any generation.
+        for &(trial, generation, issued_at_ms) in &others {
+            let permit = Permit {
+                generation: generation.unwrap_or(rec.generation),
+                trial,
+                issued_at_ms,
+            };
+            let timeless = machine::answer_is_timeless(&rec, &permit);
+            prop_assert!(
+                !timeless || (alike && !trial && permit.generation == rec.generation),
+                "{:?} timeless on {:?}", permit, rec
+            );
         }
     }
 }
@@ -582,7 +779,7 @@ impl Shared {
         let stored = self.stored().0;
         match ask {
             Ask::Plain => None,
-            Ask::Current => Some(stored),
+            Ask::Current | Ask::Reuse => Some(stored),
             Ask::Ahead(k) => Some(stored + 1 + k),
         }
     }
@@ -851,6 +1048,67 @@ fn instances(cfg: &Config, shared: &Rc<Shared>, n: usize) -> Vec<Breaker<Handle>
         .collect()
 }
 
+/// A look at the shared storage through a fresh instance, outside the
+/// test's bookkeeping: loads the stored entry; a write is counted and fails.
+struct Peek<'a> {
+    shared: &'a Shared,
+    swaps: Cell<usize>,
+}
+
+impl Port for &Peek<'_> {
+    fn load(&self, key: &str) -> Result<Option<Stored>, String> {
+        Ok(self.shared.entry(key))
+    }
+
+    fn compare_and_swap(&self, _key: &str, _: Option<u64>, _: &[u8]) -> Result<Swap, String> {
+        self.swaps.set(self.swaps.get() + 1);
+        Err("a peek writes nothing".into())
+    }
+
+    fn state_changed(&self, _: &str, _: State, _: State, _: u64, _: bool) {}
+}
+
+/// A host's reuse of `kept` (a reusable grant) at `now`: the same grant,
+/// issued now.
+fn reuse(kept: &Grant, now: u64) -> Grant {
+    Grant {
+        permit: Permit {
+            issued_at_ms: now,
+            ..kept.permit
+        },
+        ..*kept
+    }
+}
+
+/// What a host reusing `kept` at `now` answers is what the component
+/// answers, asked afresh (a new instance, so no cache of its own): the same
+/// grant, seen version, quiet success and reusable flag included, and no
+/// write. So reuse never admits a call the component would reject.
+fn check_reuse(shared: &Shared, kept: &Grant, now: u64) -> Result<(), TestCaseError> {
+    let (version, stored) = shared.stored();
+    prop_assert_eq!(kept.seen_version, version, "reused at another version");
+    let peek = Peek {
+        shared,
+        swaps: Cell::new(0),
+    };
+    let fresh = Breaker::new(KEY.to_owned(), shared.cfg.clone(), &peek);
+    let asked = fresh.acquire(now);
+    prop_assert_eq!(
+        peek.swaps.get(),
+        0,
+        "the component wrote where a host reuses"
+    );
+    prop_assert_eq!(
+        asked,
+        Ok(reuse(kept, now)),
+        "reusing {:?} at {} on {:?}",
+        kept,
+        now,
+        stored
+    );
+    Ok(())
+}
+
 /// After every step: no problem noticed by the storage, no event still owed.
 fn check_shared(shared: &Shared) -> Result<(), TestCaseError> {
     let problems = shared.problems.borrow();
@@ -871,7 +1129,12 @@ proptest! {
     /// generations move by one on a state change or an operator action and
     /// never otherwise, every call makes the loads its cache calls for, and
     /// quiet-success is set exactly when a success would write nothing on the
-    /// record the permit was decided on.
+    /// record the permit was decided on, reusable exactly when the answer is
+    /// timeless on it. Each instance's host keeps its last reusable grant and,
+    /// asked with `Ask::Reuse` while the stored version is still that grant's,
+    /// answers with it without calling the component (no load, no event);
+    /// after every step, every grant a host could reuse is the component's
+    /// own answer, asked afresh, at that time.
     #[test]
     fn breakers_sharing_a_storage_agree_with_the_model(
         cfg in config(),
@@ -884,6 +1147,9 @@ proptest! {
         let mut model = Model::new(&cfg);
         let mut grants: Vec<(Grant, Ticket)> = Vec::new();
         let mut last_generation = 0;
+        // Per instance, its host's last reusable grant, kept however stale;
+        // it may be reused only while the stored version is its seen version.
+        let mut kept: Vec<Option<Grant>> = vec![None; n];
         for op in &ops {
             let now = shared.now.get();
             let before = shared.stored();
@@ -892,8 +1158,24 @@ proptest! {
             match *op {
                 Op::Acquire(w, ask) => {
                     let w = w % n;
-                    loads_due = Some((w, shared.loads(w) + shared.loads_due(w, op, None)));
-                    let got = acquire(&shared, &breakers[w], ask, now);
+                    let reused = match (ask, &kept[w]) {
+                        (Ask::Reuse, Some(grant)) if grant.seen_version == before.0 => {
+                            Some(reuse(grant, now))
+                        }
+                        _ => None,
+                    };
+                    let got = match reused {
+                        Some(grant) => {
+                            // The host answers alone: no component call, so no load.
+                            loads_due = Some((w, shared.loads(w)));
+                            check_reuse(&shared, &grant, now)?;
+                            Ok(grant)
+                        }
+                        None => {
+                            loads_due = Some((w, shared.loads(w) + shared.loads_due(w, op, None)));
+                            acquire(&shared, &breakers[w], ask, now)
+                        }
+                    };
                     let want = model.acquire(now);
                     let got_answer = match &got {
                         Ok(grant) => Ok(grant.permit),
@@ -916,6 +1198,17 @@ proptest! {
                             !grant.quiet_success || model.success_is_idle(&ticket),
                             "a quiet success that would change something: {:?}", grant
                         );
+                        prop_assert_eq!(
+                            grant.reusable, machine::answer_is_timeless(&decided, &grant.permit),
+                            "reusable {:?}, decided on {:?}", grant, decided
+                        );
+                        prop_assert_eq!(
+                            grant.reusable, !ticket.trial && model.answers_alike_at_any_time(),
+                            "reusable {:?} against the model", grant
+                        );
+                        if grant.reusable {
+                            kept[w] = Some(grant);
+                        }
                         grants.push((grant, ticket));
                     }
                 }
@@ -955,10 +1248,13 @@ proptest! {
                 prop_assert_eq!(shared.loads(w), loads, "loads by instance {} for {:?}", w, op);
             }
             check_shared(&shared)?;
-            let (_, stored) = shared.stored();
+            let (version, stored) = shared.stored();
             prop_assert!(stored.generation >= last_generation, "generation went back");
             last_generation = stored.generation;
             check_record(&model, &stored, shared.now.get())?;
+            for grant in kept.iter().flatten().filter(|g| g.seen_version == version) {
+                check_reuse(&shared, grant, shared.now.get())?;
+            }
         }
     }
 }
@@ -1251,6 +1547,11 @@ proptest! {
                         prop_assert_eq!(grant.seen_version, seen_version);
                         let quiet = machine::report(&cfg, &rec, &grant.permit, Outcome::Success, now);
                         prop_assert_eq!(grant.quiet_success, quiet.is_none(), "quiet success");
+                        prop_assert_eq!(
+                            grant.reusable,
+                            machine::answer_is_timeless(&rec, &grant.permit),
+                            "reusable"
+                        );
                     }
                     (None, Err(Denied::Rejected(rejection))) => prop_assert_eq!(Err(rejection), answer),
                     (Some(_), Err(Denied::StorageUnavailable(message))) => {
@@ -1272,7 +1573,7 @@ proptest! {
                     issued_at_ms: times[issued.index(times.len())],
                 };
                 let write = machine::report(&cfg, &rec, &permit, outcome, now);
-                let got = breaker.report(&Grant { permit, seen_version, quiet_success: false }, outcome, now);
+                let got = breaker.report(&Grant { permit, seen_version, quiet_success: false, reusable: false }, outcome, now);
                 match &got {
                     Ok(()) => prop_assert!(write.is_none(), "no error, yet {:?} was to be written", write),
                     Err(message) => prop_assert!(write.is_some() && gave_up(message), "{}", message),
@@ -1349,7 +1650,7 @@ proptest! {
                         Ok(grant) => {
                             prop_assert!(cfg.fallback_admits(), "admitted against the fallback");
                             let permit = Permit { generation: known, trial: false, issued_at_ms: now };
-                            prop_assert_eq!(grant, Grant { permit, seen_version: 0, quiet_success: false });
+                            prop_assert_eq!(grant, Grant { permit, seen_version: 0, quiet_success: false, reusable: false });
                         }
                         Err(Denied::StorageUnavailable(m)) => {
                             prop_assert!(!cfg.fallback_admits(), "rejected against the fallback");
@@ -1366,7 +1667,7 @@ proptest! {
                         trial,
                         issued_at_ms: times[issued.index(times.len())],
                     };
-                    let grant = Grant { permit, seen_version: 0, quiet_success: false };
+                    let grant = Grant { permit, seen_version: 0, quiet_success: false, reusable: false };
                     let got = breaker.report(&grant, outcome, now);
                     match &cached {
                         _ if machine::report_never_writes(&permit, outcome) => prop_assert_eq!(got, Ok(())),
@@ -1444,7 +1745,7 @@ proptest! {
                                 };
                                 prop_assert_eq!(
                                     *grant,
-                                    Grant { permit, seen_version: 0, quiet_success: false },
+                                    Grant { permit, seen_version: 0, quiet_success: false, reusable: false },
                                     "a fallback permit carries the newest generation known"
                                 );
                             }
@@ -1465,6 +1766,21 @@ proptest! {
                         };
                         prop_assert_eq!(got_answer, want);
                         prop_assert_eq!(shared.stored().1, write.unwrap_or(before.1.clone()));
+                        if let Ok(grant) = &got {
+                            // Decided on the stored record, or on the one it wrote.
+                            let (version, decided) = shared.stored();
+                            prop_assert_eq!(grant.seen_version, version, "seen version");
+                            prop_assert_eq!(
+                                grant.quiet_success,
+                                machine::success_is_quiet(&decided, &grant.permit),
+                                "quiet success of {:?} on {:?}", grant, decided
+                            );
+                            prop_assert_eq!(
+                                grant.reusable,
+                                machine::answer_is_timeless(&decided, &grant.permit),
+                                "reusable {:?} on {:?}", grant, decided
+                            );
+                        }
                     }
                     grants.extend(got.ok());
                 }
@@ -1771,6 +2087,7 @@ fn acquire_at_version_loads_unless_the_version_is_the_cached_one() {
         if let (Ok(got), Ok(want)) = (&got, &want) {
             assert_eq!(got.seen_version, want.seen_version);
             assert_eq!(got.quiet_success, want.quiet_success);
+            assert_eq!(got.reusable, want.reusable);
         }
         (loaded, got)
     };
@@ -1816,6 +2133,8 @@ fn acquire_at_version_loads_unless_the_version_is_the_cached_one() {
 /// `quiet_success` is set exactly when reporting a success would write
 /// nothing on the record the permit was decided on: closed with no failure
 /// counted, or disabled; never for a trial, never for a fallback permit.
+/// `reusable` is set exactly when that record is closed (failures counted
+/// or not) or disabled and the permit no trial; never for a fallback permit.
 #[test]
 fn quiet_success_is_set_only_when_a_success_would_change_nothing() {
     let cfg = Config {
@@ -1841,6 +2160,16 @@ fn quiet_success_is_set_only_when_a_success_would_change_nothing() {
             write.is_none(),
             "{grant:?} on {decided:?}"
         );
+        assert_eq!(
+            grant.reusable,
+            machine::answer_is_timeless(&decided.1, &grant.permit),
+            "{grant:?} on {decided:?}"
+        );
+        assert_eq!(
+            grant.reusable,
+            !grant.permit.trial && matches!(decided.1.state, State::Closed | State::Disabled),
+            "{grant:?} on {decided:?}"
+        );
         grant.quiet_success
     };
     let fail_through_b = |now: u64| {
@@ -1850,9 +2179,14 @@ fn quiet_success_is_set_only_when_a_success_would_change_nothing() {
 
     let fresh = a.acquire(at(0)).unwrap();
     assert!(quiet(&fresh), "closed, nothing counted");
+    assert!(fresh.reusable, "closed: the same answer at any time");
     fail_through_b(0);
     let counted = a.acquire(at(1)).unwrap();
     assert!(!quiet(&counted), "a failure to reset");
+    assert!(
+        counted.reusable,
+        "closed with a failure counted: still timeless"
+    );
     a.report(&counted, Outcome::Success, 1).unwrap();
     assert_eq!(shared.stored().1.failures, 0, "which it did");
 
@@ -1868,19 +2202,23 @@ fn quiet_success_is_set_only_when_a_success_would_change_nothing() {
     let trial = a.acquire(at(13)).unwrap();
     assert!(trial.permit.trial);
     assert!(!quiet(&trial), "a trial's success counts");
+    assert!(!trial.reusable, "a trial takes a slot");
 
     operate(&shared, b, Action::Disable, at(14)).unwrap();
     let disabled = a.acquire(14).unwrap();
     assert!(quiet(&disabled), "disabled records nothing");
+    assert!(disabled.reusable, "disabled admits at any time");
     operate(&shared, b, Action::HalfOpen, at(15)).unwrap();
     let trial = a.acquire(15).unwrap();
     assert!(!quiet(&trial), "a trial after an operator's half-open");
+    assert!(!trial.reusable, "a trial after an operator's half-open");
     check_shared(&shared).unwrap();
 
     let broken = Broken::default();
     let breaker = Breaker::new(KEY.to_owned(), cfg.clone(), &broken);
     let fallback = breaker.acquire(16).unwrap();
     assert!(!fallback.quiet_success, "decided on no record");
+    assert!(!fallback.reusable, "decided on no record");
 }
 
 // ---------------------------------------------------------------------------
@@ -2023,6 +2361,7 @@ fn a_new_instance_takes_itself_for_closed() {
                         permit,
                         seen_version: 7,
                         quiet_success: false,
+                        reusable: false,
                     };
                     breaker.report(&grant, Outcome::Success, now).unwrap();
                     assert_eq!(port.swaps.get(), 0, "{call} on {rec:?}: no write");
@@ -2167,6 +2506,7 @@ fn a_contended_acquire_is_unavailable_whatever_the_fallback() {
                     },
                     seen_version: 0,
                     quiet_success: false,
+                    reusable: false,
                 })
             };
             let port = Scripted::holding(Some(rec), 5);
@@ -2228,6 +2568,7 @@ fn a_corrupt_record_keeps_the_cache() {
             },
             seen_version: 0,
             quiet_success: false,
+            reusable: false,
         })
     };
     let port = Scripted::holding(Some(&open), 1);
@@ -2304,7 +2645,7 @@ proptest! {
                 Ok(grant) => {
                     prop_assert!(cfg.fallback_admits(), "admitted against the fallback");
                     let permit = Permit { generation: known, trial: false, issued_at_ms: now };
-                    prop_assert_eq!(grant, Grant { permit, seen_version: 0, quiet_success: false });
+                    prop_assert_eq!(grant, Grant { permit, seen_version: 0, quiet_success: false, reusable: false });
                 }
                 Err(Denied::StorageUnavailable(m)) => {
                     prop_assert!(!cfg.fallback_admits(), "rejected against the fallback");
@@ -2341,6 +2682,7 @@ fn a_report_that_can_never_write_touches_no_storage() {
         },
         seen_version: 4,
         quiet_success: false,
+        reusable: false,
     };
     for stored in [None, Some(&open)] {
         for warm in [false, true] {

@@ -39,6 +39,64 @@ struct Inner {
     told: Mutex<Told>,
     /// Whether the storage is failing, so an outage is told once.
     outage: AtomicBool,
+    /// The component's last answer to acquire, while it holds.
+    reusable: Mutex<Option<Answer>>,
+}
+
+/// An answer of the component's that holds while the stored version stays
+/// the one it was given at: an admission it marked `reusable`, or a rejection
+/// whose own terms bound it (forced open; open or full until a time).
+#[derive(Clone, Copy)]
+enum Answer {
+    Admitted(wit::Permit),
+    ForcedOpen { version: u64 },
+    OpenUntil { version: u64, until_ms: u64 },
+    FullUntil { version: u64, until_ms: u64 },
+}
+
+impl Answer {
+    /// What of the component's answer at `now`, given at `version`, can be reused.
+    fn of(answer: &Result<wit::Permit, wit::Rejection>, version: u64, now: u64) -> Option<Answer> {
+        Some(match answer {
+            Ok(permit) if permit.reusable => Answer::Admitted(*permit),
+            Ok(_) | Err(wit::Rejection::StorageUnavailable(_)) => return None,
+            Err(wit::Rejection::ForcedOpen) => Answer::ForcedOpen { version },
+            Err(wit::Rejection::Open(ms)) => Answer::OpenUntil {
+                version,
+                until_ms: now.saturating_add(*ms),
+            },
+            Err(wit::Rejection::HalfOpenFull(ms)) => Answer::FullUntil {
+                version,
+                until_ms: now.saturating_add(*ms),
+            },
+        })
+    }
+
+    /// The same answer at `now`, if it still holds for `version`.
+    fn at(self, version: u64, now: u64) -> Option<Result<wit::Permit, wit::Rejection>> {
+        match self {
+            Answer::Admitted(permit) if permit.seen_version == version => Some(Ok(wit::Permit {
+                issued_at_ms: now,
+                ..permit
+            })),
+            Answer::ForcedOpen { version: given } if given == version => {
+                Some(Err(wit::Rejection::ForcedOpen))
+            }
+            Answer::OpenUntil {
+                version: given,
+                until_ms,
+            } if given == version && now < until_ms => {
+                Some(Err(wit::Rejection::Open(until_ms - now)))
+            }
+            Answer::FullUntil {
+                version: given,
+                until_ms,
+            } if given == version && now < until_ms => {
+                Some(Err(wit::Rejection::HalfOpenFull(until_ms - now)))
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -167,6 +225,7 @@ impl Builder {
                 exclusions: self.exclusions,
                 told: Mutex::new(Told::default()),
                 outage: AtomicBool::new(false),
+                reusable: Mutex::new(None),
             }),
         };
         // Creating the guest resource now surfaces a refused configuration.
@@ -219,6 +278,13 @@ impl CircuitBreaker {
     pub fn acquire(&self) -> Result<Permit, Error> {
         let now = self.inner.clock.now_ms();
         let version = self.inner.storage.peek_version(&self.inner.name);
+        let reused = version.and_then(|v| self.reusable_answer(v.unwrap_or(0), now));
+        if let Some(answer) = reused {
+            return match answer {
+                Ok(permit) => Ok(self.hand_out(permit)),
+                Err(rejection) => Err(self.rejected(rejection)),
+            };
+        }
         let (answer, effects) = self.invoke(|instance, resource| {
             let guest = instance
                 .bindings
@@ -231,6 +297,12 @@ impl CircuitBreaker {
                 None => guest.call_acquire(&mut instance.store, resource, now),
             }
         })?;
+        let keep = version.and_then(|v| Answer::of(&answer, v.unwrap_or(0), now));
+        *self
+            .inner
+            .reusable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = keep;
         // The permit exists before any listener runs: a panicking listener
         // then drops it, which frees its trial slot.
         let permit = answer.map(|permit| Permit {
@@ -241,21 +313,50 @@ impl CircuitBreaker {
         });
         self.tell_changes(effects);
         match permit {
-            Ok(mut permit) => {
-                for listener in &self.inner.listeners {
-                    listener.before_call(&self.inner.name);
-                }
-                permit.handed_out = true;
-                Ok(permit)
-            }
-            Err(rejection) => {
-                let rejected = Rejected::from(rejection);
-                for listener in &self.inner.listeners {
-                    listener.rejected(&self.inner.name, &rejected);
-                }
-                Err(Error::Rejected(rejected))
-            }
+            Ok(permit) => Ok(self.admitted(permit)),
+            Err(rejection) => Err(self.rejected(rejection)),
         }
+    }
+
+    /// A rejection, told to the listeners.
+    fn rejected(&self, rejection: wit::Rejection) -> Error {
+        let rejected = Rejected::from(rejection);
+        for listener in &self.inner.listeners {
+            listener.rejected(&self.inner.name, &rejected);
+        }
+        Error::Rejected(rejected)
+    }
+
+    /// The component's last answer again, if it still holds at `version` and `now`.
+    fn reusable_answer(
+        &self,
+        version: u64,
+        now: u64,
+    ) -> Option<Result<wit::Permit, wit::Rejection>> {
+        let cached = *self
+            .inner
+            .reusable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        cached.and_then(|answer| answer.at(version, now))
+    }
+
+    /// A permit for a call the component admitted, told to the listeners.
+    fn hand_out(&self, permit: wit::Permit) -> Permit {
+        self.admitted(Permit {
+            breaker: self.clone(),
+            permit,
+            reported: false,
+            handed_out: false,
+        })
+    }
+
+    fn admitted(&self, mut permit: Permit) -> Permit {
+        for listener in &self.inner.listeners {
+            listener.before_call(&self.inner.name);
+        }
+        permit.handed_out = true;
+        permit
     }
 
     /// Runs `f` if the breaker admits it, and records its result.

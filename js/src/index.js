@@ -163,6 +163,14 @@ export class CircuitBreaker extends EventTarget {
   #told = undefined;
   /** Whether the storage is failing, so that an outage is told once. */
   #outage = false;
+  /**
+   * The component's last answer while it holds: an admission it marked
+   * reusable, or a rejection whose own terms bound it, given at `version`.
+   * @type {{version: bigint, permit?: object, rejection?: object, untilMs?: number} | undefined}
+   */
+  #reusable = undefined;
+  /** Listeners by event type, so that unheard events are not built. */
+  #listening = new Map();
 
   /**
    * @param {string} name The breaker's name: its key in the storage.
@@ -304,20 +312,50 @@ export class CircuitBreaker extends EventTarget {
   }
 
   #acquire() {
+    const peek = typeof this.#storage.peekVersion === 'function';
+    const version = peek ? BigInt(this.#storage.peekVersion(this.#name)) : undefined;
+    const reused = peek ? this.#reuse(version) : undefined;
+    if (reused?.permit) return reused.permit;
     let permit;
+    let askedAt;
     try {
+      if (reused?.rejection) throw new RejectedCall(reused.rejection);
       permit = this.#enter((guest, now) => {
-        if (typeof this.#storage.peekVersion !== 'function') return guest.acquire(now);
-        const version = this.#storage.peekVersion(this.#name);
-        return guest.acquireAtVersion(now, version ? BigInt(version) : undefined);
+        askedAt = Number(now);
+        return peek ? guest.acquireAtVersion(now, version || undefined) : guest.acquire(now);
       });
+      this.#reusable = peek && permit.reusable ? { version, permit } : undefined;
     } catch (error) {
       if (!(error instanceof RejectedCall)) throw error;
+      if (peek && !reused) this.#keepRejection(version, error.rejection, askedAt);
       const rejected = new CircuitOpenError(this.#name, error.rejection);
       this.#emit('reject', { error: rejected });
       throw rejected;
     }
     return permit;
+  }
+
+  /**
+   * The component's last answer again, if it still holds at `version` now:
+   * an admission it marked reusable, or a rejection within its own terms.
+   */
+  #reuse(version) {
+    const kept = this.#reusable;
+    if (kept === undefined || kept.version !== version) return undefined;
+    // A reusable permit is never a trial, so its issue time names no slot.
+    if (kept.permit) return kept;
+    const now = Math.floor(this.#clock());
+    if (kept.untilMs === undefined) return { rejection: kept.rejection };
+    if (now < kept.untilMs) return { rejection: { tag: kept.rejection.tag, val: BigInt(kept.untilMs - now) } };
+    return undefined;
+  }
+
+  /** Keeps a rejection that holds while the version stays: forced open, or open or full until a time. */
+  #keepRejection(version, rejection, now) {
+    if (rejection.tag === 'forced-open') this.#reusable = { version, rejection };
+    else if (rejection.tag === 'open' || rejection.tag === 'half-open-full') {
+      this.#reusable = { version, rejection, untilMs: now + Number(rejection.val) };
+    } else this.#reusable = undefined;
   }
 
   #report(permit, outcome) {
@@ -394,7 +432,23 @@ export class CircuitBreaker extends EventTarget {
   }
 
   #emit(type, detail) {
-    this.dispatchEvent(new CustomEvent(type, { detail: { breaker: this.#name, ...detail } }));
+    // Building an event costs more than the breaker's own work: only when heard.
+    if (this.#listening.get(type)?.size) {
+      this.dispatchEvent(new CustomEvent(type, { detail: { breaker: this.#name, ...detail } }));
+    }
+  }
+
+  addEventListener(type, listener, options) {
+    if (listener) {
+      if (!this.#listening.has(type)) this.#listening.set(type, new Set());
+      this.#listening.get(type).add(listener);
+    }
+    super.addEventListener(type, listener, options);
+  }
+
+  removeEventListener(type, listener, options) {
+    super.removeEventListener(type, listener, options);
+    this.#listening.get(type)?.delete(listener);
   }
 }
 
