@@ -26,12 +26,11 @@ fn the_storage_contract_holds() {
         a.compare_and_swap("db", Some(1), b"x"),
         Ok(SwapResult::Conflict(None))
     );
-    assert_eq!(
-        a.compare_and_swap("db", None, b"x"),
-        Ok(SwapResult::Written(1))
-    );
+    let Ok(SwapResult::Written(first)) = a.compare_and_swap("db", None, b"x") else {
+        panic!("the first write goes through");
+    };
     let current = Entry {
-        version: 1,
+        version: first,
         data: b"x".to_vec(),
     };
     assert_eq!(
@@ -39,31 +38,41 @@ fn the_storage_contract_holds() {
         Ok(SwapResult::Conflict(Some(current.clone())))
     );
     assert_eq!(
-        a.compare_and_swap("db", Some(9), b"y"),
+        a.compare_and_swap("db", Some(first + 9), b"y"),
         Ok(SwapResult::Conflict(Some(current)))
     );
     assert_eq!(
-        a.compare_and_swap("db", Some(1), b"\x00\xffy"),
-        Ok(SwapResult::Written(2))
+        a.compare_and_swap("db", Some(first), b"\x00\xffy"),
+        Ok(SwapResult::Written(first + 1))
     );
     assert_eq!(
         a.load("db"),
         Ok(Some(Entry {
-            version: 2,
+            version: first + 1,
             data: b"\x00\xffy".to_vec()
         }))
     );
+    // A key created again never hands out a version it had before.
+    server.cli(&["DEL", "{a:tripswitch:db}"]);
+    let Ok(SwapResult::Written(again)) = a.compare_and_swap("db", None, b"z") else {
+        panic!("writing a deleted key goes through");
+    };
+    assert!(again > first + 1, "{again} after {first}");
+    assert!(matches!(
+        a.compare_and_swap("db", Some(first + 1), b"old"),
+        Ok(SwapResult::Conflict(Some(Entry { version, .. }))) if version == again
+    ));
 
     // Namespaces keep breakers of one name apart, and so does no namespace.
     let b = storage(&server, "b");
     let bare = storage(&server, "");
     assert_eq!(b.load("db"), Ok(None));
     assert_eq!(bare.load("db"), Ok(None));
-    assert_eq!(
+    assert!(matches!(
         b.compare_and_swap("db", None, b"b"),
-        Ok(SwapResult::Written(1))
-    );
-    assert_eq!(a.load("db").unwrap().unwrap().data, b"\x00\xffy");
+        Ok(SwapResult::Written(_))
+    ));
+    assert_eq!(a.load("db").unwrap().unwrap().data, b"z");
     assert_eq!(a.key("db"), "{a:tripswitch:db}");
     assert_eq!(bare.key("db"), "{tripswitch:db}");
     let mut keys: Vec<String> = server
@@ -427,4 +436,66 @@ fn call_async_waits_on_redis_without_blocking_the_executor() {
         seen > 0,
         "the executor ran nothing while the breaker waited on Redis"
     );
+}
+
+#[test]
+fn a_deleted_key_cannot_be_overwritten_by_a_writer_with_an_old_version() {
+    let server = RedisServer::start();
+    let redis = storage(&server, "deleted");
+    let clock = clock();
+    let heard = Recorder::default();
+    let a = builder("k", &clock)
+        .fail_max(3)
+        .storage(redis.clone())
+        .listener(heard.clone())
+        .build()
+        .unwrap();
+    let operator = builder("k", &clock)
+        .fail_max(3)
+        .storage(redis.clone())
+        .build()
+        .unwrap();
+    fail(&a).unwrap_err();
+    fail(&a).unwrap_err();
+    let permit = a.acquire().unwrap();
+    server.cli(&["DEL", "{deleted:tripswitch:k}"]);
+    operator.force_open().unwrap();
+    operator.close().unwrap();
+    // a's permit was decided on the record before the delete: it counts in
+    // the new record only as a fresh failure, and trips nothing.
+    assert!(!permit.failure().unwrap());
+    let snapshot = operator.snapshot().unwrap();
+    assert_eq!((snapshot.state, snapshot.failures), (State::Closed, 0));
+    // After the delete, a trip is still told to a's listeners.
+    heard.take();
+    for _ in 0..3 {
+        fail(&a).unwrap_err();
+    }
+    assert_eq!(a.state().unwrap(), State::Open);
+    assert!(
+        heard
+            .take()
+            .iter()
+            .any(|h| matches!(h, Heard::Change(c) if c.current == State::Open)),
+        "the trip after the delete is told"
+    );
+}
+
+#[test]
+fn a_restart_between_calls_costs_no_call_its_connection() {
+    let mut server = RedisServer::start();
+    let redis = storage(&server, "restart");
+    let clock = clock();
+    let breaker = builder("restart", &clock)
+        .fallback_state(State::Open)
+        .storage(redis)
+        .build()
+        .unwrap();
+    fail(&breaker).unwrap_err();
+    server.stop();
+    server.resume();
+    // The pooled connection died with the old server; the read is tried
+    // again on a fresh one instead of failing the call.
+    assert!(breaker.acquire().is_ok());
+    assert_eq!(breaker.snapshot().unwrap().failures, 1);
 }

@@ -386,7 +386,8 @@ impl CircuitBreaker {
         let permit = pending.0.take().expect("the permit is taken once");
         let outcome = self.classify(&result);
         let tripped = if offload {
-            blocking::unblock(move || permit.report_quietly(outcome)).await
+            // Recording must finish even if this future is dropped meanwhile.
+            on_pool(move || permit.report_quietly(outcome)).await
         } else {
             permit.report_quietly(outcome)
         };
@@ -722,9 +723,34 @@ impl Drop for Offloaded {
         if let Some(permit) = self.0.take()
             && self.1
         {
-            blocking::unblock(move || drop(permit)).detach();
+            // Decided here: on the pool thread, nothing is panicking.
+            let outcome = if std::thread::panicking() {
+                Outcome::Failure
+            } else {
+                Outcome::Ignored
+            };
+            blocking::unblock(move || permit.report_quietly(outcome)).detach();
         }
     }
+}
+
+/// Runs `work` on the blocking pool; if the awaiting future is dropped, the
+/// work still runs to its end.
+async fn on_pool<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    struct Detach<T>(Option<blocking::Task<T>>);
+    impl<T> Drop for Detach<T> {
+        fn drop(&mut self) {
+            if let Some(task) = self.0.take() {
+                task.detach();
+            }
+        }
+    }
+    let mut task = Detach(Some(blocking::unblock(work)));
+    std::future::poll_fn(|cx| {
+        let running = task.0.as_mut().expect("polled after completion");
+        std::pin::Pin::new(running).poll(cx)
+    })
+    .await
 }
 
 impl Drop for Permit {

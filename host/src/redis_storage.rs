@@ -20,15 +20,24 @@ use crate::types::State;
 /// Checks the version and writes, in one round trip. ARGV[1] is the expected
 /// version ("" = absent), ARGV[2] the record. Returns {1, new version}, or
 /// {0} when the key is absent, or {0, version, record} on a conflict.
+///
+/// A key that is created (again) starts from the server's clock in
+/// microseconds, not from 1: a key that was deleted, evicted or flushed never
+/// hands out a version it had before, so a writer holding an old version
+/// cannot overwrite the new record.
 const COMPARE_AND_SWAP: &str = r#"
 local current = redis.call('HGET', KEYS[1], 'v')
+local version
 if current == false then
   if ARGV[1] ~= '' then return {0} end
+  local now = redis.call('TIME')
+  version = tonumber(now[1]) * 1000000 + tonumber(now[2])
 elseif current ~= ARGV[1] then
   return {0, current, redis.call('HGET', KEYS[1], 'd')}
+else
+  version = tonumber(current) + 1
 end
-local version = (tonumber(current) or 0) + 1
-redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2])
+redis.call('HSET', KEYS[1], 'v', string.format('%.0f', version), 'd', ARGV[2])
 return {1, version}
 "#;
 
@@ -142,6 +151,10 @@ impl RedisStorageBuilder {
                 .connection_timeout(self.connect_timeout)
                 .response_timeout(self.response_timeout)
                 .retries(1)
+                // The client's retry after CLUSTERDOWN / TRYAGAIN waits no
+                // longer than a response may take.
+                .min_retry_wait(millis(self.response_timeout))
+                .max_retry_wait(millis(self.response_timeout))
                 .build()
                 .map_err(bad)?;
             Target::Cluster(client)
@@ -258,6 +271,7 @@ impl RedisStorage {
         let slots: Value = self.with(
             |con| redis::cmd("CLUSTER").arg("SLOTS").query(con),
             "CLUSTER SLOTS",
+            true,
         )?;
         let mut masters = Vec::new();
         if let Value::Array(ranges) = slots {
@@ -327,39 +341,46 @@ impl RedisStorage {
         opened
     }
 
-    /// Runs `command` on a pooled connection; a broken connection is dropped.
+    /// Runs `command` on a pooled connection. A broken connection is dropped
+    /// with every idle one (after a restart they are all stale); a command
+    /// that reads only is tried once more on a fresh connection.
     fn with<T>(
         &self,
-        command: impl FnOnce(&mut dyn ConnectionLike) -> Result<T, RedisError>,
+        command: impl Fn(&mut dyn ConnectionLike) -> Result<T, RedisError>,
         what: &str,
+        read_only: bool,
     ) -> Result<T, StorageError> {
-        let mut con = self.checkout()?;
-        match command(con.link()) {
-            Ok(value) => {
-                self.inner
-                    .idle
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(con);
-                Ok(value)
-            }
-            Err(error) => {
-                let broken = error.is_io_error()
-                    || error.is_timeout()
-                    || error.is_connection_dropped()
-                    || error.is_connection_refusal()
-                    || error.is_unrecoverable_error()
-                    || error.is_cluster_error();
-                if !broken {
-                    self.inner
-                        .idle
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(con);
+        let mut tries = if read_only { 2 } else { 1 };
+        loop {
+            tries -= 1;
+            let mut con = self.checkout()?;
+            let error = match command(con.link()) {
+                Ok(value) => {
+                    self.idle().push(con);
+                    return Ok(value);
                 }
-                Err(self.failed(what, &error))
+                Err(error) => error,
+            };
+            let broken = error.is_io_error()
+                || error.is_timeout()
+                || error.is_connection_dropped()
+                || error.is_connection_refusal()
+                || error.is_unrecoverable_error()
+                || error.is_cluster_error();
+            if !broken {
+                self.idle().push(con);
+                return Err(self.failed(what, &error));
+            }
+            self.idle().clear();
+            // A timeout is no stale connection: asking again would double the wait.
+            if tries == 0 || error.is_timeout() {
+                return Err(self.failed(what, &error));
             }
         }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
+        self.inner.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn failed(&self, what: &str, error: &RedisError) -> StorageError {
@@ -402,6 +423,10 @@ fn scan(con: &mut Connection, pattern: &str) -> Result<Vec<String>, RedisError> 
     }
 }
 
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Escapes Redis glob characters.
 fn glob_escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
@@ -427,6 +452,7 @@ impl Storage for RedisStorage {
         let (version_text, data): (Option<Vec<u8>>, Option<Vec<u8>>) = self.with(
             |con| redis::cmd("HMGET").arg(&key).arg("v").arg("d").query(con),
             "HMGET",
+            true,
         )?;
         match (version_text, data) {
             (None, None) => Ok(None),
@@ -456,6 +482,7 @@ impl Storage for RedisStorage {
                     .invoke(con)
             },
             "compare-and-swap script",
+            false,
         )?;
         let Value::Array(fields) = reply else {
             return Err(self.not_ours(&key, "the script answered oddly"));

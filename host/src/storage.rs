@@ -104,7 +104,22 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
 /// clones of one `MemoryStorage` share their state.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStorage {
-    entries: Arc<Mutex<FxHashMap<String, Entry>>>,
+    entries: Arc<Mutex<Entries>>,
+}
+
+/// The entries, and the last version handed out to any key: a key that is
+/// removed and written again never gets a version it had before.
+#[derive(Debug, Default)]
+struct Entries {
+    map: FxHashMap<String, Entry>,
+    last_version: u64,
+}
+
+impl Entries {
+    fn next_version(&mut self) -> u64 {
+        self.last_version += 1;
+        self.last_version
+    }
 }
 
 impl MemoryStorage {
@@ -115,7 +130,7 @@ impl MemoryStorage {
 
     /// The keys stored, sorted.
     pub fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.lock().keys().cloned().collect();
+        let mut keys: Vec<String> = self.lock().map.keys().cloned().collect();
         keys.sort();
         keys
     }
@@ -123,8 +138,8 @@ impl MemoryStorage {
     /// Overwrites a key whatever its version (for tests and repairs).
     pub fn put(&self, key: &str, data: &[u8]) -> u64 {
         let mut entries = self.lock();
-        let version = entries.get(key).map_or(1, |e| e.version + 1);
-        entries.insert(
+        let version = entries.next_version();
+        entries.map.insert(
             key.to_string(),
             Entry {
                 version,
@@ -136,10 +151,10 @@ impl MemoryStorage {
 
     /// Removes a key (for tests and repairs); true if it was there.
     pub fn remove(&self, key: &str) -> bool {
-        self.lock().remove(key).is_some()
+        self.lock().map.remove(key).is_some()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, FxHashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // A panic elsewhere while holding the lock leaves the map intact.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -147,7 +162,7 @@ impl MemoryStorage {
 
 impl Storage for MemoryStorage {
     fn load(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        Ok(self.lock().get(key).cloned())
+        Ok(self.lock().map.get(key).cloned())
     }
 
     fn compare_and_swap(
@@ -157,30 +172,27 @@ impl Storage for MemoryStorage {
         data: &[u8],
     ) -> Result<SwapResult, StorageError> {
         let mut entries = self.lock();
-        let current = entries.get_mut(key);
-        match (current, expected) {
-            (Some(entry), Some(version)) if entry.version == version => {
-                entry.version += 1;
-                entry.data.clear();
-                entry.data.extend_from_slice(data);
-                Ok(SwapResult::Written(entry.version))
-            }
-            (None, None) => {
-                entries.insert(
-                    key.to_string(),
-                    Entry {
-                        version: 1,
-                        data: data.to_vec(),
-                    },
-                );
-                Ok(SwapResult::Written(1))
-            }
-            (current, _) => Ok(SwapResult::Conflict(current.map(|e| e.clone()))),
+        let matches = match (entries.map.get(key), expected) {
+            (Some(entry), Some(version)) => entry.version == version,
+            (None, None) => true,
+            _ => false,
+        };
+        if !matches {
+            return Ok(SwapResult::Conflict(entries.map.get(key).cloned()));
         }
+        let version = entries.next_version();
+        let entry = entries.map.entry(key.to_string()).or_insert_with(|| Entry {
+            version,
+            data: Vec::new(),
+        });
+        entry.version = version;
+        entry.data.clear();
+        entry.data.extend_from_slice(data);
+        Ok(SwapResult::Written(version))
     }
 
     fn peek_version(&self, key: &str) -> Option<Option<u64>> {
-        Some(self.lock().get(key).map(|entry| entry.version))
+        Some(self.lock().map.get(key).map(|entry| entry.version))
     }
 
     fn may_block(&self) -> bool {

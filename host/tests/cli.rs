@@ -184,9 +184,50 @@ mod shared_store {
         );
         let first_call = outputs[1].lines().find(|l| l.contains("#1 ")).unwrap();
         assert!(first_call.contains("rejected"), "{}", outputs[1]);
-        let status = stdout(&run(&["status", "dependency"], &server));
-        let _ = status;
         let demos = tripswitch(&["status", "--redis", &url, "--namespace", "demos"]);
         assert!(stdout(&demos).contains("dependency"), "{demos:?}");
+    }
+}
+
+mod repairs {
+    //! Operators on records that are not what they should be.
+
+    use super::{stdout, tripswitch};
+    use tripswitch_testkit::RedisServer;
+
+    #[test]
+    fn an_operator_repairs_a_corrupt_record_and_status_shows_the_rest() {
+        let server = RedisServer::start();
+        let url = server.url();
+        let with = |args: &[&str]| {
+            let mut all = args.to_vec();
+            all.extend(["--redis", url.as_str(), "--namespace", "fix"]);
+            tripswitch(&all)
+        };
+        assert!(with(&["open", "good"]).status.success());
+        server.cli(&["HSET", "{fix:tripswitch:broken}", "v", "3", "d", "\x01"]);
+        let status = with(&["status"]);
+        assert!(!status.status.success(), "a bad record is an error");
+        assert!(
+            stdout(&status).contains("good"),
+            "the readable breakers still show"
+        );
+        let stderr = String::from_utf8_lossy(&status.stderr).into_owned();
+        assert!(
+            stderr.contains("broken: storage: breaker \"broken\": stored record is corrupt"),
+            "{stderr}"
+        );
+
+        let repaired = with(&["close", "broken"]);
+        assert!(repaired.status.success(), "{repaired:?}");
+        assert_eq!(stdout(&repaired).trim(), "broken: unreadable -> closed");
+        assert!(with(&["status"]).status.success());
+
+        let typo = with(&["force-open", "goood"]);
+        let note = String::from_utf8_lossy(&typo.stderr).into_owned();
+        assert!(
+            note.contains("no breaker named \"goood\" was stored"),
+            "{note}"
+        );
     }
 }

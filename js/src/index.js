@@ -119,6 +119,10 @@ function checkOptions(name, options) {
     if (typeof rule !== 'function') {
       throw new TypeError(`${name}: exclude takes error classes or predicates, got ${describe(rule)}`);
     }
+    const isClass = /^class\b/.test(Function.prototype.toString.call(rule));
+    if (isClass && !(rule === Error || rule.prototype instanceof Error)) {
+      throw new TypeError(`${name}: exclude: class ${rule.name} does not extend Error`);
+    }
   }
   const signal = options.signal;
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
@@ -143,7 +147,7 @@ function checkOptions(name, options) {
 /** Whether an error matches an exclusion: an Error class, or a predicate. */
 function excluded(rules, error) {
   return rules.some((rule) =>
-    rule.prototype instanceof Error || rule === Error ? error instanceof rule : Boolean(rule(error)),
+    rule === Error || rule.prototype instanceof Error ? error instanceof rule : Boolean(rule(error)),
   );
 }
 
@@ -169,8 +173,8 @@ export class CircuitBreaker extends EventTarget {
    * @type {{version: bigint, permit?: object, rejection?: object, untilMs?: number} | undefined}
    */
   #reusable = undefined;
-  /** Listeners by event type, so that unheard events are not built. */
-  #listening = new Map();
+  /** Event types that have ever had a listener (never shrinks, so no event is lost). */
+  #heard = new Set();
 
   /**
    * @param {string} name The breaker's name: its key in the storage.
@@ -286,19 +290,41 @@ export class CircuitBreaker extends EventTarget {
 
   async #run(signal, fn, args) {
     if (typeof fn !== 'function') throw new TypeError(`${this.#name}: call takes a function`);
+    signal?.throwIfAborted();
     const permit = this.#acquire();
+    let reported = false;
+    const report = (outcome) => {
+      if (!reported) {
+        reported = true;
+        this.#reportQuietly(permit, outcome);
+      }
+    };
+    // An abort records `ignored` at once (freeing a trial slot); the late
+    // result then counts nothing.
+    const onAbort = () => report('ignored');
+    signal?.addEventListener('abort', onAbort, { once: true });
     let result;
     try {
       result = { value: await fn(...args) };
     } catch (error) {
       result = { error };
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
     }
-    let outcome = 'success';
-    if (signal?.aborted) outcome = 'ignored';
-    else if ('error' in result && !excluded(this.#exclude, result.error)) outcome = 'failure';
-    this.#reportQuietly(permit, outcome);
+    report(this.#classify(result));
     if ('error' in result) throw result.error;
     return result.value;
+  }
+
+  /** What a result counts as: an excluded error is a success; a broken exclusion, a failure. */
+  #classify(result) {
+    if (!('error' in result)) return 'success';
+    try {
+      return excluded(this.#exclude, result.error) ? 'success' : 'failure';
+    } catch (error) {
+      this.#emit('error', { error });
+      return 'failure';
+    }
   }
 
   /** Reports a finished call; a failure to record it goes to listeners, not to the caller. */
@@ -312,8 +338,14 @@ export class CircuitBreaker extends EventTarget {
   }
 
   #acquire() {
-    const peek = typeof this.#storage.peekVersion === 'function';
-    const version = peek ? BigInt(this.#storage.peekVersion(this.#name)) : undefined;
+    let peek = typeof this.#storage.peekVersion === 'function';
+    let version;
+    try {
+      version = peek ? BigInt(this.#storage.peekVersion(this.#name)) : undefined;
+    } catch {
+      // The component asks the storage itself, and follows the fallback if it fails.
+      peek = false;
+    }
     const reused = peek ? this.#reuse(version) : undefined;
     if (reused?.permit) return reused.permit;
     let permit;
@@ -432,23 +464,16 @@ export class CircuitBreaker extends EventTarget {
   }
 
   #emit(type, detail) {
-    // Building an event costs more than the breaker's own work: only when heard.
-    if (this.#listening.get(type)?.size) {
+    // Building an event costs more than a healthy call: build it only for a
+    // type someone has ever listened to.
+    if (this.#heard.has(type)) {
       this.dispatchEvent(new CustomEvent(type, { detail: { breaker: this.#name, ...detail } }));
     }
   }
 
   addEventListener(type, listener, options) {
-    if (listener) {
-      if (!this.#listening.has(type)) this.#listening.set(type, new Set());
-      this.#listening.get(type).add(listener);
-    }
+    this.#heard.add(type);
     super.addEventListener(type, listener, options);
-  }
-
-  removeEventListener(type, listener, options) {
-    super.removeEventListener(type, listener, options);
-    this.#listening.get(type)?.delete(listener);
   }
 }
 

@@ -165,7 +165,7 @@ test('corrupt stored bytes are a clear error, repaired by an operator', () => {
   assert.equal(breaker.state, 'closed');
 });
 
-test('bad options are named before they reach the component', () => {
+test('bad options are named before they reach the component', async () => {
   const cases = [
     [{ failMax: 0 }, RangeError, /failMax must be from 1/],
     [{ failMax: 1.5 }, TypeError, /failMax must be a whole number/],
@@ -178,6 +178,7 @@ test('bad options are named before they reach the component', () => {
     [{ fallbackState: 'ajar' }, RangeError, /fallbackState must be one of closed, open/],
     [{ fallbackState: 'half-open' }, RangeError, /invalid fallbackState/],
     [{ exclude: [42] }, TypeError, /exclude takes error classes or predicates/],
+    [{ exclude: class HttpError {} }, TypeError, /class HttpError does not extend Error/],
     [{ storage: {} }, TypeError, /storage must have load/],
     [{ clock: 5 }, TypeError, /clock must be a function/],
     [{ signal: 'no' }, TypeError, /signal must be an AbortSignal/],
@@ -190,7 +191,7 @@ test('bad options are named before they reach the component', () => {
   assert.throws(() => new CircuitBreaker('', {}), /invalid name: must not be empty/);
   assert.throws(() => new CircuitBreaker('n'.repeat(257)), /at most 256 bytes/);
   const breaker = new CircuitBreaker('ok');
-  assert.rejects(breaker.call('not a function'), TypeError);
+  await assert.rejects(breaker.call('not a function'), TypeError);
   assert.throws(() => breaker.acquire().report('maybe'), RangeError);
   assert.deepEqual(STATES, ['closed', 'open', 'half-open', 'forced-open', 'disabled']);
 });
@@ -202,4 +203,37 @@ test('the defaults are the component\'s: five failures, sixty seconds', async ()
   assert.equal(breaker.state, 'closed');
   await assert.rejects(breaker.call(boom));
   assert.equal(breaker.snapshot().retryAfterMs, 60_000);
+});
+
+test('an abort frees the slot at once, and an aborted signal runs nothing', async () => {
+  const { clock, options } = clocked({ failMax: 1, resetTimeout: 100 });
+  const breaker = new CircuitBreaker('abort-now', options);
+  await assert.rejects(breaker.call(boom));
+  clock.now += 100;
+  const controller = new AbortController();
+  let release;
+  const hanging = breaker.callWithSignal(controller.signal, () => new Promise((r) => (release = r)));
+  assert.equal(breaker.snapshot().trialsInFlight, 1);
+  controller.abort();
+  assert.equal(breaker.snapshot().trialsInFlight, 0, 'freed before the call settles');
+  release('late');
+  assert.equal(await hanging, 'late');
+  let ran = false;
+  await assert.rejects(breaker.callWithSignal(controller.signal, () => (ran = true)), { name: 'AbortError' });
+  assert.equal(ran, false);
+  assert.equal(breaker.state, 'half-open');
+});
+
+test('a throwing exclusion counts the call as a failure and keeps the caller\'s error', async () => {
+  const breaker = new CircuitBreaker('bad-exclude', {
+    failMax: 1,
+    exclude: () => {
+      throw new Error('predicate bug');
+    },
+  });
+  let told;
+  breaker.addEventListener('error', (e) => (told = e.detail.error.message));
+  await assert.rejects(breaker.call(boom), /boom/);
+  assert.equal(told, 'predicate bug');
+  assert.equal(breaker.state, 'open');
 });

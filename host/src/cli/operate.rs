@@ -65,8 +65,16 @@ pub fn act(action: Action, args: &ActionArgs) -> Result<(), String> {
     if args.store.redis.is_empty() {
         return Err("operator commands act on a shared store: give --redis URL".into());
     }
+    let storage = args.store.storage()?;
+    let existed = storage
+        .load(&args.name)
+        .map_err(|e| e.to_string())?
+        .is_some();
     let breaker = breaker(&args.name, &args.store, None)?;
-    let before = breaker.state().map_err(|e| e.to_string())?;
+    // A corrupt record has no state to show; the action overwrites it.
+    let before = breaker
+        .state()
+        .map_or_else(|_| "unreadable".to_string(), |s| s.to_string());
     let done = match action {
         Action::Open => breaker.open(),
         Action::Close => breaker.close(),
@@ -76,6 +84,13 @@ pub fn act(action: Action, args: &ActionArgs) -> Result<(), String> {
     };
     done.map_err(|e| e.to_string())?;
     let after = breaker.state().map_err(|e| e.to_string())?;
+    if !existed {
+        eprintln!(
+            "note: no breaker named {:?} was stored in {}; it is now",
+            args.name,
+            args.store.describe()
+        );
+    }
     println!("{}: {before} -> {after}", args.name);
     Ok(())
 }
@@ -90,20 +105,30 @@ pub fn status(args: &StatusArgs) -> Result<(), String> {
         None => redis.breakers().map_err(|e| e.to_string())?,
     };
     let mut rows = Vec::new();
+    let mut unreadable = Vec::new();
     for name in &names {
-        let snapshot = breaker(name, &args.store, args.reset_timeout_ms)?
-            .snapshot()
-            .map_err(|e| format!("{name}: {e}"))?;
-        rows.push((name.clone(), snapshot));
+        match breaker(name, &args.store, args.reset_timeout_ms)?.snapshot() {
+            Ok(snapshot) => rows.push((name.clone(), snapshot)),
+            // One bad record does not hide the others.
+            Err(error) => unreadable.push((name.clone(), error.to_string())),
+        }
+    }
+    let result = if unreadable.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} breaker(s) could not be read", unreadable.len()))
+    };
+    for (name, error) in &unreadable {
+        eprintln!("{name}: {error}");
     }
     if args.json {
         let list: Vec<serde_json::Value> = rows.iter().map(|(n, s)| json(n, s)).collect();
         println!("{}", serde_json::Value::Array(list));
-        return Ok(());
+        return result;
     }
-    if rows.is_empty() {
+    if rows.is_empty() && unreadable.is_empty() {
         println!("no breakers in {}", args.store.describe());
-        return Ok(());
+        return result;
     }
     println!(
         "{:<24} {:<12} {:>8} {:>9} {:>6} {:<24} {:>10} {:>10}",
@@ -122,7 +147,7 @@ pub fn status(args: &StatusArgs) -> Result<(), String> {
             s.generation
         );
     }
-    Ok(())
+    result
 }
 
 fn timestamp(ms: u64) -> String {
