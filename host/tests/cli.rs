@@ -231,3 +231,14 @@ mod repairs {
         );
     }
 }
+
+#[test]
+fn the_demo_goes_on_while_its_redis_is_down() {
+    let url = format!("redis://127.0.0.1:{}/", tripswitch_testkit::free_port());
+    let output = tripswitch(&["demo", "--virtual", "--duration-ms", "200", "--redis", &url]);
+    assert!(output.status.success(), "{output:?}");
+    let text = stdout(&output);
+    // The default fallback (closed) admits; the results cannot be recorded.
+    assert_eq!(text.matches("(not recorded: storage").count(), 4, "{text}");
+    assert!(text.contains("Connection refused"), "{text}");
+}

@@ -212,24 +212,27 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         };
         let fails = rng.f64() < rate;
         let mut trial = false;
+        // The call's own fate, and a note if the breaker could not record it.
+        let mut unrecorded = None;
         let result = match breaker.acquire() {
             Ok(permit) => {
                 trial = permit.is_trial();
-                if fails {
-                    permit
-                        .failure()
-                        .map(|tripped| {
-                            Err(CallError::Failed {
-                                error: Unavailable,
-                                tripped,
-                            })
-                        })
-                        .unwrap_or_else(|e| Err(CallError::Breaker(e)))
+                let recorded = if fails {
+                    permit.failure()
                 } else {
-                    permit
-                        .success()
-                        .map(Ok)
-                        .unwrap_or_else(|e| Err(CallError::Breaker(e)))
+                    permit.success().map(|()| false)
+                };
+                let tripped = recorded.unwrap_or_else(|error| {
+                    unrecorded = Some(error);
+                    false
+                });
+                if fails {
+                    Err(CallError::Failed {
+                        error: Unavailable,
+                        tripped,
+                    })
+                } else {
+                    Ok(())
                 }
             }
             Err(error) => Err(CallError::from(error)),
@@ -256,10 +259,13 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
                 tally.rejected += 1;
                 format!("rejected: {rejected}")
             }
-            Err(CallError::Breaker(error)) => return Err(error.to_string()),
+            // The storage failed (the fallback state decided) or the result
+            // could not be recorded: shown, and the demo goes on.
+            Err(CallError::Breaker(error)) => format!("breaker error: {error}"),
         };
         drop(tally);
-        say!("  {}  {kind} #{:<4} {fate}", stamp(at), n + 1);
+        let note = unrecorded.map_or_else(String::new, |e| format!(" (not recorded: {e})"));
+        say!("  {}  {kind} #{:<4} {fate}{note}", stamp(at), n + 1);
     }
 
     let tally = tally.lock().unwrap();

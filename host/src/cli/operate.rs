@@ -4,8 +4,10 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use clap::Args;
-use tripswitch::{CircuitBreaker, Snapshot};
+use tripswitch::{CircuitBreaker, Snapshot, Storage};
 
 use super::store::StoreArgs;
 
@@ -50,10 +52,10 @@ pub enum Action {
 
 fn breaker(
     name: &str,
-    store: &StoreArgs,
+    storage: &Arc<dyn Storage>,
     reset_timeout_ms: Option<u64>,
 ) -> Result<CircuitBreaker, String> {
-    let mut builder = CircuitBreaker::builder(name).storage(store.storage()?);
+    let mut builder = CircuitBreaker::builder(name).storage(Arc::clone(storage));
     if let Some(ms) = reset_timeout_ms {
         builder = builder.reset_timeout(Duration::from_millis(ms));
     }
@@ -70,7 +72,7 @@ pub fn act(action: Action, args: &ActionArgs) -> Result<(), String> {
         .load(&args.name)
         .map_err(|e| e.to_string())?
         .is_some();
-    let breaker = breaker(&args.name, &args.store, None)?;
+    let breaker = breaker(&args.name, &storage, None)?;
     // A corrupt record has no state to show; the action overwrites it.
     let before = breaker
         .state()
@@ -104,10 +106,11 @@ pub fn status(args: &StatusArgs) -> Result<(), String> {
         Some(name) => vec![name.clone()],
         None => redis.breakers().map_err(|e| e.to_string())?,
     };
+    let storage: Arc<dyn Storage> = Arc::new(redis);
     let mut rows = Vec::new();
     let mut unreadable = Vec::new();
     for name in &names {
-        match breaker(name, &args.store, args.reset_timeout_ms)?.snapshot() {
+        match breaker(name, &storage, args.reset_timeout_ms)?.snapshot() {
             Ok(snapshot) => rows.push((name.clone(), snapshot)),
             // One bad record does not hide the others.
             Err(error) => unreadable.push((name.clone(), error.to_string())),
