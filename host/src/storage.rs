@@ -40,7 +40,8 @@ impl std::error::Error for StorageError {}
 /// Implement it to keep breakers anywhere: `load` reads a key, and
 /// `compare_and_swap` writes it only if its version is still `expected`
 /// (none: the key must be absent), returning the current entry otherwise.
-/// Versions must grow with every write to a key.
+/// Versions must grow with every write to a key and never repeat, even
+/// after the key is removed: breakers reuse answers while a version stays.
 pub trait Storage: Send + Sync + 'static {
     /// Reads a key; none when it is absent.
     fn load(&self, key: &str) -> Result<Option<Entry>, StorageError>;

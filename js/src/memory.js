@@ -8,11 +8,15 @@
  * - `compareAndSwap(key, expected, data)` writes if the key's version is
  *   `expected` (`undefined`: the key must be absent) and returns
  *   `{ written: newVersion }`, or else `{ conflict: currentEntryOrUndefined }`.
- * Versions are numbers that grow with every write to a key. Both methods are
- * synchronous: the component calls them in the middle of a decision.
+ * Versions are numbers that grow with every write to a key and never repeat,
+ * even after the key is deleted (breakers reuse answers while a version
+ * stays). Both methods are synchronous: the component calls them in the
+ * middle of a decision.
  */
 export class MemoryStorage {
   #entries = new Map();
+  /** The last version handed out to any key. */
+  #last = 0;
 
   load(key) {
     const entry = this.#entries.get(key);
@@ -24,7 +28,7 @@ export class MemoryStorage {
     if ((entry?.version) !== expected) {
       return { conflict: entry && { version: entry.version, data: entry.data.slice() } };
     }
-    const version = (entry?.version ?? 0) + 1;
+    const version = ++this.#last;
     this.#entries.set(key, { version, data: Uint8Array.from(data) });
     return { written: version };
   }

@@ -237,3 +237,16 @@ test('a throwing exclusion counts the call as a failure and keeps the caller\'s 
   assert.equal(told, 'predicate bug');
   assert.equal(breaker.state, 'open');
 });
+
+test('a deleted key never hands out an old version, so no stale answer is reused', () => {
+  const storage = new MemoryStorage();
+  const a = new CircuitBreaker('k', { storage });
+  const b = new CircuitBreaker('k', { storage, failMax: 1 });
+  a.forceOpen();
+  assert.throws(() => a.acquire(), CircuitOpenError);
+  storage.delete('k');
+  // One write after the delete: with versions starting over, it would carry
+  // the version a's forced-open answer was given at.
+  assert.equal(b.acquire().report('failure'), true);
+  assert.throws(() => a.acquire(), (e) => e.reason === 'open', 'a asks again and hears open');
+});
