@@ -1,5 +1,7 @@
 //! Builds the breaker component from `guest/` and leaves it in OUT_DIR for
 //! `include_bytes!`; `TRIPSWITCH_COMPONENT` names a prebuilt one instead.
+//! With the `proxy` feature, also the HTTP middleware plugin composed with
+//! that breaker (`tripswitch-middleware.wasm`).
 
 use std::path::{Path, PathBuf};
 use std::{env, fs};
@@ -18,9 +20,18 @@ fn main() {
         }
         None => tripswitch_componentize::component(root, "guest", "tripswitch-guest"),
     };
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR")).join("tripswitch.wasm");
-    let written = component.and_then(|bytes| {
-        fs::write(&out, bytes).map_err(|e| format!("writing {}: {e}", out.display()))
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let write = |name: &str, bytes: &[u8]| {
+        let path = out.join(name);
+        fs::write(&path, bytes).map_err(|e| format!("writing {}: {e}", path.display()))
+    };
+    let written = component.and_then(|breaker| {
+        write("tripswitch.wasm", &breaker)?;
+        if env::var_os("CARGO_FEATURE_PROXY").is_some() {
+            let middleware = tripswitch_componentize::Plugins::middleware(root, &breaker)?;
+            write("tripswitch-middleware.wasm", &middleware)?;
+        }
+        Ok(())
     });
     if let Err(message) = written {
         eprintln!("error: {message}");

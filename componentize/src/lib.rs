@@ -1,27 +1,42 @@
-//! Builds a guest crate of this workspace for `wasm32-unknown-unknown` and
-//! turns its core module into a component, for build scripts.
+//! Builds the project's components for build scripts and `cargo xtask`:
+//! the breaker (a `wasm32-unknown-unknown` guest encoded as a component),
+//! the proxy plugins (`wasm32-wasip2` crates of the `plugins/` workspace),
+//! and their compositions.
 
 #![warn(missing_docs)]
+
+mod compose;
+mod plugins;
+
+pub use compose::plug;
+pub use plugins::{PLUGIN_TARGET, Plugins, plugin};
 
 use std::path::Path;
 use std::process::Command;
 
-/// The target guests are built for.
+/// The target the breaker guest is built for.
 pub const TARGET: &str = "wasm32-unknown-unknown";
+
+/// Tells cargo to rebuild when `path` changes, when run by a build script.
+pub(crate) fn watch(path: &Path) {
+    if std::env::var_os("OUT_DIR").is_some() {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+}
 
 /// Builds `package`, the guest crate in `dir` of the workspace at `root`, and
 /// returns it encoded as a component, or a message that says what went wrong.
 pub fn component(root: &Path, dir: &str, package: &str) -> Result<Vec<u8>, String> {
     let sources = [format!("{dir}/src"), format!("{dir}/Cargo.toml")];
     for watched in ["wit", "Cargo.lock", &sources[0], &sources[1]] {
-        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+        watch(&root.join(watched));
     }
-    ensure_target()?;
+    ensure_target(TARGET)?;
     encode(&build(root, package)?)
 }
 
-/// Adds the wasm target through rustup when it is missing.
-fn ensure_target() -> Result<(), String> {
+/// Adds a wasm target through rustup when it is missing.
+pub(crate) fn ensure_target(target: &str) -> Result<(), String> {
     let Ok(installed) = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
@@ -31,43 +46,27 @@ fn ensure_target() -> Result<(), String> {
     };
     if String::from_utf8_lossy(&installed.stdout)
         .lines()
-        .any(|l| l.trim() == TARGET)
+        .any(|l| l.trim() == target)
     {
         return Ok(());
     }
     let added = Command::new("rustup")
-        .args(["target", "add", TARGET])
+        .args(["target", "add", target])
         .status();
     match added {
         Ok(status) if status.success() => Ok(()),
         _ => Err(format!(
-            "the {TARGET} target is missing and `rustup target add {TARGET}` failed; \
-             add it by hand (no network?), or set TRIPSWITCH_COMPONENT to a built component"
+            "the {target} target is missing and `rustup target add {target}` failed; \
+             add it by hand (no network?)"
         )),
     }
 }
 
 /// Builds the guest's core module and returns its bytes.
 fn build(root: &Path, package: &str) -> Result<Vec<u8>, String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target_dir = root.join("target").join("guest-build");
-    let status = Command::new(cargo)
-        .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            package,
-            "--target",
-            TARGET,
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("CARGO_TARGET_DIR")
+    let status = nested_cargo(root, &target_dir)
+        .args(["-p", package, "--target", TARGET])
         // A small stack: the guest recurses nowhere, and memory is per instance.
         .env("CARGO_ENCODED_RUSTFLAGS", "-Clink-arg=-zstack-size=65536")
         .env("CARGO_PROFILE_RELEASE_LTO", "true")
@@ -86,6 +85,25 @@ fn build(root: &Path, package: &str) -> Result<Vec<u8>, String> {
         .join("release")
         .join(format!("{}.wasm", package.replace('-', "_")));
     std::fs::read(&module).map_err(|e| format!("reading {}: {e}", module.display()))
+}
+
+/// `cargo build --release --locked` for a nested build: its own target
+/// folder (so the outer cargo's lock is not in the way) and none of the outer
+/// build's flags.
+pub(crate) fn nested_cargo(root: &Path, target_dir: &Path) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(root)
+        .args(["build", "--release", "--locked"])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_TARGET_DIR");
+    command
 }
 
 /// Turns a core module (with wit-bindgen's type section) into a component.

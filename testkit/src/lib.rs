@@ -1,5 +1,8 @@
 //! Test helpers that need no tripswitch: `redis-server` processes (standalone
-//! and cluster) that tests start on free loopback ports.
+//! and cluster) that tests start on free loopback ports, and a minimal HTTP
+//! client.
+
+pub mod http;
 
 use std::time::Duration;
 

@@ -2,23 +2,31 @@
 //!
 //! - `cargo xtask component`: builds the breaker component and writes it to
 //!   `target/components/tripswitch.wasm`.
-//! - `cargo xtask test`: installs what the tests need (the wasm target,
-//!   redis-server, chromium, the npm packages), then runs rustfmt, clippy,
-//!   every Rust test suite and the JavaScript tests.
+//! - `cargo xtask plugins`: builds the proxy plugins (the HTTP middleware,
+//!   alone and composed with storage adapters) into `target/plugins/`.
+//! - `cargo xtask test`: installs what the tests need (the wasm targets,
+//!   redis-server, chromium, the wasmtime CLI, the npm packages), then runs
+//!   rustfmt, clippy, every Rust test suite and the JavaScript tests.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
+/// The target the proxy plugins are built for.
+const PLUGIN_TARGET: &str = "wasm32-wasip2";
+/// The wasmtime CLI the `wasmtime serve` tests run (the crate's own version).
+const WASMTIME_CLI: &str = "48.0.8";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
     let result = match task.as_str() {
         "component" => component().map(|path| println!("wrote {}", path.display())),
+        "plugins" => plugins(),
         "test" => test(),
         _ => Err(format!(
             "unknown task {task:?}\n\nusage: cargo xtask <task>\n  \
              component   build the breaker component into target/components/\n  \
+             plugins     build the proxy plugins into target/plugins/\n  \
              test        install what the tests need and run every test"
         )),
     };
@@ -60,34 +68,98 @@ fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-/// Adds the wasm target when rustup lacks it.
-fn ensure_wasm_target() -> Result<(), String> {
+/// Adds a wasm target when rustup lacks it.
+fn ensure_wasm_target(target: &str) -> Result<(), String> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .map_err(|e| format!("rustup is needed to add the {WASM_TARGET} target: {e}"))?;
+        .map_err(|e| format!("rustup is needed to add the {target} target: {e}"))?;
     if String::from_utf8_lossy(&installed.stdout)
         .lines()
-        .any(|line| line.trim() == WASM_TARGET)
+        .any(|line| line.trim() == target)
     {
         return Ok(());
     }
     run(
-        &format!("adding the {WASM_TARGET} target"),
-        Command::new("rustup").args(["target", "add", WASM_TARGET]),
+        &format!("adding the {target} target"),
+        Command::new("rustup").args(["target", "add", target]),
+    )
+}
+
+/// The target folder.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// Builds the proxy plugins into `target/plugins/`.
+fn plugins() -> Result<(), String> {
+    ensure_wasm_target(WASM_TARGET)?;
+    ensure_wasm_target(PLUGIN_TARGET)?;
+    let out = target_dir().join("plugins");
+    run(
+        "building and composing the plugins",
+        cargo()
+            .args([
+                "run",
+                "--release",
+                "-p",
+                "tripswitch-componentize",
+                "--bin",
+                "tripswitch-plugins",
+                "--",
+            ])
+            .arg(&out),
+    )
+}
+
+/// Where `ensure_wasmtime_cli` installs the wasmtime CLI.
+fn wasmtime_cli() -> PathBuf {
+    target_dir()
+        .join("tools")
+        .join(format!("wasmtime-{WASMTIME_CLI}"))
+        .join("bin")
+        .join("wasmtime")
+}
+
+/// Installs the wasmtime CLI into `target/tools/` unless it is there (the
+/// `wasmtime serve` tests find it there); only the features `serve` needs.
+fn ensure_wasmtime_cli() -> Result<(), String> {
+    if wasmtime_cli().exists() {
+        return Ok(());
+    }
+    let tools = target_dir()
+        .join("tools")
+        .join(format!("wasmtime-{WASMTIME_CLI}"));
+    run(
+        &format!("installing wasmtime-cli {WASMTIME_CLI} (for the `wasmtime serve` tests)"),
+        cargo()
+            .args([
+                "install",
+                &format!("wasmtime-cli@{WASMTIME_CLI}"),
+                "--locked",
+            ])
+            .arg("--root")
+            .arg(&tools)
+            .args([
+                "--no-default-features",
+                "--features",
+                "serve,run,cranelift,component-model,component-model-async,\
+                 pooling-allocator,parallel-compilation,clap/default",
+            ]),
     )
 }
 
 /// Builds the CLI (which embeds the component) and has it write the component out.
 fn component() -> Result<PathBuf, String> {
-    ensure_wasm_target()?;
+    ensure_wasm_target(WASM_TARGET)?;
+    ensure_wasm_target(PLUGIN_TARGET)?;
     run(
         "building the component and the CLI",
         cargo().args(["build", "--release", "-p", "tripswitch"]),
     )?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
+    let target = target_dir();
     let out = target.join("components").join("tripswitch.wasm");
     let cli = target.join("release").join("tripswitch");
     run(
@@ -158,14 +230,23 @@ fn js_test() -> Result<(), String> {
 
 /// Everything CI checks.
 fn test() -> Result<(), String> {
-    ensure_wasm_target()?;
+    ensure_wasm_target(WASM_TARGET)?;
+    ensure_wasm_target(PLUGIN_TARGET)?;
     ensure_package(
         "redis-server",
         &["redis-server", "redis-cli"],
         "the Redis tests",
     )?;
     ensure_package("chromium", &["/usr/bin/chromium"], "the browser test")?;
+    ensure_wasmtime_cli()?;
     run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    let plugins = root().join("plugins");
+    run(
+        "rustfmt (plugins/)",
+        cargo()
+            .args(["fmt", "--all", "--", "--check"])
+            .current_dir(&plugins),
+    )?;
     run(
         "clippy",
         cargo().args([
@@ -194,10 +275,43 @@ fn test() -> Result<(), String> {
             "warnings",
         ]),
     )?;
+    let plugins_target = target_dir().join("plugins-build");
+    run(
+        "clippy (plugins/, for their own target)",
+        cargo()
+            .args([
+                "clippy",
+                "--release",
+                "--locked",
+                "--workspace",
+                "--target",
+                PLUGIN_TARGET,
+            ])
+            .arg("--target-dir")
+            .arg(&plugins_target)
+            .args(["--", "-D", "warnings"])
+            .current_dir(&plugins),
+    )?;
     component()?;
     run(
-        "tests: guest logic, host library, component integration, CLI",
-        cargo().args(["test", "--release", "--workspace"]),
+        "tests: the plugins' settings",
+        cargo()
+            .args([
+                "test",
+                "--release",
+                "--locked",
+                "-p",
+                "tripswitch-plugin-settings",
+            ])
+            .arg("--target-dir")
+            .arg(&plugins_target)
+            .current_dir(&plugins),
+    )?;
+    run(
+        "tests: guest logic, host library, component integration, CLI, plugins",
+        cargo()
+            .args(["test", "--release", "--workspace"])
+            .env("TRIPSWITCH_WASMTIME", wasmtime_cli()),
     )?;
     js_test()?;
     eprintln!("\nxtask: every check passed");

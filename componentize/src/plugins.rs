@@ -1,0 +1,93 @@
+//! Builds the crates of the `plugins/` workspace, which `wasm32-wasip2`
+//! turns into components directly.
+
+use std::path::Path;
+
+use crate::{ensure_target, nested_cargo, watch};
+
+/// The target the plugins are built for.
+pub const PLUGIN_TARGET: &str = "wasm32-wasip2";
+
+/// Builds `package` of the `plugins/` workspace under `root` and returns the
+/// component, or a message that says what went wrong.
+pub fn plugin(root: &Path, package: &str) -> Result<Vec<u8>, String> {
+    let plugins = root.join("plugins");
+    for watched in ["Cargo.toml", "Cargo.lock", "wit"] {
+        watch(&plugins.join(watched));
+    }
+    watch(&root.join("wit"));
+    // Every crate of the workspace: a plugin may use any of them.
+    for entry in std::fs::read_dir(&plugins).into_iter().flatten().flatten() {
+        if entry.path().join("Cargo.toml").exists() {
+            watch(&entry.path());
+        }
+    }
+    watch(&plugins.join("fixtures"));
+    ensure_target(PLUGIN_TARGET)?;
+    let target_dir = root.join("target").join("plugins-build");
+    let status = nested_cargo(root, &target_dir)
+        .arg("--manifest-path")
+        .arg(plugins.join("Cargo.toml"))
+        .args(["-p", package, "--target", PLUGIN_TARGET])
+        .status()
+        .map_err(|e| format!("running cargo to build {package}: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building {package} for {PLUGIN_TARGET} failed; see the output above"
+        ));
+    }
+    let component = target_dir
+        .join(PLUGIN_TARGET)
+        .join("release")
+        .join(format!("{}.wasm", package.replace('-', "_")));
+    std::fs::read(&component).map_err(|e| format!("reading {}: {e}", component.display()))
+}
+
+/// The shipped proxy plugins.
+pub struct Plugins {
+    /// Middleware + breaker; imports `tripswitch:breaker/storage` and
+    /// `events`, for hosts that provide them (`tripswitch proxy`).
+    pub middleware: Vec<u8>,
+    /// Middleware + breaker + the `wasi:keyvalue` storage adapter, for Spin.
+    pub spin: Vec<u8>,
+    /// Middleware + breaker + storage in the component's own memory, for
+    /// demo hosts such as `wasmtime serve`.
+    pub local: Vec<u8>,
+    /// The `wasi:keyvalue` storage adapter alone.
+    pub kv_storage: Vec<u8>,
+    /// The in-memory storage adapter alone.
+    pub memory_storage: Vec<u8>,
+}
+
+impl Plugins {
+    /// Builds the breaker and the plugin crates, and composes them.
+    pub fn build(root: &Path) -> Result<Plugins, String> {
+        let breaker = crate::component(root, "guest", "tripswitch-guest")?;
+        let middleware = Plugins::middleware(root, &breaker)?;
+        let kv_storage = plugin(root, "tripswitch-kv-storage")?;
+        let memory_storage = plugin(root, "tripswitch-memory-storage")?;
+        Ok(Plugins {
+            spin: crate::plug(&middleware, &[&kv_storage])?,
+            local: crate::plug(&middleware, &[&memory_storage])?,
+            middleware,
+            kv_storage,
+            memory_storage,
+        })
+    }
+
+    /// Builds the middleware and composes it with `breaker` (the component).
+    pub fn middleware(root: &Path, breaker: &[u8]) -> Result<Vec<u8>, String> {
+        crate::plug(&plugin(root, "tripswitch-http-middleware")?, &[breaker])
+    }
+
+    /// Each plugin with its file name.
+    pub fn files(&self) -> [(&'static str, &[u8]); 5] {
+        [
+            ("tripswitch-middleware.wasm", &self.middleware),
+            ("tripswitch-middleware-spin.wasm", &self.spin),
+            ("tripswitch-middleware-local.wasm", &self.local),
+            ("tripswitch-kv-storage.wasm", &self.kv_storage),
+            ("tripswitch-memory-storage.wasm", &self.memory_storage),
+        ]
+    }
+}

@@ -1,0 +1,151 @@
+//! The breaker as wasi:http middleware (WASIp3): a request reaches the next
+//! handler only when the breaker admits it; 5xx answers (a configurable set)
+//! and transport errors count as failures, the rest as successes; a rejected
+//! request gets 503 with `Retry-After` at once.
+//!
+//! The breaker itself is the tripswitch component this one is composed with;
+//! its state lives in the host's storage, since hosts recycle instances.
+
+mod bindings {
+    wit_bindgen::generate!({
+        world: "tripswitch:plugins/middleware",
+        path: ["../../wit", "../wit"],
+        generate_all,
+    });
+}
+mod reply;
+
+use std::cell::OnceCell;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bindings::exports::wasi::http::handler::Guest;
+use bindings::tripswitch::breaker::breaker::CircuitBreaker;
+use bindings::tripswitch::breaker::types::{Config, ConfigError, Outcome, Permit, State};
+use bindings::wasi::http::handler as next;
+use bindings::wasi::http::types::{ErrorCode, Request, Response};
+use tripswitch_plugin_settings::{Fallback, Settings, StatusSet};
+
+/// The middleware's state in one instance: built at its first request.
+struct Middleware {
+    breaker: CircuitBreaker,
+    failure_status: StatusSet,
+}
+
+thread_local! {
+    static MIDDLEWARE: OnceCell<Result<Rc<Middleware>, String>> = const { OnceCell::new() };
+}
+
+impl Middleware {
+    /// Reads the settings from the environment and makes the breaker.
+    fn from_env() -> Result<Rc<Middleware>, String> {
+        let settings = Settings::from_vars(std::env::vars()).map_err(|e| e.to_string())?;
+        let knobs = &settings.knobs;
+        let config = Config {
+            fail_max: knobs.fail_max,
+            reset_timeout_ms: knobs.reset_timeout_ms,
+            success_threshold: knobs.success_threshold,
+            half_open_max_calls: knobs.half_open_max_calls,
+            trial_timeout_ms: knobs.trial_timeout_ms,
+            fallback_state: knobs.fallback_state.map(|fallback| match fallback {
+                Fallback::Closed => State::Closed,
+                Fallback::Open => State::Open,
+                Fallback::ForcedOpen => State::ForcedOpen,
+            }),
+        };
+        let breaker = CircuitBreaker::create(&settings.breaker, config).map_err(
+            |ConfigError::Invalid((field, reason))| format!("{}: {reason}", variable_of(&field)),
+        )?;
+        Ok(Rc::new(Middleware {
+            breaker,
+            failure_status: settings.failure_status,
+        }))
+    }
+}
+
+/// The variable that sets a config field the component named.
+fn variable_of(field: &str) -> String {
+    format!(
+        "{}{}",
+        tripswitch_plugin_settings::PREFIX,
+        field.replace('-', "_").to_uppercase()
+    )
+}
+
+/// Unix time in ms.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+/// Reports a permit when dropped: `ignored` unless an outcome was set, so a
+/// request abandoned by its client frees its trial slot.
+struct Pending<'a> {
+    breaker: &'a CircuitBreaker,
+    permit: Option<Permit>,
+}
+
+impl Pending<'_> {
+    fn report(mut self, outcome: Outcome) {
+        if let Some(permit) = self.permit.take() {
+            report(self.breaker, permit, outcome);
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            report(self.breaker, permit, Outcome::Ignored);
+        }
+    }
+}
+
+fn report(breaker: &CircuitBreaker, permit: Permit, outcome: Outcome) {
+    if let Err(message) = breaker.report(permit, outcome, now_ms()) {
+        eprintln!(
+            "tripswitch: breaker {}: could not record an outcome: {message}",
+            breaker.name()
+        );
+    }
+}
+
+struct Component;
+
+impl Guest for Component {
+    async fn handle(request: Request) -> Result<Response, ErrorCode> {
+        let middleware =
+            match MIDDLEWARE.with(|cell| cell.get_or_init(Middleware::from_env).clone()) {
+                Ok(middleware) => middleware,
+                Err(message) => {
+                    eprintln!("tripswitch: bad configuration: {message}");
+                    return Ok(reply::misconfigured(&message));
+                }
+            };
+        let breaker = &middleware.breaker;
+        let permit = match breaker.acquire(now_ms()) {
+            Ok(permit) => permit,
+            Err(rejection) => return Ok(reply::rejected(breaker.name().as_str(), &rejection)),
+        };
+        let pending = Pending {
+            breaker,
+            permit: Some(permit),
+        };
+        let result = next::handle(request).await;
+        let failed = match &result {
+            Ok(response) => middleware
+                .failure_status
+                .contains(response.get_status_code()),
+            Err(_) => true,
+        };
+        pending.report(if failed {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        });
+        result
+    }
+}
+
+bindings::export!(Component with_types_in bindings);

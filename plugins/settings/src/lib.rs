@@ -1,0 +1,304 @@
+//! The HTTP plugin's settings: `TRIPSWITCH_*` variables, parsed the same way
+//! by the middleware (inside every host) and by `tripswitch proxy` (which
+//! checks them before it serves).
+//!
+//! Only the names and the syntax live here. Which values a breaker accepts,
+//! and the defaults of the knobs left unset, live in the breaker component.
+
+#![warn(missing_docs)]
+
+use std::fmt;
+
+/// Every variable of ours starts with this.
+pub const PREFIX: &str = "TRIPSWITCH_";
+
+/// The breaker's name (its storage key); default [`DEFAULT_BREAKER`].
+pub const BREAKER: &str = "TRIPSWITCH_BREAKER";
+/// Consecutive failures that open the circuit.
+pub const FAIL_MAX: &str = "TRIPSWITCH_FAIL_MAX";
+/// How long the circuit stays open before a trial, in ms.
+pub const RESET_TIMEOUT_MS: &str = "TRIPSWITCH_RESET_TIMEOUT_MS";
+/// Trial successes in half-open that close the circuit.
+pub const SUCCESS_THRESHOLD: &str = "TRIPSWITCH_SUCCESS_THRESHOLD";
+/// Trials allowed in flight at once in half-open.
+pub const HALF_OPEN_MAX_CALLS: &str = "TRIPSWITCH_HALF_OPEN_MAX_CALLS";
+/// How long a trial may run before its slot is forfeited, in ms.
+pub const TRIAL_TIMEOUT_MS: &str = "TRIPSWITCH_TRIAL_TIMEOUT_MS";
+/// What the breaker does when its storage fails: closed, open or forced-open.
+pub const FALLBACK_STATE: &str = "TRIPSWITCH_FALLBACK_STATE";
+/// Response statuses counted as failures; default [`DEFAULT_FAILURE_STATUS`].
+pub const FAILURE_STATUS: &str = "TRIPSWITCH_FAILURE_STATUS";
+/// The key-value store the Spin storage adapter opens; default "default".
+pub const KV_STORE: &str = "TRIPSWITCH_KV_STORE";
+
+/// Every variable we read, for the message about an unknown one.
+pub const KNOWN: [&str; 9] = [
+    BREAKER,
+    FAIL_MAX,
+    RESET_TIMEOUT_MS,
+    SUCCESS_THRESHOLD,
+    HALF_OPEN_MAX_CALLS,
+    TRIAL_TIMEOUT_MS,
+    FALLBACK_STATE,
+    FAILURE_STATUS,
+    KV_STORE,
+];
+
+/// The breaker name used when [`BREAKER`] is unset.
+pub const DEFAULT_BREAKER: &str = "upstream";
+/// The failure statuses used when [`FAILURE_STATUS`] is unset.
+pub const DEFAULT_FAILURE_STATUS: &str = "500-599";
+/// The store the Spin adapter opens when [`KV_STORE`] is unset.
+pub const DEFAULT_KV_STORE: &str = "default";
+
+/// The state a breaker falls back to when its storage fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    /// Admit calls.
+    Closed,
+    /// Reject calls (with the open circuit's answer).
+    Open,
+    /// Reject calls as forced open.
+    ForcedOpen,
+}
+
+/// The breaker's knobs; `None` leaves the component's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Knobs {
+    /// See [`FAIL_MAX`].
+    pub fail_max: Option<u32>,
+    /// See [`RESET_TIMEOUT_MS`].
+    pub reset_timeout_ms: Option<u64>,
+    /// See [`SUCCESS_THRESHOLD`].
+    pub success_threshold: Option<u32>,
+    /// See [`HALF_OPEN_MAX_CALLS`].
+    pub half_open_max_calls: Option<u32>,
+    /// See [`TRIAL_TIMEOUT_MS`].
+    pub trial_timeout_ms: Option<u64>,
+    /// See [`FALLBACK_STATE`].
+    pub fallback_state: Option<Fallback>,
+}
+
+/// A set of HTTP statuses, as inclusive ranges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusSet(Vec<(u16, u16)>);
+
+impl StatusSet {
+    /// Parses `"500-599"`, `"502,503,504"` or a mix (`"429,500-599"`).
+    pub fn parse(text: &str) -> Result<StatusSet, String> {
+        let mut ranges = Vec::new();
+        for part in text.split(',').map(str::trim) {
+            let (low, high) = part.split_once('-').unwrap_or((part, part));
+            let low = status(low.trim(), part)?;
+            let high = status(high.trim(), part)?;
+            if low > high {
+                return Err(format!("{part:?} is an empty range"));
+            }
+            ranges.push((low, high));
+        }
+        Ok(StatusSet(ranges))
+    }
+
+    /// Whether `code` is in the set.
+    pub fn contains(&self, code: u16) -> bool {
+        self.0
+            .iter()
+            .any(|&(low, high)| (low..=high).contains(&code))
+    }
+}
+
+fn status(text: &str, part: &str) -> Result<u16, String> {
+    match text.parse::<u16>() {
+        Ok(code) if (100..=599).contains(&code) => Ok(code),
+        Ok(_) => Err(format!("{part:?}: a status is between 100 and 599")),
+        Err(_) => Err(format!(
+            "{part:?} is not a status or a range of statuses (like 500-599)"
+        )),
+    }
+}
+
+/// The plugin's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// The breaker's name.
+    pub breaker: String,
+    /// The breaker's knobs.
+    pub knobs: Knobs,
+    /// Response statuses counted as failures.
+    pub failure_status: StatusSet,
+    /// The key-value store the Spin adapter opens.
+    pub kv_store: String,
+}
+
+/// A setting that could not be used: the variable and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingsError {
+    /// The variable's name.
+    pub variable: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.variable, self.problem)
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+impl Settings {
+    /// Reads the settings from `(name, value)` pairs, such as the process
+    /// environment; variables without our prefix are ignored, and an unknown
+    /// one with it is an error (a misspelt knob must not go unnoticed).
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Settings, SettingsError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut settings = Settings {
+            breaker: DEFAULT_BREAKER.to_owned(),
+            knobs: Knobs::default(),
+            failure_status: StatusSet::parse(DEFAULT_FAILURE_STATUS).expect("a valid default"),
+            kv_store: DEFAULT_KV_STORE.to_owned(),
+        };
+        for (name, value) in vars {
+            let (name, value) = (name.as_ref(), value.as_ref());
+            if !name.starts_with(PREFIX) {
+                continue;
+            }
+            let fail = |problem: String| SettingsError {
+                variable: name.to_owned(),
+                problem,
+            };
+            let knobs = &mut settings.knobs;
+            match name {
+                BREAKER if value.trim().is_empty() => {
+                    return Err(fail("the breaker's name is empty".into()));
+                }
+                BREAKER => settings.breaker = value.trim().to_owned(),
+                FAIL_MAX => knobs.fail_max = Some(number(value).map_err(fail)?),
+                RESET_TIMEOUT_MS => knobs.reset_timeout_ms = Some(number(value).map_err(fail)?),
+                SUCCESS_THRESHOLD => knobs.success_threshold = Some(number(value).map_err(fail)?),
+                HALF_OPEN_MAX_CALLS => {
+                    knobs.half_open_max_calls = Some(number(value).map_err(fail)?)
+                }
+                TRIAL_TIMEOUT_MS => knobs.trial_timeout_ms = Some(number(value).map_err(fail)?),
+                FALLBACK_STATE => {
+                    knobs.fallback_state = Some(match value.trim() {
+                        "closed" => Fallback::Closed,
+                        "open" => Fallback::Open,
+                        "forced-open" => Fallback::ForcedOpen,
+                        other => {
+                            return Err(fail(format!(
+                                "{other:?} is not one of closed, open, forced-open"
+                            )));
+                        }
+                    })
+                }
+                FAILURE_STATUS => {
+                    settings.failure_status = StatusSet::parse(value).map_err(fail)?
+                }
+                KV_STORE if value.trim().is_empty() => {
+                    return Err(fail("the store's name is empty".into()));
+                }
+                KV_STORE => settings.kv_store = value.trim().to_owned(),
+                _ => {
+                    return Err(fail(format!(
+                        "unknown setting; the known ones are {}",
+                        KNOWN.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(settings)
+    }
+}
+
+fn number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("{value:?} is not a whole number in range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::from_vars(vars.iter().copied())
+    }
+
+    #[test]
+    fn defaults_leave_knobs_to_the_component() {
+        let settings = parse(&[("PATH", "/bin"), ("HOME", "/")]).unwrap();
+        assert_eq!(settings.breaker, "upstream");
+        assert_eq!(settings.knobs, Knobs::default());
+        assert!(settings.failure_status.contains(500) && settings.failure_status.contains(599));
+        assert!(!settings.failure_status.contains(499));
+        assert_eq!(settings.kv_store, "default");
+    }
+
+    #[test]
+    fn every_knob_is_read() {
+        let settings = parse(&[
+            (BREAKER, "orders"),
+            (FAIL_MAX, "3"),
+            (RESET_TIMEOUT_MS, "2500"),
+            (SUCCESS_THRESHOLD, "2"),
+            (HALF_OPEN_MAX_CALLS, "4"),
+            (TRIAL_TIMEOUT_MS, "900"),
+            (FALLBACK_STATE, "forced-open"),
+            (FAILURE_STATUS, "429, 502-504"),
+            (KV_STORE, "breakers"),
+        ])
+        .unwrap();
+        assert_eq!(settings.breaker, "orders");
+        assert_eq!(
+            settings.knobs,
+            Knobs {
+                fail_max: Some(3),
+                reset_timeout_ms: Some(2500),
+                success_threshold: Some(2),
+                half_open_max_calls: Some(4),
+                trial_timeout_ms: Some(900),
+                fallback_state: Some(Fallback::ForcedOpen),
+            }
+        );
+        let statuses = &settings.failure_status;
+        assert!(statuses.contains(429) && statuses.contains(503));
+        assert!(!statuses.contains(500) && !statuses.contains(505));
+        assert_eq!(settings.kv_store, "breakers");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let error = parse(&[(FAIL_MAX, "three")]).unwrap_err();
+        assert_eq!(error.variable, FAIL_MAX);
+        assert_eq!(
+            error.to_string(),
+            "TRIPSWITCH_FAIL_MAX: \"three\" is not a whole number in range"
+        );
+        assert_eq!(
+            parse(&[(FAIL_MAX, "-1")]).unwrap_err().variable,
+            "TRIPSWITCH_FAIL_MAX"
+        );
+        assert!(parse(&[(FAIL_MAX, "99999999999")]).is_err());
+        assert!(parse(&[(FALLBACK_STATE, "half-open")]).is_err());
+        assert!(parse(&[(BREAKER, " ")]).is_err());
+        for bad in ["", "5xx", "600", "599-500", "500-", "500,,502"] {
+            let error = parse(&[(FAILURE_STATUS, bad)]).unwrap_err();
+            assert_eq!(error.variable, FAILURE_STATUS, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_setting_is_an_error() {
+        let error = parse(&[("TRIPSWITCH_FAIL_MAXX", "3")]).unwrap_err();
+        assert_eq!(error.variable, "TRIPSWITCH_FAIL_MAXX");
+        assert!(error.problem.contains("unknown setting"), "{error}");
+        assert!(error.problem.contains(FAIL_MAX), "{error}");
+    }
+}
