@@ -59,6 +59,10 @@ fn engine() -> &'static Engine {
     ENGINE.get_or_init(|| {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // The breaker's calls are synchronous: no per-store state for the
+        // component model's async support (which `tripswitch proxy` compiles
+        // into wasmtime), which would slow every call into the component.
+        config.concurrency_support(false);
         let engine = Engine::new(&config).expect("the default wasmtime configuration is valid");
         let ticking = engine.weak();
         std::thread::Builder::new()

@@ -2,6 +2,8 @@
 
 mod demo;
 mod operate;
+#[cfg(feature = "proxy")]
+mod proxy;
 mod store;
 
 use std::path::PathBuf;
@@ -32,6 +34,9 @@ enum Command {
     ForceOpen(operate::ActionArgs),
     /// Admits every call and records nothing.
     Disable(operate::ActionArgs),
+    /// Serves an HTTP middleware plugin in front of an upstream, its breaker in memory or Redis.
+    #[cfg(feature = "proxy")]
+    Proxy(proxy::ProxyArgs),
     /// Writes the embedded breaker component to a file.
     Component {
         /// Where to write it.
@@ -51,6 +56,8 @@ impl Cli {
             Command::HalfOpen(args) => operate::act(operate::Action::HalfOpen, &args),
             Command::ForceOpen(args) => operate::act(operate::Action::ForceOpen, &args),
             Command::Disable(args) => operate::act(operate::Action::Disable, &args),
+            #[cfg(feature = "proxy")]
+            Command::Proxy(args) => proxy::run(&args),
             Command::Component { out } => {
                 if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)

@@ -1,0 +1,306 @@
+//! `tripswitch proxy`: a sidecar that serves an HTTP middleware plugin (a
+//! wasi:http@0.3.0 component) in front of an upstream. The plugin decides
+//! what to pass on and what to reject; what it passes on goes to the upstream;
+//! its breaker's state lives in memory or in a Redis that several proxies
+//! share.
+//!
+//! The plugin is configured by `TRIPSWITCH_*` variables: the proxy passes its
+//! own to the plugin's WASI environment and checks them before it listens
+//! (their syntax with `tripswitch-plugin-settings`, their values with the
+//! breaker component itself).
+
+mod plugin;
+mod upstream;
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Args;
+use http::StatusCode;
+use http::header::CONTENT_TYPE;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tripswitch::{CircuitBreaker, State};
+use tripswitch_plugin_settings::{self as settings, Fallback, Settings};
+use wasmtime_wasi_http::handler::ProxyHandler;
+use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::{Error as HttpError, WasiBody};
+
+use self::plugin::Plugin;
+use self::upstream::{Address, Upstream};
+use super::store::StoreArgs;
+
+/// Options of `tripswitch proxy`; the plugin's settings are `TRIPSWITCH_*`
+/// environment variables.
+#[derive(Args, Debug)]
+#[command(after_help = SETTINGS_HELP)]
+pub struct ProxyArgs {
+    /// Where to accept requests, HOST:PORT (port 0: a free port, printed at start).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Where the requests the plugin passes on go: http://HOST:PORT.
+    #[arg(long, value_name = "URL", value_parser = Address::parse)]
+    upstream: Address,
+    /// The wasi:http middleware plugin (a component file) [default: the embedded one].
+    #[arg(long, value_name = "FILE")]
+    plugin: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+const SETTINGS_HELP: &str = "\
+The plugin's settings are environment variables, checked before the proxy listens:
+  TRIPSWITCH_BREAKER              the breaker's name (its storage key)
+  TRIPSWITCH_FAIL_MAX             consecutive failures that open the circuit
+  TRIPSWITCH_RESET_TIMEOUT_MS     how long the circuit stays open before a trial
+  TRIPSWITCH_SUCCESS_THRESHOLD    trial successes that close the circuit
+  TRIPSWITCH_HALF_OPEN_MAX_CALLS  trials in flight at once in half-open
+  TRIPSWITCH_TRIAL_TIMEOUT_MS     how long a trial may run before its slot is forfeited
+  TRIPSWITCH_FALLBACK_STATE       closed, open or forced-open while the storage fails
+  TRIPSWITCH_FAILURE_STATUS       upstream statuses counted as failures (like 500-599)
+Knobs left unset take the breaker component's defaults. An upstream that cannot be
+reached counts as a failure and is answered 502; a rejected request gets 503 with
+Retry-After.";
+
+/// The middleware plugin built into this binary, if any.
+///
+/// TODO(plugins): embed the middleware that host/build.rs writes to
+/// `$OUT_DIR/tripswitch-middleware.wasm` (with the `proxy` feature):
+/// `Some(include_bytes!(concat!(env!("OUT_DIR"), "/tripswitch-middleware.wasm")))`.
+/// Until then `tripswitch proxy` needs `--plugin`.
+fn embedded_plugin() -> Option<&'static [u8]> {
+    None
+}
+
+/// Runs the proxy until the process is stopped.
+pub fn run(args: &ProxyArgs) -> Result<(), String> {
+    let env = plugin_env()?;
+    let settings = Settings::from_vars(env.iter().map(|(name, value)| (name, value)))
+        .map_err(|error| format!("invalid setting {error}"))?;
+    check_knobs(&settings)?;
+    let storage = args.store.storage()?;
+    let (bytes, what) = match &args.plugin {
+        Some(path) => (
+            std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (
+            embedded_plugin()
+                .ok_or("no --plugin given, and this build embeds no plugin")?
+                .to_vec(),
+            "the embedded plugin".to_string(),
+        ),
+    };
+    let upstream = Upstream::new(args.upstream.clone());
+    let plugin = Plugin::load(&bytes, &what, upstream, storage, env)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    runtime.block_on(async {
+        plugin.try_instantiate().await?;
+        let listener = std::net::TcpListener::bind(&args.listen)
+            .and_then(|listener| {
+                listener.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(listener)
+            })
+            .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+        let line = format!(
+            "tripswitch proxy: listening on http://{local}, upstream {}, storage {}, breaker {:?}",
+            plugin.upstream().address(),
+            args.store.describe(),
+            settings.breaker,
+        );
+        let mut out = std::io::stdout().lock();
+        // A closed stdout does not stop the proxy.
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+        drop(out);
+        serve(listener, ProxyHandler::new(plugin)).await;
+        Ok(())
+    })
+}
+
+/// The process's `TRIPSWITCH_*` variables: the plugin's environment.
+fn plugin_env() -> Result<Vec<(String, String)>, String> {
+    let mut vars = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str().filter(|n| n.starts_with(settings::PREFIX)) else {
+            continue;
+        };
+        let value = value
+            .into_string()
+            .map_err(|_| format!("invalid setting {name}: the value is not UTF-8"))?;
+        vars.push((name.to_owned(), value));
+    }
+    vars.sort();
+    Ok(vars)
+}
+
+/// Builds a breaker with the plugin's knobs: the component, which owns the
+/// valid ranges and the defaults, refuses what it would refuse in the plugin.
+fn check_knobs(settings: &Settings) -> Result<(), String> {
+    let knobs = &settings.knobs;
+    let mut builder = CircuitBreaker::builder(settings.breaker.clone());
+    if let Some(failures) = knobs.fail_max {
+        builder = builder.fail_max(failures);
+    }
+    if let Some(ms) = knobs.reset_timeout_ms {
+        builder = builder.reset_timeout(Duration::from_millis(ms));
+    }
+    if let Some(successes) = knobs.success_threshold {
+        builder = builder.success_threshold(successes);
+    }
+    if let Some(calls) = knobs.half_open_max_calls {
+        builder = builder.half_open_max_calls(calls);
+    }
+    if let Some(ms) = knobs.trial_timeout_ms {
+        builder = builder.trial_timeout(Duration::from_millis(ms));
+    }
+    if let Some(fallback) = knobs.fallback_state {
+        builder = builder.fallback_state(match fallback {
+            Fallback::Closed => State::Closed,
+            Fallback::Open => State::Open,
+            Fallback::ForcedOpen => State::ForcedOpen,
+        });
+    }
+    builder.build().map(drop).map_err(|error| match &error {
+        tripswitch::Error::InvalidConfig { field, .. } => {
+            format!("invalid setting {}: {error}", variable(field))
+        }
+        _ => format!("checking the breaker's settings: {error}"),
+    })
+}
+
+/// The variable that sets a config field (`fail-max`: TRIPSWITCH_FAIL_MAX).
+fn variable(field: &str) -> String {
+    if field == "name" {
+        return settings::BREAKER.to_string();
+    }
+    let name = format!(
+        "{}{}",
+        settings::PREFIX,
+        field.to_uppercase().replace('-', "_")
+    );
+    if settings::KNOWN.contains(&name.as_str()) {
+        name
+    } else {
+        format!("({field})")
+    }
+}
+
+/// Accepts connections until the process ends.
+async fn serve(listener: tokio::net::TcpListener, handler: ProxyHandler<Plugin>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors and the like: wait, and go on.
+                eprintln!("tripswitch proxy: accepting a connection: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(respond(&handler, request).await) }
+            });
+            // A client that goes away mid-request is not the proxy's error.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// One request through the plugin.
+async fn respond(
+    handler: &ProxyHandler<Plugin>,
+    request: hyper::Request<Incoming>,
+) -> http::Response<WasiBody> {
+    let (mut parts, body) = request.into_parts();
+    // The plugin sees the upstream's address; what it passes on goes there.
+    parts.uri = handler
+        .state()
+        .upstream()
+        .address()
+        .uri(parts.uri.path_and_query().cloned());
+    let body = body.map_err(HttpError::from).boxed_unsync();
+    match handler
+        .handle((), http::Request::from_parts(parts, body))
+        .await
+    {
+        Ok(response) => response,
+        Err(error) => match error.downcast_ref::<ErrorCode>() {
+            Some(code) => plain(
+                StatusCode::BAD_GATEWAY,
+                format!("bad gateway: the upstream failed ({code:?})\n"),
+            ),
+            None => {
+                eprintln!("tripswitch proxy: the plugin failed: {error:#}");
+                plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the proxy's plugin failed\n".into(),
+                )
+            }
+        },
+    }
+}
+
+/// A plain-text response of the proxy's own.
+fn plain(status: StatusCode, text: String) -> http::Response<WasiBody> {
+    let body = Full::new(Bytes::from(text))
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync();
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_name_their_variables() {
+        assert_eq!(variable("fail-max"), "TRIPSWITCH_FAIL_MAX");
+        assert_eq!(variable("reset-timeout-ms"), "TRIPSWITCH_RESET_TIMEOUT_MS");
+        assert_eq!(
+            variable("half-open-max-calls"),
+            "TRIPSWITCH_HALF_OPEN_MAX_CALLS"
+        );
+        assert_eq!(variable("name"), "TRIPSWITCH_BREAKER");
+        assert_eq!(variable("something-new"), "(something-new)");
+    }
+
+    #[test]
+    fn the_component_checks_the_values() {
+        let settings = |vars: &[(&str, &str)]| Settings::from_vars(vars.iter().copied()).unwrap();
+        assert_eq!(check_knobs(&settings(&[])), Ok(()));
+        assert_eq!(
+            check_knobs(&settings(&[("TRIPSWITCH_FAIL_MAX", "3")])),
+            Ok(())
+        );
+        let error = check_knobs(&settings(&[("TRIPSWITCH_FAIL_MAX", "0")])).unwrap_err();
+        assert!(
+            error.starts_with("invalid setting TRIPSWITCH_FAIL_MAX: invalid fail-max"),
+            "{error}"
+        );
+        let error = check_knobs(&settings(&[("TRIPSWITCH_RESET_TIMEOUT_MS", "0")])).unwrap_err();
+        assert!(error.contains("TRIPSWITCH_RESET_TIMEOUT_MS"), "{error}");
+    }
+}

@@ -1,0 +1,545 @@
+//! `tripswitch proxy` as an operator runs it: real processes and real HTTP on
+//! loopback. A flaky upstream of the test's own (its answer set by the test,
+//! its hits counted) sits behind one or two proxies; failures open the
+//! circuit, rejections carry `Retry-After`, a trial after it closes the
+//! circuit, two proxies on one Redis share one breaker, and bad settings stop
+//! the proxy before it listens.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tripswitch_tests::{RedisServer, free_port};
+
+/// Consecutive failures that open the circuit, as the proxies are told.
+const FAIL_MAX: usize = 3;
+/// How long the circuit stays open, in ms, as the proxies are told.
+const RESET_TIMEOUT_MS: u64 = 1000;
+
+/// The plugin every proxy in these tests serves: the one place the tests
+/// choose it. `Some(file)` is given as `--plugin`; `None` would leave the
+/// proxy its embedded plugin.
+///
+/// The file is the real middleware (composed with the breaker), which this
+/// crate's build script builds into OUT_DIR, as `cargo xtask plugins` does
+/// into `target/plugins/`.
+fn plugin() -> Option<PathBuf> {
+    Some(Path::new(env!("OUT_DIR")).join("tripswitch-middleware.wasm"))
+}
+
+/// The knobs every proxy gets.
+fn knobs() -> [(&'static str, String); 2] {
+    [
+        ("TRIPSWITCH_FAIL_MAX", FAIL_MAX.to_string()),
+        ("TRIPSWITCH_RESET_TIMEOUT_MS", RESET_TIMEOUT_MS.to_string()),
+    ]
+}
+
+/// The `tripswitch` binary, built once per test run with the profile and
+/// target folder of this test (cargo builds only this crate's own binaries
+/// for its tests).
+fn tripswitch_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        // This test runs as <target>/<profile>/deps/proxy-<hash>.
+        let exe = std::env::current_exe().expect("the test's own path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test runs from <target>/<profile>/deps");
+        let target_dir = profile_dir.parent().expect("<target>/<profile>");
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev".to_string(),
+            Some(other) => other.to_string(),
+            None => panic!("no profile folder in {}", exe.display()),
+        };
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "tripswitch",
+                "--bin",
+                "tripswitch",
+            ])
+            .args(["--profile", &profile, "--target-dir"])
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("running cargo build for the tripswitch binary");
+        assert!(status.success(), "building the tripswitch binary failed");
+        profile_dir.join("tripswitch")
+    })
+}
+
+/// A `tripswitch proxy` command with the test plugin and none of this
+/// process's own `TRIPSWITCH_*` variables.
+fn proxy_command(upstream: &str, extra: &[&str], env: &[(&str, impl AsRef<str>)]) -> Command {
+    let mut command = Command::new(tripswitch_binary());
+    command
+        .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream])
+        .args(extra);
+    if let Some(plugin) = plugin() {
+        command.arg("--plugin").arg(plugin);
+    }
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("TRIPSWITCH_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().map(|(name, value)| (name, value.as_ref())));
+    command
+}
+
+/// A running proxy process; killed when dropped.
+struct Proxy {
+    child: Child,
+    port: u16,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Proxy {
+    /// Starts a proxy and waits for its "listening" line.
+    fn start(upstream: &str, extra: &[&str]) -> Proxy {
+        let mut child = proxy_command(upstream, extra, &knobs())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting tripswitch proxy");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = BufReader::new(child.stderr.take().unwrap());
+        let collected = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while pipe.read_line(&mut line).is_ok_and(|n| n > 0) {
+                collected.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("reading the proxy's stdout");
+        let port = line
+            .split("listening on http://127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|port| port.parse().ok());
+        let Some(port) = port else {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "the proxy did not start: stdout {line:?}, stderr {:?}",
+                stderr.lock().unwrap()
+            );
+        };
+        Proxy {
+            child,
+            port,
+            stderr,
+        }
+    }
+
+    /// `GET path` through the proxy, on a fresh connection.
+    fn get(&self, path: &str) -> Reply {
+        Client::connect(self.port).get(path)
+    }
+
+    /// Waits up to 5 s for the proxy to write `text` to stderr.
+    fn wait_for_stderr(&self, text: &str) {
+        let start = Instant::now();
+        while !self.stderr.lock().unwrap().contains(text) {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the proxy did not write {text:?}; its stderr:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `Retry-After` in whole seconds.
+    fn retry_after(&self) -> u64 {
+        self.header("retry-after")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no Retry-After in seconds: {self:?}"))
+    }
+}
+
+/// A minimal HTTP/1.1 client on one keep-alive connection.
+struct Client {
+    port: u16,
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+        stream.set_nodelay(true).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Client {
+            port,
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Reply {
+        write!(
+            self.writer,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            self.port
+        )
+        .expect("sending a request");
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("reading a status");
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP status line: {line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).expect("reading a header");
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let (name, value) = header.split_once(':').expect("a header line");
+            headers.push((name.trim().to_string(), value.trim().to_string()));
+        }
+        let mut reply = Reply {
+            status,
+            headers,
+            body: String::new(),
+        };
+        let mut body = Vec::new();
+        if let Some(length) = reply.header("content-length") {
+            body.resize(length.parse().expect("a content length"), 0);
+            self.reader.read_exact(&mut body).expect("reading a body");
+        } else if reply
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
+            loop {
+                line.clear();
+                self.reader.read_line(&mut line).expect("reading a chunk");
+                let size = usize::from_str_radix(line.trim(), 16).expect("a chunk size");
+                let mut chunk = vec![0; size + 2];
+                self.reader.read_exact(&mut chunk).expect("reading a chunk");
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        }
+        reply.body = String::from_utf8_lossy(&body).into_owned();
+        reply
+    }
+}
+
+/// The upstream: answers every request with the status the test sets, and
+/// counts the requests it gets.
+struct Upstream {
+    port: u16,
+    status: Arc<AtomicU16>,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the upstream");
+        let port = listener.local_addr().unwrap().port();
+        let status = Arc::new(AtomicU16::new(200));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (answer, count) = (Arc::clone(&status), Arc::clone(&hits));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (answer, count) = (Arc::clone(&answer), Arc::clone(&count));
+                std::thread::spawn(move || serve_upstream(stream, &answer, &count));
+            }
+        });
+        Upstream { port, status, hits }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn answer(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// One upstream connection: requests in, the set status out, kept alive.
+fn serve_upstream(stream: TcpStream, status: &AtomicU16, hits: &AtomicUsize) {
+    let _ = stream.set_nodelay(true);
+    let mut reader = BufReader::new(stream.try_clone().expect("cloning a stream"));
+    let mut writer = stream;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if !reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+            return;
+        }
+        let mut length = 0;
+        loop {
+            line.clear();
+            if !reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                return;
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.trim().eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        hits.fetch_add(1, Ordering::SeqCst);
+        let code = status.load(Ordering::SeqCst);
+        let text = format!("upstream says {code}\n");
+        let sent = write!(
+            writer,
+            "HTTP/1.1 {code} Whatever\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
+        );
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sleeps for a `Retry-After` the proxy gave, in seconds.
+fn wait_retry_after(seconds: u64) {
+    assert!(
+        (1..=RESET_TIMEOUT_MS.div_ceil(1000)).contains(&seconds),
+        "Retry-After {seconds} s for a {RESET_TIMEOUT_MS} ms reset timeout"
+    );
+    std::thread::sleep(Duration::from_secs(seconds));
+}
+
+#[test]
+fn failures_open_the_circuit_and_a_trial_closes_it() {
+    let upstream = Upstream::start();
+    let proxy = Proxy::start(&upstream.url(), &[]);
+
+    assert_eq!(proxy.get("/healthy?x=1").status, 200);
+    upstream.answer(500);
+    for _ in 0..FAIL_MAX {
+        let reply = proxy.get("/orders");
+        assert_eq!(reply.status, 500, "{reply:?}");
+        assert_eq!(reply.body, "upstream says 500\n");
+    }
+    assert_eq!(upstream.hits(), 1 + FAIL_MAX);
+    proxy.wait_for_stderr("tripswitch: breaker upstream: closed -> open");
+
+    // Open: rejected at the proxy, the upstream hears nothing.
+    let rejected = proxy.get("/orders");
+    assert_eq!(rejected.status, 503, "{rejected:?}");
+    let retry_after = rejected.retry_after();
+    assert_eq!(proxy.get("/orders").status, 503);
+    assert_eq!(upstream.hits(), 1 + FAIL_MAX);
+
+    // After the reset timeout, one trial with a healthy upstream closes it.
+    upstream.answer(200);
+    wait_retry_after(retry_after);
+    let trial = proxy.get("/orders");
+    assert_eq!(trial.status, 200, "{trial:?}");
+    assert_eq!(trial.body, "upstream says 200\n");
+    proxy.wait_for_stderr("-> closed");
+    for _ in 0..5 {
+        assert_eq!(proxy.get("/orders").status, 200);
+    }
+    assert_eq!(upstream.hits(), 1 + FAIL_MAX + 1 + 5);
+}
+
+#[test]
+fn two_proxies_on_one_redis_share_one_breaker() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start();
+    let shared = ["--redis", &redis.url(), "--namespace", "proxy-test"];
+    let a = Proxy::start(&upstream.url(), &shared);
+    let b = Proxy::start(&upstream.url(), &shared);
+
+    // Failures through either add up: FAIL_MAX - 1 through A, the last through B.
+    upstream.answer(500);
+    for _ in 1..FAIL_MAX {
+        assert_eq!(a.get("/").status, 500);
+    }
+    assert_eq!(b.get("/").status, 500);
+    assert_eq!(upstream.hits(), FAIL_MAX);
+    b.wait_for_stderr("closed -> open");
+
+    // Both reject, and the upstream hears nothing.
+    let from_a = a.get("/");
+    let from_b = b.get("/");
+    assert_eq!((from_a.status, from_b.status), (503, 503));
+    assert_eq!(upstream.hits(), FAIL_MAX);
+
+    // A trial through A closes the breaker for B too.
+    upstream.answer(200);
+    wait_retry_after(from_a.retry_after().max(from_b.retry_after()));
+    assert_eq!(a.get("/").status, 200);
+    a.wait_for_stderr("-> closed");
+    assert_eq!(b.get("/").status, 200);
+    assert_eq!(b.get("/").status, 200);
+    assert_eq!(upstream.hits(), FAIL_MAX + 3);
+}
+
+#[test]
+fn an_upstream_that_is_down_counts_as_a_failure() {
+    // Nobody listens on this port: every connection is refused.
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let proxy = Proxy::start(&down, &[]);
+    for _ in 0..FAIL_MAX {
+        let reply = proxy.get("/");
+        assert_eq!(reply.status, 502, "{reply:?}");
+        assert!(reply.body.contains("ConnectionRefused"), "{reply:?}");
+    }
+    proxy.wait_for_stderr("closed -> open");
+    let rejected = proxy.get("/");
+    assert_eq!(rejected.status, 503, "{rejected:?}");
+    rejected.retry_after();
+}
+
+#[test]
+fn bad_settings_stop_the_proxy_at_start() {
+    let upstream = "http://127.0.0.1:9";
+    // (variables, --upstream, what stderr must say)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a [&'a str]);
+    let cases: [Case; 5] = [
+        (
+            &[("TRIPSWITCH_FAIL_MAXX", "3")],
+            upstream,
+            &["TRIPSWITCH_FAIL_MAXX", "unknown setting"],
+        ),
+        (
+            &[("TRIPSWITCH_FAIL_MAX", "abc")],
+            upstream,
+            &["TRIPSWITCH_FAIL_MAX", "\"abc\" is not a whole number"],
+        ),
+        (
+            &[("TRIPSWITCH_FAIL_MAX", "0")],
+            upstream,
+            &[
+                "TRIPSWITCH_FAIL_MAX",
+                "invalid fail-max: must be at least 1",
+            ],
+        ),
+        (
+            &[("TRIPSWITCH_RESET_TIMEOUT_MS", "0")],
+            upstream,
+            &["TRIPSWITCH_RESET_TIMEOUT_MS", "invalid reset-timeout-ms"],
+        ),
+        (
+            &[],
+            "ftp://127.0.0.1:9",
+            &["--upstream", "http://HOST:PORT"],
+        ),
+    ];
+    for (env, upstream, expected) in cases {
+        let mut child = proxy_command(upstream, &[], env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting tripswitch proxy");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for the proxy") {
+                break status;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("{env:?} {upstream}: the proxy started instead of failing");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(!status.success(), "{env:?} {upstream}: exited {status}");
+        for text in expected {
+            assert!(stderr.contains(text), "{env:?} {upstream}: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn the_proxy_adds_little_latency() {
+    let upstream = Upstream::start();
+    let proxy = Proxy::start(&upstream.url(), &[]);
+    let mut direct = Client::connect(upstream.port);
+    let mut proxied = Client::connect(proxy.port);
+    let time = |client: &mut Client| {
+        let start = Instant::now();
+        assert_eq!(client.get("/").status, 200);
+        start.elapsed()
+    };
+    for _ in 0..500 {
+        time(&mut direct);
+        time(&mut proxied);
+    }
+    // Interleaved, so that both see the same machine.
+    let (mut alone, mut through): (Vec<Duration>, Vec<Duration>) = (0..3000)
+        .map(|_| (time(&mut direct), time(&mut proxied)))
+        .unzip();
+    alone.sort();
+    through.sort();
+    let (alone, through) = (alone[alone.len() / 2], through[through.len() / 2]);
+    let added = through.saturating_sub(alone);
+    eprintln!("p50: upstream alone {alone:?}, through the proxy {through:?}, added {added:?}");
+    // The aim is under 50 µs; the bound leaves room for a busy machine
+    // running the other tests at the same time.
+    assert!(
+        added < Duration::from_millis(2),
+        "the proxy added {added:?} at p50"
+    );
+}
