@@ -87,8 +87,14 @@ struct Pending<'a> {
 }
 
 impl Pending<'_> {
+    /// Records the outcome. A success the component called quiet (closed, no
+    /// failures counted when it was admitted) is not reported: this host
+    /// cannot tell the stored version without a round trip, so, as in every
+    /// such host, failures others counted while it ran stay counted.
     fn report(mut self, outcome: Outcome) {
-        if let Some(permit) = self.permit.take() {
+        if let Some(permit) = self.permit.take()
+            && !(outcome == Outcome::Success && permit.quiet_success)
+        {
             report(self.breaker, permit, outcome);
         }
     }

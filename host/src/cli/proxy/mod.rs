@@ -66,15 +66,10 @@ Knobs left unset take the breaker component's defaults. An upstream that cannot 
 reached counts as a failure and is answered 502; a rejected request gets 503 with
 Retry-After.";
 
-/// The middleware plugin built into this binary, if any.
-///
-/// TODO(plugins): embed the middleware that host/build.rs writes to
-/// `$OUT_DIR/tripswitch-middleware.wasm` (with the `proxy` feature):
-/// `Some(include_bytes!(concat!(env!("OUT_DIR"), "/tripswitch-middleware.wasm")))`.
-/// Until then `tripswitch proxy` needs `--plugin`.
-fn embedded_plugin() -> Option<&'static [u8]> {
-    None
-}
+/// The middleware plugin built into this binary (composed with the embedded
+/// breaker by the build script).
+const EMBEDDED_PLUGIN: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tripswitch-middleware.wasm"));
 
 /// Runs the proxy until the process is stopped.
 pub fn run(args: &ProxyArgs) -> Result<(), String> {
@@ -88,12 +83,7 @@ pub fn run(args: &ProxyArgs) -> Result<(), String> {
             std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?,
             path.display().to_string(),
         ),
-        None => (
-            embedded_plugin()
-                .ok_or("no --plugin given, and this build embeds no plugin")?
-                .to_vec(),
-            "the embedded plugin".to_string(),
-        ),
+        None => (EMBEDDED_PLUGIN.to_vec(), "the embedded plugin".to_string()),
     };
     let upstream = Upstream::new(args.upstream.clone());
     let plugin = Plugin::load(&bytes, &what, upstream, storage, env)?;
