@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use tripswitch_testkit::free_port;
@@ -44,6 +44,8 @@ fn wasmtime() -> PathBuf {
 struct Serve {
     addr: SocketAddr,
     child: Child,
+    /// What it wrote to stderr so far (the plugins' log).
+    log: Arc<Mutex<String>>,
 }
 
 impl Serve {
@@ -63,19 +65,35 @@ impl Serve {
             .expect("starting wasmtime serve");
         let (ready, listening) = mpsc::channel();
         let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let written = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("Serving HTTP on") {
                     let _ = ready.send(());
                 }
                 eprintln!("[wasmtime serve] {line}");
+                let mut log = written.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
             }
         });
         if listening.recv_timeout(Duration::from_secs(120)).is_err() {
             let _ = child.kill();
             panic!("wasmtime serve did not start serving {app}");
         }
-        Serve { addr, child }
+        Serve { addr, child, log }
+    }
+
+    /// Waits up to 5 s for `text` in what the server wrote to stderr.
+    fn wait_for_log(&self, text: &str) {
+        for _ in 0..500 {
+            if self.log.lock().unwrap().contains(text) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no {text:?} in the log: {}", self.log.lock().unwrap());
     }
 
     fn get(&self, path: &str) -> Response {
@@ -145,12 +163,14 @@ fn failures_open_the_circuit_rejections_skip_the_service_and_a_trial_closes_it()
         assert_eq!(serve.get(&format!("/status/{status}")).status, status);
     }
     assert_eq!(serve.get("/status/500").status, 500, "the third failure");
+    serve.wait_for_log("tripswitch: breaker upstream: closed -> open");
     for _ in 0..5 {
         assert_rejected_open(&serve.get("/"));
     }
     let trial = serve.until_admitted(1);
     assert_eq!(trial.status, 200, "{trial:?}");
     assert_eq!(trial.body, "ok");
+    serve.wait_for_log("tripswitch: breaker upstream: half-open -> closed");
     assert_eq!(
         serve.hits(),
         8,

@@ -65,26 +65,38 @@ pub(crate) fn ensure_target(target: &str) -> Result<(), String> {
 /// Builds the guest's core module and returns its bytes.
 fn build(root: &Path, package: &str) -> Result<Vec<u8>, String> {
     let target_dir = root.join("target").join("guest-build");
-    let status = nested_cargo(root, &target_dir)
-        .args(["-p", package, "--target", TARGET])
+    let mut command = nested_cargo(root, &target_dir);
+    command
         // A small stack: the guest recurses nowhere, and memory is per instance.
         .env("CARGO_ENCODED_RUSTFLAGS", "-Clink-arg=-zstack-size=65536")
         .env("CARGO_PROFILE_RELEASE_LTO", "true")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
         .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true");
+    build_wasm(command, &target_dir, package, TARGET)
+}
+
+/// Runs a nested build of `package` for `target` and reads the `.wasm` it made.
+pub(crate) fn build_wasm(
+    mut command: Command,
+    target_dir: &Path,
+    package: &str,
+    target: &str,
+) -> Result<Vec<u8>, String> {
+    let status = command
+        .args(["-p", package, "--target", target])
         .status()
         .map_err(|e| format!("running cargo to build {package}: {e}"))?;
     if !status.success() {
         return Err(format!(
-            "building {package} for {TARGET} failed; see the output above"
+            "building {package} for {target} failed; see the output above"
         ));
     }
-    let module = target_dir
-        .join(TARGET)
+    let wasm = target_dir
+        .join(target)
         .join("release")
         .join(format!("{}.wasm", package.replace('-', "_")));
-    std::fs::read(&module).map_err(|e| format!("reading {}: {e}", module.display()))
+    std::fs::read(&wasm).map_err(|e| format!("reading {}: {e}", wasm.display()))
 }
 
 /// `cargo build --release --locked` for a nested build: its own target

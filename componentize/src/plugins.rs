@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::{ensure_target, nested_cargo, watch};
+use crate::{build_wasm, ensure_target, nested_cargo, watch};
 
 /// The target the plugins are built for.
 pub const PLUGIN_TARGET: &str = "wasm32-wasip2";
@@ -25,22 +25,11 @@ pub fn plugin(root: &Path, package: &str) -> Result<Vec<u8>, String> {
     watch(&plugins.join("fixtures"));
     ensure_target(PLUGIN_TARGET)?;
     let target_dir = root.join("target").join("plugins-build");
-    let status = nested_cargo(root, &target_dir)
+    let mut command = nested_cargo(root, &target_dir);
+    command
         .arg("--manifest-path")
-        .arg(plugins.join("Cargo.toml"))
-        .args(["-p", package, "--target", PLUGIN_TARGET])
-        .status()
-        .map_err(|e| format!("running cargo to build {package}: {e}"))?;
-    if !status.success() {
-        return Err(format!(
-            "building {package} for {PLUGIN_TARGET} failed; see the output above"
-        ));
-    }
-    let component = target_dir
-        .join(PLUGIN_TARGET)
-        .join("release")
-        .join(format!("{}.wasm", package.replace('-', "_")));
-    std::fs::read(&component).map_err(|e| format!("reading {}: {e}", component.display()))
+        .arg(plugins.join("Cargo.toml"));
+    build_wasm(command, &target_dir, package, PLUGIN_TARGET)
 }
 
 /// The shipped proxy plugins.

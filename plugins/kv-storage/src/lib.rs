@@ -10,6 +10,8 @@
 //! as a plain write, so two instances creating the same breaker's first
 //! record at the same moment can both succeed (the later one wins; one
 //! fresh record is lost, never a count on an existing one).
+//!
+//! State changes are logged on stderr, which hosts keep as the app's log.
 
 mod bindings {
     wit_bindgen::generate!({
@@ -123,7 +125,25 @@ impl Guest for Component {
 }
 
 impl events::Guest for Component {
-    fn state_changed(_: String, _: State, _: State, _: u64, _: bool) {}
+    /// Logs the change on stderr (the host's log).
+    fn state_changed(breaker: String, previous: State, current: State, _: u64, remote: bool) {
+        let name = |state: State| match state {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half-open",
+            State::ForcedOpen => "forced-open",
+            State::Disabled => "disabled",
+        };
+        eprintln!(
+            "{}",
+            tripswitch_plugin_settings::state_change_line(
+                &breaker,
+                name(previous),
+                name(current),
+                remote
+            )
+        );
+    }
 }
 
 bindings::export!(Component with_types_in bindings);

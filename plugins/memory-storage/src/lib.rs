@@ -1,6 +1,8 @@
 //! The breaker's storage in the component's own memory, for demo hosts such
 //! as `wasmtime serve`: state lasts as long as the instance (hosts recycle
 //! instances, so production hosts need a shared storage instead).
+//!
+//! State changes are logged on stderr, which hosts keep as the app's log.
 
 mod bindings {
     wit_bindgen::generate!({
@@ -48,7 +50,25 @@ impl Guest for Component {
 }
 
 impl events::Guest for Component {
-    fn state_changed(_: String, _: State, _: State, _: u64, _: bool) {}
+    /// Logs the change on stderr (the host's log).
+    fn state_changed(breaker: String, previous: State, current: State, _: u64, remote: bool) {
+        let name = |state: State| match state {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half-open",
+            State::ForcedOpen => "forced-open",
+            State::Disabled => "disabled",
+        };
+        eprintln!(
+            "{}",
+            tripswitch_plugin_settings::state_change_line(
+                &breaker,
+                name(previous),
+                name(current),
+                remote
+            )
+        );
+    }
 }
 
 bindings::export!(Component with_types_in bindings);

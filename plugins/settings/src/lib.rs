@@ -2,6 +2,8 @@
 //! by the middleware (inside every host) and by `tripswitch proxy` (which
 //! checks them before it serves).
 //!
+//! Also the one line every host logs a state change as.
+//!
 //! Only the names and the syntax live here. Which values a breaker accepts,
 //! and the defaults of the knobs left unset, live in the breaker component.
 
@@ -223,6 +225,14 @@ fn number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
         .map_err(|_| format!("{value:?} is not a whole number in range"))
 }
 
+/// The line a state change is logged as, in every host:
+/// `tripswitch: breaker NAME: closed -> open`, marked when another process
+/// (or instance) made the change.
+pub fn state_change_line(breaker: &str, previous: &str, current: &str, remote: bool) -> String {
+    let note = if remote { " (changed elsewhere)" } else { "" };
+    format!("tripswitch: breaker {breaker}: {previous} -> {current}{note}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +302,18 @@ mod tests {
             let error = parse(&[(FAILURE_STATUS, bad)]).unwrap_err();
             assert_eq!(error.variable, FAILURE_STATUS, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn state_changes_read_the_same_everywhere() {
+        assert_eq!(
+            state_change_line("orders", "closed", "open", false),
+            "tripswitch: breaker orders: closed -> open"
+        );
+        assert_eq!(
+            state_change_line("orders", "open", "closed", true),
+            "tripswitch: breaker orders: open -> closed (changed elsewhere)"
+        );
     }
 
     #[test]

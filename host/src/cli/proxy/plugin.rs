@@ -168,11 +168,14 @@ impl Announcer {
         }
         told.insert(breaker.to_owned(), current);
         drop(told);
-        let note = if remote { " (changed elsewhere)" } else { "" };
         eprintln!(
-            "tripswitch: breaker {breaker}: {} -> {}{note}",
-            state_name(previous),
-            state_name(current)
+            "{}",
+            tripswitch_plugin_settings::state_change_line(
+                breaker,
+                state_name(previous),
+                state_name(current),
+                remote
+            )
         );
     }
 }
