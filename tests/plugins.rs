@@ -247,10 +247,15 @@ fn the_spin_artifact_runs_its_storage_over_a_keyvalue_store() {
     );
     assert_eq!(serve.until_admitted(1).status, 200);
     assert_eq!(serve.hits(), 6);
+    let failure = serve.get("/status/503");
     assert_eq!(
-        serve.get("/status/503").status,
-        503,
-        "closed: one failure of two"
+        (
+            failure.status,
+            failure.body.as_str(),
+            failure.header("x-tripswitch")
+        ),
+        (503, "status 503", None),
+        "closed: the service answered (one failure of two)"
     );
     assert_eq!(serve.get("/").status, 200);
 }
@@ -274,10 +279,14 @@ fn a_store_the_app_was_not_granted_is_named_and_the_fallback_applies() {
         "{response:?}"
     );
     assert!(
-        response.body.contains("\"missing\"") && response.body.contains("no such store"),
+        response
+            .body
+            .contains("circuit \"upstream\" cannot reach its storage"),
         "{response:?}"
     );
     assert_eq!(response.header("retry-after"), None);
+    // The detail goes to the log, not to the client.
+    serve.wait_for_log("opening key-value store \"missing\": no such store");
 }
 
 #[test]

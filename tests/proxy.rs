@@ -29,11 +29,13 @@ fn plugin() -> Option<PathBuf> {
     None
 }
 
-/// The knobs every proxy gets.
-fn knobs() -> [(&'static str, String); 2] {
+/// The knobs every proxy gets, and a variable of tripswitch's own tooling
+/// that shares the prefix but is not a setting (it must not stop the proxy).
+fn knobs() -> [(&'static str, String); 3] {
     [
         ("TRIPSWITCH_FAIL_MAX", FAIL_MAX.to_string()),
         ("TRIPSWITCH_RESET_TIMEOUT_MS", RESET_TIMEOUT_MS.to_string()),
+        ("TRIPSWITCH_WASMTIME", "/nowhere/wasmtime".to_string()),
     ]
 }
 
@@ -325,6 +327,7 @@ fn two_proxies_on_one_redis_share_one_breaker() {
     let from_a = a.get("/");
     let from_b = b.get("/");
     assert_eq!((from_a.status, from_b.status), (503, 503));
+    a.wait_for_stderr("tripswitch: breaker upstream: closed -> open (changed elsewhere)");
     assert_eq!(upstream.hits(), FAIL_MAX);
 
     // A trial through A closes the breaker for B too.
@@ -351,6 +354,76 @@ fn an_upstream_that_is_down_counts_as_a_failure() {
     let rejected = proxy.get("/");
     assert_eq!(rejected.status, 503, "{rejected:?}");
     retry_after(&rejected);
+}
+
+#[test]
+fn an_upstream_that_does_not_answer_in_time_counts_as_a_failure() {
+    // Accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding");
+    let silent = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let held: Vec<TcpStream> = listener.incoming().map_while(Result::ok).collect();
+        drop(held);
+    });
+    // The plugin given explicitly: the same middleware the binary embeds.
+    let plugin = Path::new(env!("OUT_DIR")).join("tripswitch-middleware.wasm");
+    let plugin = plugin.to_str().expect("a UTF-8 path");
+    let proxy = Proxy::start(
+        &silent,
+        &["--upstream-timeout-ms", "200", "--plugin", plugin],
+    );
+    for _ in 0..FAIL_MAX {
+        let reply = proxy.get("/");
+        assert_eq!(reply.status, 504, "{reply:?}");
+    }
+    proxy.wait_for_stderr("closed -> open");
+    let rejected = proxy.get("/");
+    assert_eq!(rejected.status, 503, "{rejected:?}");
+    assert_eq!(rejected.header("x-tripswitch"), Some("open"));
+}
+
+/// Starts a proxy that must refuse to start; returns its stderr.
+fn refused(upstream: &str, extra: &[&str], env: &[(&str, &str)]) -> String {
+    let mut child = proxy_command(upstream, extra, env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting tripswitch proxy");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the proxy") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("{env:?} {extra:?} {upstream}: the proxy started instead of failing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        !status.success(),
+        "{env:?} {extra:?} {upstream}: exited {status}"
+    );
+    stderr
+}
+
+#[test]
+fn a_plugin_that_cannot_be_served_stops_the_proxy_at_start() {
+    let upstream = "http://127.0.0.1:9";
+    let stderr = refused(upstream, &["--plugin", "/nowhere/plugin.wasm"], &[]);
+    assert!(stderr.contains("reading /nowhere/plugin.wasm"), "{stderr}");
+    let not_wasm = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let stderr = refused(upstream, &["--plugin", not_wasm], &[]);
+    assert!(stderr.contains("is not a loadable component"), "{stderr}");
+    let stderr = refused(upstream, &["--upstream-timeout-ms", "0"], &[]);
+    assert!(stderr.contains("--upstream-timeout-ms"), "{stderr}");
 }
 
 #[test]
@@ -389,30 +462,7 @@ fn bad_settings_stop_the_proxy_at_start() {
         ),
     ];
     for (env, upstream, expected) in cases {
-        let mut child = proxy_command(upstream, &[], env)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting tripswitch proxy");
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("waiting for the proxy") {
-                break status;
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                panic!("{env:?} {upstream}: the proxy started instead of failing");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        assert!(!status.success(), "{env:?} {upstream}: exited {status}");
+        let stderr = refused(upstream, &[], env);
         for text in expected {
             assert!(stderr.contains(text), "{env:?} {upstream}: {stderr}");
         }

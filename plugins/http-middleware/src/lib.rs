@@ -65,6 +65,9 @@ impl Middleware {
 
 /// The variable that sets a config field the component named.
 fn variable_of(field: &str) -> String {
+    if field == "name" {
+        return tripswitch_plugin_settings::BREAKER.to_owned();
+    }
     format!(
         "{}{}",
         tripswitch_plugin_settings::PREFIX,

@@ -46,6 +46,10 @@ pub const KNOWN: [&str; 9] = [
     KV_STORE,
 ];
 
+/// Variables of tripswitch's own build and tests that share our prefix but
+/// are not plugin settings: ignored, never reported as unknown.
+pub const NOT_SETTINGS: [&str; 2] = ["TRIPSWITCH_COMPONENT", "TRIPSWITCH_WASMTIME"];
+
 /// The breaker name used when [`BREAKER`] is unset.
 pub const DEFAULT_BREAKER: &str = "upstream";
 /// The failure statuses used when [`FAILURE_STATUS`] is unset.
@@ -167,7 +171,7 @@ impl Settings {
         };
         for (name, value) in vars {
             let (name, value) = (name.as_ref(), value.as_ref());
-            if !name.starts_with(PREFIX) {
+            if !name.starts_with(PREFIX) || NOT_SETTINGS.contains(&name) {
                 continue;
             }
             let fail = |problem: String| SettingsError {
@@ -243,7 +247,13 @@ mod tests {
 
     #[test]
     fn defaults_leave_knobs_to_the_component() {
-        let settings = parse(&[("PATH", "/bin"), ("HOME", "/")]).unwrap();
+        let settings = parse(&[
+            ("PATH", "/bin"),
+            ("HOME", "/"),
+            ("TRIPSWITCH_COMPONENT", "breaker.wasm"),
+            ("TRIPSWITCH_WASMTIME", "/usr/bin/wasmtime"),
+        ])
+        .unwrap();
         assert_eq!(settings.breaker, "upstream");
         assert_eq!(settings.knobs, Knobs::default());
         assert!(settings.failure_status.contains(500) && settings.failure_status.contains(599));

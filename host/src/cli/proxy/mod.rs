@@ -45,6 +45,10 @@ pub struct ProxyArgs {
     /// Where the requests the plugin passes on go: http://HOST:PORT.
     #[arg(long, value_name = "URL", value_parser = Address::parse)]
     upstream: Address,
+    /// How long the upstream may take to answer, in ms; a slower answer is a
+    /// failure, and the client gets 504.
+    #[arg(long, value_name = "MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    upstream_timeout_ms: u64,
     /// The wasi:http middleware plugin (a component file) [default: the embedded one].
     #[arg(long, value_name = "FILE")]
     plugin: Option<PathBuf>,
@@ -63,8 +67,8 @@ The plugin's settings are environment variables, checked before the proxy listen
   TRIPSWITCH_FALLBACK_STATE       closed, open or forced-open while the storage fails
   TRIPSWITCH_FAILURE_STATUS       upstream statuses counted as failures (like 500-599)
 Knobs left unset take the breaker component's defaults. An upstream that cannot be
-reached counts as a failure and is answered 502; a rejected request gets 503 with
-Retry-After.";
+reached (502) or does not answer in time (504) counts as a failure; a rejected
+request gets 503 with Retry-After.";
 
 /// The middleware plugin built into this binary (composed with the embedded
 /// breaker by the build script).
@@ -85,7 +89,10 @@ pub fn run(args: &ProxyArgs) -> Result<(), String> {
         ),
         None => (EMBEDDED_PLUGIN.to_vec(), "the embedded plugin".to_string()),
     };
-    let upstream = Upstream::new(args.upstream.clone());
+    let upstream = Upstream::new(
+        args.upstream.clone(),
+        Duration::from_millis(args.upstream_timeout_ms),
+    );
     let plugin = Plugin::load(&bytes, &what, upstream, storage, env)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -232,6 +239,10 @@ async fn respond(
     {
         Ok(response) => response,
         Err(error) => match error.downcast_ref::<ErrorCode>() {
+            Some(ErrorCode::ConnectionReadTimeout) => plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway timeout: the upstream did not answer in time\n".into(),
+            ),
             Some(code) => plain(
                 StatusCode::BAD_GATEWAY,
                 format!("bad gateway: the upstream failed ({code:?})\n"),

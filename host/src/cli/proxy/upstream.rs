@@ -85,18 +85,25 @@ impl std::fmt::Display for Address {
 pub struct Upstream {
     address: Address,
     client: Client<HttpConnector, WasiBody>,
+    /// How long the upstream may take to answer a request's head.
+    timeout: Duration,
 }
 
 impl Upstream {
-    /// A pooled client for `address`; needs a tokio runtime when used.
-    pub fn new(address: Address) -> Upstream {
+    /// A pooled client for `address` that gives up on an answer after
+    /// `timeout`; needs a tokio runtime when used.
+    pub fn new(address: Address, timeout: Duration) -> Upstream {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(connector);
-        Upstream { address, client }
+        Upstream {
+            address,
+            client,
+            timeout,
+        }
     }
 
     /// Where requests go.
@@ -135,8 +142,12 @@ impl WasiHttpHooks for Upstream {
             .headers_mut()
             .insert(HOST, self.address.host_header.clone());
         let sent = self.client.request(request);
+        let timeout = self.timeout;
         Box::new(async move {
-            let response = sent.await.map_err(classify)?;
+            let response = tokio::time::timeout(timeout, sent)
+                .await
+                .map_err(|_elapsed| HttpError::ConnectionReadTimeout)?
+                .map_err(classify)?;
             let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
             let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
                 Box::new(std::future::ready(Ok(())));
