@@ -37,15 +37,18 @@ pub struct Plugins {
     /// Middleware + breaker; imports `tripswitch:breaker/storage` and
     /// `events`, for hosts that provide them (`tripswitch proxy`).
     pub middleware: Vec<u8>,
-    /// Middleware + breaker + the `wasi:keyvalue` storage adapter, for Spin.
+    /// Middleware + breaker + the `wasi:keyvalue` storage adapter + events
+    /// as log lines, for Spin.
     pub spin: Vec<u8>,
-    /// Middleware + breaker + storage in the component's own memory, for
-    /// demo hosts such as `wasmtime serve`.
+    /// Middleware + breaker + storage in the component's own memory + events
+    /// as log lines, for demo hosts such as `wasmtime serve`.
     pub local: Vec<u8>,
     /// The `wasi:keyvalue` storage adapter alone.
     pub kv_storage: Vec<u8>,
     /// The in-memory storage adapter alone.
     pub memory_storage: Vec<u8>,
+    /// The events as log lines on stderr, alone.
+    pub log_events: Vec<u8>,
 }
 
 impl Plugins {
@@ -55,12 +58,14 @@ impl Plugins {
         let middleware = Plugins::middleware(root, &breaker)?;
         let kv_storage = plugin(root, "tripswitch-kv-storage")?;
         let memory_storage = plugin(root, "tripswitch-memory-storage")?;
+        let log_events = plugin(root, "tripswitch-log-events")?;
         Ok(Plugins {
-            spin: crate::plug(&middleware, &[&kv_storage])?,
-            local: crate::plug(&middleware, &[&memory_storage])?,
+            spin: crate::plug(&middleware, &[&kv_storage, &log_events])?,
+            local: crate::plug(&middleware, &[&memory_storage, &log_events])?,
             middleware,
             kv_storage,
             memory_storage,
+            log_events,
         })
     }
 
@@ -70,13 +75,14 @@ impl Plugins {
     }
 
     /// Each plugin with its file name.
-    pub fn files(&self) -> [(&'static str, &[u8]); 5] {
+    pub fn files(&self) -> [(&'static str, &[u8]); 6] {
         [
             ("tripswitch-middleware.wasm", &self.middleware),
             ("tripswitch-middleware-spin.wasm", &self.spin),
             ("tripswitch-middleware-local.wasm", &self.local),
             ("tripswitch-kv-storage.wasm", &self.kv_storage),
             ("tripswitch-memory-storage.wasm", &self.memory_storage),
+            ("tripswitch-log-events.wasm", &self.log_events),
         ]
     }
 }

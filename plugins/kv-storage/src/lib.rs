@@ -10,8 +10,6 @@
 //! as a plain write, so two instances creating the same breaker's first
 //! record at the same moment can both succeed (the later one wins; one
 //! fresh record is lost, never a count on an existing one).
-//!
-//! State changes are logged on stderr, which hosts keep as the app's log.
 
 mod bindings {
     wit_bindgen::generate!({
@@ -24,9 +22,7 @@ mod bindings {
 use std::cell::OnceCell;
 use std::rc::Rc;
 
-use bindings::exports::tripswitch::breaker::events;
 use bindings::exports::tripswitch::breaker::storage::{Entry, Guest, SwapResult};
-use bindings::tripswitch::breaker::types::State;
 use bindings::wasi::keyvalue::atomics::{self, Cas, CasError};
 use bindings::wasi::keyvalue::store::{self, Bucket, Error};
 use tripswitch_plugin_settings::Settings;
@@ -121,28 +117,6 @@ impl Guest for Component {
             Err(CasError::CasFailed(_)) => Ok(SwapResult::Conflict(Self::load(key)?)),
             Err(CasError::StoreError(e)) => Err(format!("writing {key:?}: {}", describe(&e))),
         }
-    }
-}
-
-impl events::Guest for Component {
-    /// Logs the change on stderr (the host's log).
-    fn state_changed(breaker: String, previous: State, current: State, _: u64, remote: bool) {
-        let name = |state: State| match state {
-            State::Closed => "closed",
-            State::Open => "open",
-            State::HalfOpen => "half-open",
-            State::ForcedOpen => "forced-open",
-            State::Disabled => "disabled",
-        };
-        eprintln!(
-            "{}",
-            tripswitch_plugin_settings::state_change_line(
-                &breaker,
-                name(previous),
-                name(current),
-                remote
-            )
-        );
     }
 }
 

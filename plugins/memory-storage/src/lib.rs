@@ -1,8 +1,6 @@
 //! The breaker's storage in the component's own memory, for demo hosts such
 //! as `wasmtime serve`: state lasts as long as the instance (hosts recycle
 //! instances, so production hosts need a shared storage instead).
-//!
-//! State changes are logged on stderr, which hosts keep as the app's log.
 
 mod bindings {
     wit_bindgen::generate!({
@@ -15,9 +13,7 @@ mod bindings {
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use bindings::exports::tripswitch::breaker::events;
 use bindings::exports::tripswitch::breaker::storage::{Entry, Guest, SwapResult};
-use bindings::tripswitch::breaker::types::State;
 
 thread_local! {
     /// Each key's version and data.
@@ -46,28 +42,6 @@ impl Guest for Component {
             entries.insert(key, Entry { version, data });
             Ok(SwapResult::Written(version))
         })
-    }
-}
-
-impl events::Guest for Component {
-    /// Logs the change on stderr (the host's log).
-    fn state_changed(breaker: String, previous: State, current: State, _: u64, remote: bool) {
-        let name = |state: State| match state {
-            State::Closed => "closed",
-            State::Open => "open",
-            State::HalfOpen => "half-open",
-            State::ForcedOpen => "forced-open",
-            State::Disabled => "disabled",
-        };
-        eprintln!(
-            "{}",
-            tripswitch_plugin_settings::state_change_line(
-                &breaker,
-                name(previous),
-                name(current),
-                remote
-            )
-        );
     }
 }
 
