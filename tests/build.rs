@@ -36,6 +36,11 @@ fn build() -> Result<(), String> {
     // front of the service; the Spin artifact with the stand-in store.
     write("service.wasm", &service)?;
     write("local-app.wasm", &plug(&plugins.local, &[&service])?)?;
+    // The Spin storage adapter on the stand-in store, for its own tests.
+    write(
+        "kv-storage-on-store.wasm",
+        &plug(&plugins.kv_storage, &[&store])?,
+    )?;
     write(
         "spin-app.wasm",
         &plug(&plug(&plugins.spin, &[&store])?, &[&service])?,
