@@ -8,15 +8,14 @@
 //! more than a few hundred ms apart). The service's `/hits` counter, kept in
 //! the same instance, proves it: it counts on across the whole cycle.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::Duration;
 
-use tripswitch_testkit::free_port;
 use tripswitch_testkit::http::{Response, get};
+use tripswitch_testkit::{Log, free_port};
 
 /// A component the build script composed.
 fn built(name: &str) -> PathBuf {
@@ -45,7 +44,7 @@ struct Serve {
     addr: SocketAddr,
     child: Child,
     /// What it wrote to stderr so far (the plugins' log).
-    log: Arc<Mutex<String>>,
+    log: Log,
 }
 
 impl Serve {
@@ -65,18 +64,11 @@ impl Serve {
             .expect("starting wasmtime serve");
         let (ready, listening) = mpsc::channel();
         let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let written = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("Serving HTTP on") {
-                    let _ = ready.send(());
-                }
-                eprintln!("[wasmtime serve] {line}");
-                let mut log = written.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
+        let log = Log::collect(stderr, move |line| {
+            if line.contains("Serving HTTP on") {
+                let _ = ready.send(());
             }
+            eprintln!("[wasmtime serve] {line}");
         });
         if listening.recv_timeout(Duration::from_secs(120)).is_err() {
             let _ = child.kill();
@@ -87,13 +79,7 @@ impl Serve {
 
     /// Waits up to 5 s for `text` in what the server wrote to stderr.
     fn wait_for_log(&self, text: &str) {
-        for _ in 0..500 {
-            if self.log.lock().unwrap().contains(text) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("no {text:?} in the log: {}", self.log.lock().unwrap());
+        self.log.wait_for(text);
     }
 
     fn get(&self, path: &str) -> Response {

@@ -9,12 +9,13 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use tripswitch_testkit::Log;
 use tripswitch_testkit::http::{self, Response};
-use tripswitch_tests::{RedisServer, free_port};
+use tripswitch_tests::{RedisServer, free_port, tripswitch_binary};
 
 /// Consecutive failures that open the circuit, as the proxies are told.
 const FAIL_MAX: usize = 3;
@@ -37,43 +38,6 @@ fn knobs() -> [(&'static str, String); 3] {
         ("TRIPSWITCH_RESET_TIMEOUT_MS", RESET_TIMEOUT_MS.to_string()),
         ("TRIPSWITCH_WASMTIME", "/nowhere/wasmtime".to_string()),
     ]
-}
-
-/// The `tripswitch` binary, built once per test run with the profile and
-/// target folder of this test (cargo builds only this crate's own binaries
-/// for its tests).
-fn tripswitch_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        // This test runs as <target>/<profile>/deps/proxy-<hash>.
-        let exe = std::env::current_exe().expect("the test's own path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test runs from <target>/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("<target>/<profile>");
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => "dev".to_string(),
-            Some(other) => other.to_string(),
-            None => panic!("no profile folder in {}", exe.display()),
-        };
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "tripswitch",
-                "--bin",
-                "tripswitch",
-            ])
-            .args(["--profile", &profile, "--target-dir"])
-            .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo build for the tripswitch binary");
-        assert!(status.success(), "building the tripswitch binary failed");
-        profile_dir.join("tripswitch")
-    })
 }
 
 /// A `tripswitch proxy` command with the test plugin and none of this
@@ -99,7 +63,7 @@ fn proxy_command(upstream: &str, extra: &[&str], env: &[(&str, impl AsRef<str>)]
 struct Proxy {
     child: Child,
     port: u16,
-    stderr: Arc<Mutex<String>>,
+    stderr: Log,
 }
 
 impl Proxy {
@@ -110,16 +74,7 @@ impl Proxy {
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting tripswitch proxy");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = BufReader::new(child.stderr.take().unwrap());
-        let collected = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            while pipe.read_line(&mut line).is_ok_and(|n| n > 0) {
-                collected.lock().unwrap().push_str(&line);
-                line.clear();
-            }
-        });
+        let stderr = Log::collect(child.stderr.take().unwrap(), |_| {});
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -135,7 +90,7 @@ impl Proxy {
             std::thread::sleep(Duration::from_millis(100));
             panic!(
                 "the proxy did not start: stdout {line:?}, stderr {:?}",
-                stderr.lock().unwrap()
+                stderr.text()
             );
         };
         Proxy {
@@ -153,15 +108,7 @@ impl Proxy {
 
     /// Waits up to 5 s for the proxy to write `text` to stderr.
     fn wait_for_stderr(&self, text: &str) {
-        let start = Instant::now();
-        while !self.stderr.lock().unwrap().contains(text) {
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "the proxy did not write {text:?}; its stderr:\n{}",
-                self.stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.stderr.wait_for(text);
     }
 }
 

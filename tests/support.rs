@@ -1,8 +1,10 @@
 //! Shared helpers for the integration tests: a recording listener, storages
 //! that fail or count on demand, and a breaker builder on a virtual clock.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::Duration;
 
 use tripswitch::{
@@ -198,5 +200,42 @@ pub fn hammer(
             })
             .collect();
         workers.into_iter().map(|w| w.join().unwrap()).collect()
+    })
+}
+
+/// The `tripswitch` binary, built once per test run with the profile and
+/// target folder of the running test or bench (cargo builds only this
+/// crate's own binaries for its tests).
+pub fn tripswitch_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        // Tests and benches run as <target>/<profile>/deps/<name>-<hash>.
+        let exe = std::env::current_exe().expect("the test's own path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test runs from <target>/<profile>/deps");
+        let target_dir = profile_dir.parent().expect("<target>/<profile>");
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev".to_string(),
+            Some(other) => other.to_string(),
+            None => panic!("no profile folder in {}", exe.display()),
+        };
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "tripswitch",
+                "--bin",
+                "tripswitch",
+            ])
+            .args(["--profile", &profile, "--target-dir"])
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("running cargo build for the tripswitch binary");
+        assert!(status.success(), "building the tripswitch binary failed");
+        profile_dir.join("tripswitch")
     })
 }

@@ -1,8 +1,11 @@
 //! Test helpers that need no tripswitch: `redis-server` processes (standalone
-//! and cluster) that tests start on free loopback ports, and a minimal HTTP
-//! client.
+//! and cluster) that tests start on free loopback ports, a minimal HTTP
+//! client, and the collected output of child processes.
 
 pub mod http;
+mod log;
+
+pub use log::Log;
 
 use std::time::Duration;
 

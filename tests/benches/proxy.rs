@@ -9,14 +9,13 @@
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use tripswitch_tests::RedisServer;
+use tripswitch_tests::{RedisServer, tripswitch_binary};
 
 /// How long wrk runs each case.
 const SECONDS: u32 = 5;
@@ -52,24 +51,12 @@ fn upstream() -> SocketAddr {
     addr
 }
 
-/// The release `tripswitch` binary, built if needed.
-fn tripswitch() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "-p", "tripswitch"])
-        .current_dir(root)
-        .status()
-        .expect("running cargo build");
-    assert!(status.success(), "building tripswitch");
-    root.join("target").join("release").join("tripswitch")
-}
-
 /// A `tripswitch proxy` process in front of `upstream`; killed when dropped.
 struct Proxy(Child, SocketAddr);
 
 impl Proxy {
     fn start(upstream: SocketAddr, extra: &[&str]) -> Proxy {
-        let mut child = Command::new(tripswitch())
+        let mut child = Command::new(tripswitch_binary())
             .args(["proxy", "--listen", "127.0.0.1:0", "--upstream"])
             .arg(format!("http://{upstream}"))
             .args(extra)

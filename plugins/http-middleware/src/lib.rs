@@ -24,7 +24,7 @@ use bindings::tripswitch::breaker::breaker::CircuitBreaker;
 use bindings::tripswitch::breaker::types::{Config, ConfigError, Outcome, Permit, State};
 use bindings::wasi::http::handler as next;
 use bindings::wasi::http::types::{ErrorCode, Request, Response};
-use tripswitch_plugin_settings::{Fallback, Settings, StatusSet};
+use tripswitch_plugin_settings::{Fallback, Settings, StatusSet, variable_for};
 
 /// The middleware's state in one instance: built at its first request.
 struct Middleware {
@@ -54,25 +54,13 @@ impl Middleware {
             }),
         };
         let breaker = CircuitBreaker::create(&settings.breaker, config).map_err(
-            |ConfigError::Invalid((field, reason))| format!("{}: {reason}", variable_of(&field)),
+            |ConfigError::Invalid((field, reason))| format!("{}: {reason}", variable_for(&field)),
         )?;
         Ok(Rc::new(Middleware {
             breaker,
             failure_status: settings.failure_status,
         }))
     }
-}
-
-/// The variable that sets a config field the component named.
-fn variable_of(field: &str) -> String {
-    if field == "name" {
-        return tripswitch_plugin_settings::BREAKER.to_owned();
-    }
-    format!(
-        "{}{}",
-        tripswitch_plugin_settings::PREFIX,
-        field.replace('-', "_").to_uppercase()
-    )
 }
 
 /// Unix time in ms.

@@ -229,6 +229,21 @@ fn number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
         .map_err(|_| format!("{value:?} is not a whole number in range"))
 }
 
+/// The variable that sets a config field the breaker component names in
+/// its errors (`fail-max`: `TRIPSWITCH_FAIL_MAX`, `name`: [`BREAKER`]); a
+/// field no variable sets is given in parentheses.
+pub fn variable_for(field: &str) -> String {
+    if field == "name" {
+        return BREAKER.to_owned();
+    }
+    let name = format!("{PREFIX}{}", field.to_uppercase().replace('-', "_"));
+    if KNOWN.contains(&name.as_str()) {
+        name
+    } else {
+        format!("({field})")
+    }
+}
+
 /// The line a state change is logged as, in every host:
 /// `tripswitch: breaker NAME: closed -> open`, marked when another process
 /// (or instance) made the change.
@@ -312,6 +327,15 @@ mod tests {
             let error = parse(&[(FAILURE_STATUS, bad)]).unwrap_err();
             assert_eq!(error.variable, FAILURE_STATUS, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn config_fields_name_their_variables() {
+        assert_eq!(variable_for("fail-max"), FAIL_MAX);
+        assert_eq!(variable_for("reset-timeout-ms"), RESET_TIMEOUT_MS);
+        assert_eq!(variable_for("half-open-max-calls"), HALF_OPEN_MAX_CALLS);
+        assert_eq!(variable_for("name"), BREAKER);
+        assert_eq!(variable_for("something-new"), "(something-new)");
     }
 
     #[test]

@@ -169,27 +169,10 @@ fn check_knobs(settings: &Settings) -> Result<(), String> {
     }
     builder.build().map(drop).map_err(|error| match &error {
         tripswitch::Error::InvalidConfig { field, .. } => {
-            format!("invalid setting {}: {error}", variable(field))
+            format!("invalid setting {}: {error}", settings::variable_for(field))
         }
         _ => format!("checking the breaker's settings: {error}"),
     })
-}
-
-/// The variable that sets a config field (`fail-max`: TRIPSWITCH_FAIL_MAX).
-fn variable(field: &str) -> String {
-    if field == "name" {
-        return settings::BREAKER.to_string();
-    }
-    let name = format!(
-        "{}{}",
-        settings::PREFIX,
-        field.to_uppercase().replace('-', "_")
-    );
-    if settings::KNOWN.contains(&name.as_str()) {
-        name
-    } else {
-        format!("({field})")
-    }
 }
 
 /// Accepts connections until the process ends.
@@ -275,18 +258,6 @@ fn plain(status: StatusCode, text: String) -> http::Response<WasiBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fields_name_their_variables() {
-        assert_eq!(variable("fail-max"), "TRIPSWITCH_FAIL_MAX");
-        assert_eq!(variable("reset-timeout-ms"), "TRIPSWITCH_RESET_TIMEOUT_MS");
-        assert_eq!(
-            variable("half-open-max-calls"),
-            "TRIPSWITCH_HALF_OPEN_MAX_CALLS"
-        );
-        assert_eq!(variable("name"), "TRIPSWITCH_BREAKER");
-        assert_eq!(variable("something-new"), "(something-new)");
-    }
 
     #[test]
     fn the_component_checks_the_values() {
