@@ -92,17 +92,17 @@ fn endless_conflicts_end_in_an_error_not_a_loop() {
         .unwrap();
     let permit = breaker.acquire().unwrap();
     match permit.failure() {
-        Err(Error::Storage(message)) => {
+        Err(Error::Contended(message)) => {
             assert!(
                 message.contains("gave up after 64 conflicting writes"),
                 "{message}"
             )
         }
-        other => panic!("expected a storage error, got {other:?}"),
+        other => panic!("expected a contended error, got {other:?}"),
     }
     match breaker.open() {
-        Err(Error::Storage(message)) => assert!(message.contains("conflicting writes")),
-        other => panic!("expected a storage error, got {other:?}"),
+        Err(Error::Contended(message)) => assert!(message.contains("conflicting writes")),
+        other => panic!("expected a contended error, got {other:?}"),
     }
     // Through `call`, the failure still reaches the caller and the listener
     // hears that it could not be recorded.
@@ -112,7 +112,7 @@ fn endless_conflicts_end_in_an_error_not_a_loop() {
         heard
             .take()
             .iter()
-            .any(|h| matches!(h, Heard::Error(Error::Storage(m)) if m.contains("conflicting"))),
+            .any(|h| matches!(h, Heard::Error(Error::Contended(m)) if m.contains("conflicting"))),
         "the listener hears of the lost write"
     );
 }
@@ -186,11 +186,11 @@ fn records_that_are_not_ours_are_named_as_such() {
             .build()
             .unwrap();
         match breaker.snapshot() {
-            Err(Error::Storage(message)) => {
+            Err(Error::Corrupt(message)) => {
                 assert!(message.contains(&format!("breaker {name:?}")), "{message}");
                 assert!(message.contains(why), "{message}");
             }
-            other => panic!("{why}: expected a storage error, got {other:?}"),
+            other => panic!("{why}: expected a corrupt-record error, got {other:?}"),
         }
         // The default fallback (closed) admits; the result cannot be recorded.
         succeed(&breaker).unwrap();

@@ -228,6 +228,8 @@ fn half_open_race(max_calls: u32) {
             previous: State::Closed,
             current: State::Open,
             at_ms: T0,
+            generation: 1,
+            reason: tripswitch::Reason::Tripped,
             remote,
         };
         assert_eq!(heard[0].changes(), vec![opened(false)]);
@@ -278,8 +280,15 @@ fn half_open_race(max_calls: u32) {
             assert!(told.len() <= 1, "round {round}: {told:?}");
             for change in told {
                 assert_eq!(
-                    (change.previous, change.current, change.at_ms),
-                    (State::Open, State::HalfOpen, T0 + 100)
+                    (change.current, change.at_ms, change.generation),
+                    (State::HalfOpen, T0 + 100, generation + 1)
+                );
+                // From the state the telling instance last knew: open, or
+                // closed for a new instance's first look (told as remote).
+                assert!(
+                    change.previous == State::Open
+                        || (change.previous == State::Closed && change.remote),
+                    "round {round}: {change:?}"
                 );
             }
             let heard = said.take();

@@ -15,7 +15,7 @@ wasmtime::component::bindgen!({
         package tripswitch:kv-storage-test;
 
         world storage-provider {
-            export tripswitch:breaker/storage@0.1.0;
+            export tripswitch:breaker/storage@0.2.0;
         }
     ",
     world: "tripswitch:kv-storage-test/storage-provider",

@@ -15,19 +15,21 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tripswitch::{
-    CallError, CircuitBreaker, Entry, Error, MemoryStorage, Rejected, State, StateChange, Storage,
-    StorageError, SwapResult,
+    CallError, CircuitBreaker, Entry, Error, MemoryStorage, Reason, Rejected, State, StateChange,
+    Storage, StorageError, SwapResult,
 };
 use tripswitch_tests::{
     Boom, Flaky, Heard, Ran, Recorder, T0, advance, builder, clock, fail, hammer, succeed,
 };
 
 /// A state change as the breaker's own listener hears it.
-fn local(previous: State, current: State, at: u64) -> StateChange {
+fn local(previous: State, current: State, at: u64, generation: u64, reason: Reason) -> StateChange {
     StateChange {
         previous,
         current,
         at_ms: T0 + at,
+        generation,
+        reason,
         remote: false,
     }
 }
@@ -290,15 +292,18 @@ fn transition_events_come_in_order() {
         .unwrap();
     assert!(heard.changes().is_empty());
     fail(&breaker).unwrap_err();
-    assert_eq!(heard.changes(), vec![local(State::Closed, State::Open, 0)]);
+    assert_eq!(
+        heard.changes(),
+        vec![local(State::Closed, State::Open, 0, 1, Reason::Tripped)]
+    );
     advance(&clock, 100);
     succeed(&breaker).unwrap();
     assert_eq!(
         heard.changes(),
         vec![
-            local(State::Closed, State::Open, 0),
-            local(State::Open, State::HalfOpen, 100),
-            local(State::HalfOpen, State::Closed, 100),
+            local(State::Closed, State::Open, 0, 1, Reason::Tripped),
+            local(State::Open, State::HalfOpen, 100, 2, Reason::TimeoutElapsed),
+            local(State::HalfOpen, State::Closed, 100, 3, Reason::Recovered),
         ]
     );
 }
@@ -524,6 +529,8 @@ fn a_new_breaker_takes_the_stored_state_counters_and_opened_at() {
             previous: State::Closed,
             current: State::Open,
             at_ms: T0 + 500,
+            generation: 1,
+            reason: Reason::Operator,
             remote: true,
         }]
     );
@@ -834,7 +841,7 @@ fn bug5_fallback_open_with_the_storage_down_rejects_without_looping() {
     storage.take_counts();
     for _ in 0..3 {
         match succeed(&breaker) {
-            Err(CallError::Rejected(Rejected::StorageUnavailable { message })) => {
+            Err(CallError::Rejected(Rejected::StorageUnavailable { message, .. })) => {
                 assert!(message.contains("connection refused"), "{message}")
             }
             other => panic!("expected storage-unavailable, got {other:?}"),
@@ -842,7 +849,7 @@ fn bug5_fallback_open_with_the_storage_down_rejects_without_looping() {
     }
     let (loads, swaps) = storage.take_counts();
     assert_eq!((loads, swaps), (3, 0), "one load per call, no retry loop");
-    assert!(matches!(breaker.open(), Err(Error::Storage(_))));
+    assert!(matches!(breaker.open(), Err(Error::Storage { .. })));
     let errors = heard
         .take()
         .into_iter()

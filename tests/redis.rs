@@ -97,7 +97,9 @@ fn values_that_are_not_ours_give_clear_errors() {
             .unwrap()
     };
     let expect_error = |name: &str, needle: &str| match make(name).snapshot() {
-        Err(Error::Storage(message)) => assert!(message.contains(needle), "{name}: {message}"),
+        Err(Error::Storage { message, .. } | Error::Corrupt(message)) => {
+            assert!(message.contains(needle), "{name}: {message}")
+        }
         other => panic!("{name}: expected a storage error, got {other:?}"),
     };
     server.cli(&["RPUSH", "{odd:tripswitch:listy}", "a", "b"]);
@@ -231,7 +233,7 @@ fn a_dead_redis_means_the_fallback_state_and_a_live_one_resumes() {
     for _ in 0..20 {
         assert_eq!(admits.call(|| Ok::<_, ()>(1)).unwrap(), 1);
         match rejects.call(|| Ok::<_, ()>(1)) {
-            Err(CallError::Rejected(Rejected::StorageUnavailable { message })) => {
+            Err(CallError::Rejected(Rejected::StorageUnavailable { message, .. })) => {
                 assert!(message.contains("Redis redis://127.0.0.1"), "{message}")
             }
             other => panic!("expected storage-unavailable, got {other:?}"),

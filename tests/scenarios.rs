@@ -6,8 +6,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde_json::Value;
-use tripswitch::{CircuitBreaker, Error, ManualClock, MemoryStorage, Permit, Rejected, State};
+use tripswitch::{
+    CircuitBreaker, Entry, Error, ManualClock, MemoryStorage, Permit, Rejected, State, Storage,
+    StorageError, SwapResult,
+};
 use tripswitch_tests::Recorder;
 
 /// Where the virtual clock starts; scenario times are offsets from it.
@@ -52,6 +58,60 @@ fn builder(name: &str, config: &Value, clock: &ManualClock) -> tripswitch::Build
     builder
 }
 
+/// The scenarios' storage: memory that a `storage` step can make fail. It
+/// tells its version for free while it works, as memory does.
+#[derive(Clone, Default)]
+struct Switch {
+    inner: MemoryStorage,
+    failing: Arc<AtomicBool>,
+}
+
+impl Switch {
+    fn check(&self) -> Result<(), StorageError> {
+        if self.failing.load(Ordering::SeqCst) {
+            Err(StorageError("connection refused (scenario)".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Storage for Switch {
+    fn load(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        self.check()?;
+        self.inner.load(key)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        data: &[u8],
+    ) -> Result<SwapResult, StorageError> {
+        self.check()?;
+        self.inner.compare_and_swap(key, expected, data)
+    }
+
+    fn peek_version(&self, key: &str) -> Option<Option<u64>> {
+        self.check().ok()?;
+        self.inner.peek_version(key)
+    }
+
+    fn may_block(&self) -> bool {
+        false
+    }
+}
+
+/// Runs a step on the breaker's first instance (0, this thread's), or on
+/// another one (1: a thread of its own, so another pooled instance).
+fn on_instance<T: Send>(instance: u64, step: impl FnOnce() -> T + Send) -> T {
+    if instance == 0 {
+        step()
+    } else {
+        std::thread::scope(|scope| scope.spawn(step).join().expect("the step ran"))
+    }
+}
+
 fn rejection_name(rejected: &Rejected) -> &'static str {
     match rejected {
         Rejected::Open { .. } => "open",
@@ -84,7 +144,7 @@ fn run(path: &Path) {
         return;
     }
     let clock = ManualClock::new(START);
-    let storage = MemoryStorage::new();
+    let storage = Switch::default();
     let count = scenario
         .get("breakers")
         .and_then(Value::as_u64)
@@ -101,17 +161,30 @@ fn run(path: &Path) {
         })
         .collect();
     let mut told = vec![0usize; count];
+    let mut outages_told = vec![0usize; count];
     let mut permits: HashMap<String, Permit> = HashMap::new();
     for (n, step) in scenario["steps"].as_array().unwrap().iter().enumerate() {
         let at = format!("{file} step {n}: {step}");
         let on = step.get("on").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let instance = step.get("instance").and_then(Value::as_u64).unwrap_or(0);
         let breaker = &breakers[on];
         match step["do"].as_str().unwrap() {
             "advance" => clock.advance(Duration::from_millis(step["ms"].as_u64().unwrap())),
-            "acquire" => match (breaker.acquire(), step.get("rejected")) {
+            "storage" => storage
+                .failing
+                .store(step["failing"].as_bool().unwrap(), Ordering::SeqCst),
+            "acquire" => match (
+                on_instance(instance, || breaker.acquire()),
+                step.get("rejected"),
+            ) {
                 (Ok(permit), None) => {
                     let trial = step.get("trial").and_then(Value::as_bool).unwrap_or(false);
                     assert_eq!(permit.is_trial(), trial, "{at}");
+                    let degraded = step
+                        .get("degraded")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                    assert_eq!(permit.degraded().is_some(), degraded, "{at}");
                     permits.insert(step["permit"].as_str().unwrap().to_string(), permit);
                 }
                 (Err(Error::Rejected(rejected)), Some(expected)) => {
@@ -120,6 +193,9 @@ fn run(path: &Path) {
                         expected.as_str().unwrap(),
                         "{at}"
                     );
+                    if let Some(state) = step.get("state").and_then(Value::as_str) {
+                        assert_eq!(rejected.state().as_str(), state, "{at}");
+                    }
                     if let Some(ms) = step.get("retryAfterMs").and_then(Value::as_u64) {
                         assert_eq!(
                             rejected.retry_after(),
@@ -138,22 +214,35 @@ fn run(path: &Path) {
                     "ignored" => tripswitch::Outcome::Ignored,
                     other => panic!("{at}: unknown outcome {other}"),
                 };
-                let tripped = permit.report(outcome).unwrap();
-                if let Some(expected) = step.get("tripped").and_then(Value::as_bool) {
-                    assert_eq!(tripped, expected, "{at}");
+                match (
+                    on_instance(instance, || permit.report(outcome)),
+                    step.get("error"),
+                ) {
+                    (Ok(tripped), None) => {
+                        if let Some(expected) = step.get("tripped").and_then(Value::as_bool) {
+                            assert_eq!(tripped, expected, "{at}");
+                        }
+                    }
+                    (Err(Error::Storage { .. }), Some(kind)) => assert_eq!(kind, "storage", "{at}"),
+                    (answer, _) => panic!("{at}: got {answer:?}"),
                 }
             }
-            "operate" => match step["action"].as_str().unwrap() {
-                "open" => breaker.open(),
-                "close" => breaker.close(),
-                "half-open" => breaker.half_open(),
-                "force-open" => breaker.force_open(),
-                "disable" => breaker.disable(),
-                other => panic!("{at}: unknown action {other}"),
+            "operate" => {
+                let action = step["action"].as_str().unwrap().parse().expect(&at);
+                on_instance(instance, || breaker.operate(action)).unwrap()
             }
-            .unwrap(),
+            "outages" => {
+                let outages = heard[on]
+                    .errors()
+                    .iter()
+                    .filter(|e| matches!(e, Error::Storage { .. }))
+                    .count();
+                let fresh = outages - outages_told[on];
+                outages_told[on] = outages;
+                assert_eq!(fresh as u64, step["expect"].as_u64().unwrap(), "{at}");
+            }
             "snapshot" => {
-                let s = breaker.snapshot().unwrap();
+                let s = on_instance(instance, || breaker.snapshot()).unwrap();
                 let offset = |ms: Option<u64>| ms.map(|ms| ms - START);
                 let got = serde_json::json!({
                     "state": s.state.as_str(),
@@ -169,10 +258,24 @@ fn run(path: &Path) {
                 }
             }
             "events" => {
+                // Each expected change lists what it checks, in this order:
+                // previous, current, remote, reason, the change's time.
                 let changes = heard[on].changes();
+                let expected = step["expect"].as_array().unwrap();
                 let fresh: Vec<Value> = changes[told[on]..]
                     .iter()
-                    .map(|c| serde_json::json!([c.previous.as_str(), c.current.as_str(), c.remote]))
+                    .zip(expected.iter().chain(std::iter::repeat(&Value::Null)))
+                    .map(|(c, wanted)| {
+                        let full = [
+                            Value::from(c.previous.as_str()),
+                            Value::from(c.current.as_str()),
+                            Value::from(c.remote),
+                            Value::from(c.reason.as_str()),
+                            Value::from(c.at_ms - START),
+                        ];
+                        let checked = wanted.as_array().map_or(3, Vec::len);
+                        Value::from(full[..checked].to_vec())
+                    })
                     .collect();
                 told[on] = changes.len();
                 assert_eq!(Value::Array(fresh), step["expect"], "{at}");

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tripswitch::{CallError, MemoryStorage, Rejected, State, StateChange};
+use tripswitch::{CallError, MemoryStorage, Reason, Rejected, State, StateChange};
 use tripswitch_tests::{Flaky, Heard, Recorder, T0, advance, builder, clock, fail, succeed};
 
 /// 1. closed: the fail-max-th consecutive failure opens; a success resets the
@@ -119,7 +119,7 @@ fn a_failing_storage_follows_the_fallback_state() {
     assert_eq!(admits.call(|| Ok::<_, ()>(7)).unwrap(), 7);
     for breaker in [&rejects, &forced] {
         match breaker.call(|| Ok::<_, ()>(7)) {
-            Err(CallError::Rejected(Rejected::StorageUnavailable { message })) => {
+            Err(CallError::Rejected(Rejected::StorageUnavailable { message, .. })) => {
                 assert!(message.contains("connection refused"), "{message}")
             }
             other => panic!("expected storage-unavailable, got {other:?}"),
@@ -131,7 +131,7 @@ fn a_failing_storage_follows_the_fallback_state() {
         "no retry loop: {loads} loads, {swaps} swaps"
     );
     assert!(
-        matches!(admits.snapshot(), Err(tripswitch::Error::Storage(m)) if m.contains("load failed"))
+        matches!(admits.snapshot(), Err(tripswitch::Error::Storage { message, .. }) if message.contains("load failed"))
     );
     storage.set_failing(false);
     assert_eq!(rejects.call(|| Ok::<_, ()>(7)).unwrap(), 7);
@@ -149,7 +149,7 @@ fn corrupt_bytes_are_reported_and_an_operator_repairs_them() {
         .build()
         .unwrap();
     match breaker.snapshot() {
-        Err(tripswitch::Error::Storage(message)) => {
+        Err(tripswitch::Error::Corrupt(message)) => {
             assert!(
                 message.contains("corrupt") && message.contains("unknown state code 9"),
                 "{message}"
@@ -235,11 +235,13 @@ fn listener_order_on_trip_and_on_a_closing_trial() {
         .build()
         .unwrap();
     fail(&breaker).unwrap_err();
-    let change = |previous, current, at| {
+    let change = |previous, current, at, generation, reason| {
         Heard::Change(StateChange {
             previous,
             current,
             at_ms: T0 + at,
+            generation,
+            reason,
             remote: false,
         })
     };
@@ -248,7 +250,7 @@ fn listener_order_on_trip_and_on_a_closing_trial() {
         vec![
             Heard::BeforeCall,
             Heard::Failure(true),
-            change(State::Closed, State::Open, 0)
+            change(State::Closed, State::Open, 0, 1, Reason::Tripped)
         ]
     );
     fail(&breaker).unwrap_err();
@@ -263,9 +265,9 @@ fn listener_order_on_trip_and_on_a_closing_trial() {
     assert_eq!(
         heard.take(),
         vec![
-            change(State::Open, State::HalfOpen, 10),
+            change(State::Open, State::HalfOpen, 10, 2, Reason::TimeoutElapsed),
             Heard::BeforeCall,
-            change(State::HalfOpen, State::Closed, 10),
+            change(State::HalfOpen, State::Closed, 10, 3, Reason::Recovered),
             Heard::Success,
         ]
     );

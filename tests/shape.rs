@@ -36,15 +36,15 @@ fn imports_are_storage_and_events_and_the_export_is_breaker() {
         imports,
         vec![
             (
-                "tripswitch:breaker/events@0.1.0".to_string(),
+                "tripswitch:breaker/events@0.2.0".to_string(),
                 vec!["state-changed".to_string()]
             ),
             (
-                "tripswitch:breaker/storage@0.1.0".to_string(),
+                "tripswitch:breaker/storage@0.2.0".to_string(),
                 vec!["compare-and-swap".to_string(), "load".to_string()]
             ),
             // The interface of shared types: it carries types, not a single function.
-            ("tripswitch:breaker/types@0.1.0".to_string(), vec![]),
+            ("tripswitch:breaker/types@0.2.0".to_string(), vec![]),
         ]
     );
     assert!(imports.iter().all(|(name, _)| !name.starts_with("wasi:")));
@@ -55,7 +55,7 @@ fn imports_are_storage_and_events_and_the_export_is_breaker() {
         .collect();
     assert_eq!(
         exports,
-        vec!["tripswitch:breaker/breaker@0.1.0".to_string()]
+        vec!["tripswitch:breaker/breaker@0.2.0".to_string()]
     );
 }
 

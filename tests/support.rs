@@ -57,6 +57,19 @@ impl Recorder {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 
+    /// The errors heard so far (kept).
+    pub fn errors(&self) -> Vec<tripswitch::Error> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|heard| match heard {
+                Heard::Error(error) => Some(error.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The state changes heard so far (kept).
     pub fn changes(&self) -> Vec<StateChange> {
         self.0

@@ -1,8 +1,10 @@
 //! The component's edge: WIT types to and from the pure ones, imports as a [`Port`].
 
-use crate::breaker::{Breaker, Denied, Grant, Port, Stored, Swap};
+use crate::breaker::{
+    Admission, Breaker, BreakerError, Change, Denial, Holds, Port, Refusal, Reported, Stored, Swap,
+};
 use crate::config::{Config, Options};
-use crate::machine::{self, Action};
+use crate::machine::{self, Action, Reason};
 
 wit_bindgen::generate!({
     path: "../wit",
@@ -41,15 +43,16 @@ impl Port for Imports {
         })
     }
 
-    fn state_changed(
-        &self,
-        breaker: &str,
-        previous: machine::State,
-        current: machine::State,
-        at_ms: u64,
-        remote: bool,
-    ) {
-        events::state_changed(breaker, to_wit(previous), to_wit(current), at_ms, remote);
+    fn state_changed(&self, breaker: &str, change: &Change) {
+        events::state_changed(&wit::StateChange {
+            breaker: breaker.to_string(),
+            previous: to_wit(change.previous),
+            current: to_wit(change.current),
+            at_ms: change.at_ms,
+            generation: change.generation,
+            reason: reason(change.reason),
+            remote: change.remote,
+        });
     }
 }
 
@@ -62,12 +65,6 @@ fn stored(entry: storage::Entry) -> Stored {
 
 /// The exported resource: one breaker.
 struct Resource(Breaker<Imports>);
-
-impl Resource {
-    fn operate(&self, action: Action, now_ms: u64) -> Result<(), String> {
-        self.0.operate(action, now_ms)
-    }
-}
 
 impl GuestCircuitBreaker for Resource {
     fn create(
@@ -93,7 +90,7 @@ impl GuestCircuitBreaker for Resource {
         self.0.name().to_string()
     }
 
-    fn acquire(&self, now_ms: u64) -> Result<wit::Permit, wit::Rejection> {
+    fn acquire(&self, now_ms: u64) -> Result<wit::Admission, wit::Refusal> {
         answer(self.0.acquire(now_ms))
     }
 
@@ -101,7 +98,7 @@ impl GuestCircuitBreaker for Resource {
         &self,
         now_ms: u64,
         version: Option<u64>,
-    ) -> Result<wit::Permit, wit::Rejection> {
+    ) -> Result<wit::Admission, wit::Refusal> {
         answer(self.0.acquire_at_version(now_ms, version.unwrap_or(0)))
     }
 
@@ -110,27 +107,28 @@ impl GuestCircuitBreaker for Resource {
         permit: wit::Permit,
         outcome: wit::Outcome,
         now_ms: u64,
-    ) -> Result<(), String> {
-        let grant = Grant {
-            permit: machine::Permit {
-                generation: permit.generation,
-                trial: permit.trial,
-                issued_at_ms: permit.issued_at_ms,
-            },
-            seen_version: permit.seen_version,
-            quiet_success: permit.quiet_success,
-            reusable: permit.reusable,
+    ) -> Result<wit::Reported, wit::BreakerError> {
+        let permit = machine::Permit {
+            generation: permit.generation,
+            trial: permit.trial,
+            issued_at_ms: permit.issued_at_ms,
         };
         let outcome = match outcome {
             wit::Outcome::Success => machine::Outcome::Success,
             wit::Outcome::Failure => machine::Outcome::Failure,
             wit::Outcome::Ignored => machine::Outcome::Ignored,
         };
-        self.0.report(&grant, outcome, now_ms)
+        self.0
+            .report(&permit, outcome, now_ms)
+            .map(|Reported { tripped, state }| wit::Reported {
+                tripped,
+                state: to_wit(state),
+            })
+            .map_err(error)
     }
 
-    fn snapshot(&self, now_ms: u64) -> Result<wit::Snapshot, String> {
-        let snap = self.0.snapshot(now_ms)?;
+    fn snapshot(&self, now_ms: u64) -> Result<wit::Snapshot, wit::BreakerError> {
+        let snap = self.0.snapshot(now_ms).map_err(error)?;
         Ok(wit::Snapshot {
             state: to_wit(snap.state),
             failures: snap.failures,
@@ -139,49 +137,71 @@ impl GuestCircuitBreaker for Resource {
             trials_in_flight: snap.trials_in_flight,
             generation: snap.generation,
             retry_after_ms: snap.retry_after_ms,
+            version: snap.version,
         })
     }
 
-    fn open(&self, now_ms: u64) -> Result<(), String> {
-        self.operate(Action::Open, now_ms)
-    }
-
-    fn close(&self, now_ms: u64) -> Result<(), String> {
-        self.operate(Action::Close, now_ms)
-    }
-
-    fn half_open(&self, now_ms: u64) -> Result<(), String> {
-        self.operate(Action::HalfOpen, now_ms)
-    }
-
-    fn force_open(&self, now_ms: u64) -> Result<(), String> {
-        self.operate(Action::ForceOpen, now_ms)
-    }
-
-    fn disable(&self, now_ms: u64) -> Result<(), String> {
-        self.operate(Action::Disable, now_ms)
+    fn operate(&self, action: wit::Action, now_ms: u64) -> Result<(), wit::BreakerError> {
+        let action = match action {
+            wit::Action::Open => Action::Open,
+            wit::Action::Close => Action::Close,
+            wit::Action::HalfOpen => Action::HalfOpen,
+            wit::Action::ForceOpen => Action::ForceOpen,
+            wit::Action::Disable => Action::Disable,
+        };
+        self.0.operate(action, now_ms).map_err(error)
     }
 }
 
 /// Acquire's answer in WIT terms.
-fn answer(granted: Result<Grant, Denied>) -> Result<wit::Permit, wit::Rejection> {
-    match granted {
-        Ok(grant) => Ok(wit::Permit {
-            generation: grant.permit.generation,
-            trial: grant.permit.trial,
-            issued_at_ms: grant.permit.issued_at_ms,
-            seen_version: grant.seen_version,
-            quiet_success: grant.quiet_success,
-            reusable: grant.reusable,
+fn answer(answer: Result<Admission, Refusal>) -> Result<wit::Admission, wit::Refusal> {
+    let holds = |holds: Option<Holds>| {
+        holds.map(|h| wit::Holds {
+            version: h.version,
+            until_ms: h.until_ms,
+        })
+    };
+    match answer {
+        Ok(admission) => Ok(wit::Admission {
+            permit: wit::Permit {
+                generation: admission.permit.generation,
+                trial: admission.permit.trial,
+                issued_at_ms: admission.permit.issued_at_ms,
+            },
+            holds: holds(admission.holds),
+            quiet_success: admission.quiet_success,
+            degraded: admission.degraded,
         }),
-        Err(Denied::Rejected(machine::Rejection::Open(ms))) => Err(wit::Rejection::Open(ms)),
-        Err(Denied::Rejected(machine::Rejection::HalfOpenFull(ms))) => {
-            Err(wit::Rejection::HalfOpenFull(ms))
-        }
-        Err(Denied::Rejected(machine::Rejection::ForcedOpen)) => Err(wit::Rejection::ForcedOpen),
-        Err(Denied::StorageUnavailable(message)) => {
-            Err(wit::Rejection::StorageUnavailable(message))
-        }
+        Err(refusal) => Err(wit::Refusal {
+            rejection: match refusal.denial {
+                Denial::Rejected(machine::Rejection::Open(ms)) => wit::Rejection::Open(ms),
+                Denial::Rejected(machine::Rejection::HalfOpenFull(ms)) => {
+                    wit::Rejection::HalfOpenFull(ms)
+                }
+                Denial::Rejected(machine::Rejection::ForcedOpen) => wit::Rejection::ForcedOpen,
+                Denial::StorageUnavailable(message) => wit::Rejection::StorageUnavailable(message),
+            },
+            state: to_wit(refusal.state),
+            holds: holds(refusal.holds),
+        }),
+    }
+}
+
+fn error(error: BreakerError) -> wit::BreakerError {
+    match error {
+        BreakerError::Storage(message) => wit::BreakerError::Storage(message),
+        BreakerError::Corrupt(message) => wit::BreakerError::Corrupt(message),
+        BreakerError::Contended(message) => wit::BreakerError::Contended(message),
+    }
+}
+
+fn reason(reason: Reason) -> wit::Reason {
+    match reason {
+        Reason::Tripped => wit::Reason::Tripped,
+        Reason::TrialFailed => wit::Reason::TrialFailed,
+        Reason::Recovered => wit::Reason::Recovered,
+        Reason::TimeoutElapsed => wit::Reason::TimeoutElapsed,
+        Reason::Operator => wit::Reason::Operator,
     }
 }
 

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 
 use crate::config::Config;
-use crate::machine::{self, Action, Outcome, Permit, Record, Rejection, Snapshot, State};
+use crate::machine::{self, Action, Outcome, Permit, Reason, Record, Rejection, Snapshot, State};
 use crate::record;
 
 /// Writes tried against conflicting writers before a change gives up.
@@ -41,51 +41,95 @@ pub trait Port {
         data: &[u8],
     ) -> Result<Swap, String>;
     /// Tells the host that a breaker changed state.
-    fn state_changed(
-        &self,
-        breaker: &str,
-        previous: State,
-        current: State,
-        at_ms: u64,
-        remote: bool,
-    );
+    fn state_changed(&self, breaker: &str, change: &Change);
 }
 
-/// A granted permit and the storage version it was granted against.
+/// A change of state, as one instance saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Grant {
+pub struct Change {
+    /// The state this instance last knew.
+    pub previous: State,
+    /// The state now stored.
+    pub current: State,
+    /// When the change was made (the record's change time).
+    pub at_ms: u64,
+    /// The generation of the record holding the change.
+    pub generation: u64,
+    /// Why it changed.
+    pub reason: Reason,
+    /// Another instance wrote it.
+    pub remote: bool,
+}
+
+/// How long an answer stays the component's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holds {
+    /// The stored version it was decided on (0: absent).
+    pub version: u64,
+    /// The first instant at which it no longer holds (none: no time bound).
+    pub until_ms: Option<u64>,
+}
+
+/// An admitted call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admission {
     /// The permit.
     pub permit: Permit,
-    /// The version of the record the permit was decided on (0: none).
-    pub seen_version: u64,
-    /// Whether reporting a success would change nothing.
+    /// How long this answer holds.
+    pub holds: Option<Holds>,
+    /// Whether reporting a success would change nothing while the stored
+    /// version is still the one the permit was decided on.
     pub quiet_success: bool,
-    /// Whether acquire gives this answer at any time while the stored version
-    /// is still `seen_version`.
-    pub reusable: bool,
+    /// The storage failed and the fallback admitted the call: its message.
+    pub degraded: Option<String>,
 }
 
-/// Why acquire did not grant a permit.
+/// Why a call was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Denied {
+pub enum Denial {
     /// The breaker rejected the call.
     Rejected(Rejection),
-    /// The storage failed and the fallback state rejects.
+    /// The storage failed and the fallback state rejects, or every try for
+    /// a trial slot was lost.
     StorageUnavailable(String),
 }
 
-/// Why a change could not be written.
-enum Unwritten {
-    /// The storage failed, or holds bytes that are not a record.
+/// A refused call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Why.
+    pub denial: Denial,
+    /// The state that refused.
+    pub state: State,
+    /// How long this answer holds.
+    pub holds: Option<Holds>,
+}
+
+/// What a report did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reported {
+    /// The report opened the circuit.
+    pub tripped: bool,
+    /// The stored state after the report.
+    pub state: State,
+}
+
+/// Why a breaker could not do what it was asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BreakerError {
+    /// The storage failed.
     Storage(String),
+    /// The stored record cannot be read.
+    Corrupt(String),
     /// Other writers won every one of [`MAX_ATTEMPTS`] tries.
     Contended(String),
 }
 
-impl Unwritten {
-    fn message(self) -> String {
+impl BreakerError {
+    /// The error's message.
+    pub fn message(&self) -> &str {
         match self {
-            Unwritten::Storage(message) | Unwritten::Contended(message) => message,
+            BreakerError::Storage(m) | BreakerError::Corrupt(m) | BreakerError::Contended(m) => m,
         }
     }
 }
@@ -112,6 +156,8 @@ struct View {
     cached: Option<(u64, Record)>,
     /// The last state seen, for detecting changes another instance wrote.
     seen: State,
+    /// The highest generation seen, so that a repaired record starts above it.
+    generation: u64,
 }
 
 impl Default for View {
@@ -121,6 +167,7 @@ impl Default for View {
         View {
             cached: None,
             seen: State::Closed,
+            generation: 0,
         }
     }
 }
@@ -155,17 +202,17 @@ impl<P: Port> Breaker<P> {
     }
 
     /// Asks to make a call at `now`.
-    pub fn acquire(&self, now: u64) -> Result<Grant, Denied> {
+    pub fn acquire(&self, now: u64) -> Result<Admission, Refusal> {
         self.acquire_from(now, None)
     }
 
     /// Asks to make a call at `now`, reusing the cached record if the host
     /// says the stored version is still the cached one (0: absent).
-    pub fn acquire_at_version(&self, now: u64, version: u64) -> Result<Grant, Denied> {
+    pub fn acquire_at_version(&self, now: u64, version: u64) -> Result<Admission, Refusal> {
         self.acquire_from(now, Some(version))
     }
 
-    fn acquire_from(&self, now: u64, current_version: Option<u64>) -> Result<Grant, Denied> {
+    fn acquire_from(&self, now: u64, current_version: Option<u64>) -> Result<Admission, Refusal> {
         let cached = match (current_version, &self.view.borrow().cached) {
             (Some(current), Some((version, record))) if *version == current => {
                 Some(if current == 0 {
@@ -176,45 +223,46 @@ impl<P: Port> Breaker<P> {
             }
             _ => None,
         };
-        let fallback = |message| {
-            let known = self
-                .view
-                .borrow()
-                .cached
-                .as_ref()
-                .map_or(0, |(_, r)| r.generation);
-            self.fallback(message, known, now)
-        };
         let loaded = match cached.map_or_else(|| self.load(now), Ok) {
-            Ok(Loaded::Corrupt(_, message)) | Err(message) => return fallback(message),
+            Ok(Loaded::Corrupt(_, message)) => return self.fallback(message, now),
+            Err(error) => return self.fallback(error.message().to_string(), now),
             Ok(loaded) => loaded,
         };
         let answer = self.write_loop(now, loaded, false, |record| {
             machine::acquire(&self.config, record, now)
         });
-        match answer {
-            Ok(Ok(permit)) => {
-                let view = self.view.borrow();
-                let (seen_version, quiet_success, reusable) =
-                    view.cached.as_ref().map_or((0, false, false), |(v, r)| {
-                        (
-                            *v,
-                            machine::success_is_quiet(r, &permit),
-                            machine::answer_is_timeless(r, &permit),
-                        )
-                    });
-                Ok(Grant {
-                    permit,
-                    seen_version,
-                    quiet_success,
-                    reusable,
-                })
+        let (answer, decided_at) = match answer {
+            Ok(decided) => decided,
+            Err(BreakerError::Contended(message)) => {
+                // The storage works, so the fallback does not apply; the write
+                // this call needed (a trial slot) was not made, so it cannot run.
+                return Err(Refusal {
+                    denial: Denial::StorageUnavailable(message),
+                    state: self.view.borrow().seen,
+                    holds: None,
+                });
             }
-            Ok(Err(rejection)) => Err(Denied::Rejected(rejection)),
-            Err(Unwritten::Storage(message)) => fallback(message),
-            // The storage works, so the fallback does not apply; the write
-            // this call needed (a trial slot) was not made, so it cannot run.
-            Err(Unwritten::Contended(message)) => Err(Denied::StorageUnavailable(message)),
+            Err(error) => return self.fallback(error.message().to_string(), now),
+        };
+        let holds = decided_at.and_then(|version| {
+            machine::holds_until(&answer, now).map(|until_ms| Holds { version, until_ms })
+        });
+        let view = self.view.borrow();
+        match answer {
+            Ok(permit) => Ok(Admission {
+                permit,
+                holds,
+                quiet_success: view
+                    .cached
+                    .as_ref()
+                    .is_some_and(|(_, r)| machine::success_is_quiet(r, &permit)),
+                degraded: None,
+            }),
+            Err(rejection) => Err(Refusal {
+                denial: Denial::Rejected(rejection),
+                state: view.seen,
+                holds,
+            }),
         }
     }
 
@@ -224,14 +272,32 @@ impl<P: Port> Breaker<P> {
     /// conflict and is recomputed; a decision to write nothing is confirmed
     /// against the storage first. A report that can never write (a non-trial
     /// `ignored`) touches no storage.
-    pub fn report(&self, grant: &Grant, outcome: Outcome, now: u64) -> Result<(), String> {
-        if machine::report_never_writes(&grant.permit, outcome) {
-            return Ok(());
+    pub fn report(
+        &self,
+        permit: &Permit,
+        outcome: Outcome,
+        now: u64,
+    ) -> Result<Reported, BreakerError> {
+        if machine::report_never_writes(permit, outcome) {
+            return Ok(Reported {
+                tripped: false,
+                state: self.view.borrow().seen,
+            });
         }
         let cached = self.view.borrow().cached.clone();
         let decide = |record: &Record| {
-            let next = machine::report(&self.config, record, &grant.permit, outcome, now);
-            (next, ())
+            let next = machine::report(&self.config, record, permit, outcome, now);
+            let reported = match &next {
+                Some(next) => Reported {
+                    tripped: machine::tripped(record, next),
+                    state: next.state,
+                },
+                None => Reported {
+                    tripped: false,
+                    state: record.state,
+                },
+            };
+            (next, reported)
         };
         if let Some((version, record)) = cached
             && decide(&record).0.is_some()
@@ -241,26 +307,27 @@ impl<P: Port> Breaker<P> {
             } else {
                 Loaded::Present(version, record)
             };
-            return self
-                .write_loop(now, start, false, decide)
-                .map_err(Unwritten::message);
+            return self.write_loop(now, start, false, decide).map(|(r, _)| r);
         }
         let start = self.load(now)?;
-        self.write_loop(now, start, false, decide)
-            .map_err(Unwritten::message)
+        self.write_loop(now, start, false, decide).map(|(r, _)| r)
     }
 
     /// The breaker's state at `now`, read fresh from the storage.
-    pub fn snapshot(&self, now: u64) -> Result<Snapshot, String> {
-        match self.load(now)? {
-            Loaded::Absent => Ok(machine::snapshot(&self.config, &Record::default(), now)),
-            Loaded::Present(_, record) => Ok(machine::snapshot(&self.config, &record, now)),
-            Loaded::Corrupt(_, message) => Err(message),
-        }
+    pub fn snapshot(&self, now: u64) -> Result<Snapshot, BreakerError> {
+        let loaded = self.load(now)?;
+        let version = loaded.version();
+        let mut snapshot = match loaded {
+            Loaded::Absent => machine::snapshot(&self.config, &Record::default(), now),
+            Loaded::Present(_, record) => machine::snapshot(&self.config, &record, now),
+            Loaded::Corrupt(_, message) => return Err(BreakerError::Corrupt(message)),
+        };
+        snapshot.version = version;
+        Ok(snapshot)
     }
 
     /// Applies an operator action; a corrupt stored record is overwritten.
-    pub fn operate(&self, action: Action, now: u64) -> Result<(), String> {
+    pub fn operate(&self, action: Action, now: u64) -> Result<(), BreakerError> {
         let cached = self.view.borrow().cached.clone();
         let start = match cached {
             Some((0, _)) => Loaded::Absent,
@@ -270,17 +337,19 @@ impl<P: Port> Breaker<P> {
         self.write_loop(now, start, true, |record| {
             (Some(machine::operate(record, action, now)), ())
         })
-        .map_err(Unwritten::message)
+        .map(drop)
     }
 
-    /// Computes and writes a change, recomputing from the current entry on conflict.
+    /// Computes and writes a change, recomputing from the current entry on
+    /// conflict. Returns the answer and, if nothing was written, the stored
+    /// version it was decided on.
     fn write_loop<T>(
         &self,
         now: u64,
         mut current: Loaded,
         overwrite_corrupt: bool,
         mut decide: impl FnMut(&Record) -> (Option<Record>, T),
-    ) -> Result<T, Unwritten> {
+    ) -> Result<(T, Option<u64>), BreakerError> {
         for _ in 0..MAX_ATTEMPTS {
             let (expected, record) = match current {
                 Loaded::Absent => (None, Record::default()),
@@ -288,42 +357,45 @@ impl<P: Port> Breaker<P> {
                 Loaded::Corrupt(version, _) if overwrite_corrupt => (
                     Some(version),
                     Record {
-                        generation: version,
+                        generation: self.view.borrow().generation,
                         ..Record::default()
                     },
                 ),
-                Loaded::Corrupt(_, message) => return Err(Unwritten::Storage(message)),
+                Loaded::Corrupt(_, message) => return Err(BreakerError::Corrupt(message)),
             };
             let (next, answer) = decide(&record);
-            let Some(next) = next else {
-                return Ok(answer);
+            let Some(mut next) = next else {
+                return Ok((answer, Some(expected.unwrap_or(0))));
             };
+            if expected.is_none() {
+                next.generation = next.generation.wrapping_add(self.fresh_base());
+            }
             let swapped = self
                 .port
                 .compare_and_swap(&self.name, expected, &record::encode(&next));
             match swapped {
                 Ok(Swap::Written(version)) => {
-                    self.wrote(version, next, now);
-                    return Ok(answer);
+                    self.wrote(version, next);
+                    return Ok((answer, None));
                 }
                 Ok(Swap::Conflict(entry)) => current = self.observe(entry, now),
                 Err(message) => {
-                    return Err(Unwritten::Storage(
+                    return Err(BreakerError::Storage(
                         self.storage_error("compare-and-swap", &message),
                     ));
                 }
             }
         }
-        Err(Unwritten::Contended(format!(
+        Err(BreakerError::Contended(format!(
             "breaker {:?}: gave up after {MAX_ATTEMPTS} conflicting writes",
             self.name
         )))
     }
 
-    fn load(&self, now: u64) -> Result<Loaded, String> {
+    fn load(&self, now: u64) -> Result<Loaded, BreakerError> {
         match self.port.load(&self.name) {
             Ok(entry) => Ok(self.observe(entry, now)),
-            Err(message) => Err(self.storage_error("load", &message)),
+            Err(message) => Err(BreakerError::Storage(self.storage_error("load", &message))),
         }
     }
 
@@ -346,32 +418,55 @@ impl<P: Port> Breaker<P> {
             // The cache keeps the last good record; every write checks the version.
             Loaded::Corrupt(..) => return loaded,
         };
-        let state = record.state;
-        let previous = {
-            let mut view = self.view.borrow_mut();
-            view.cached = Some((loaded.version(), record));
-            std::mem::replace(&mut view.seen, state)
-        };
-        if previous != state {
-            self.port
-                .state_changed(&self.name, previous, state, now, true);
-        }
+        self.remember(loaded.version(), record, true, now);
         loaded
     }
 
     /// Caches a record this instance wrote and fires its local event, from
     /// the state this instance last saw (a repaired corrupt record had none).
-    fn wrote(&self, version: u64, record: Record, now: u64) {
-        let state = record.state;
+    fn wrote(&self, version: u64, record: Record) {
+        let at = record.changed_at_ms;
+        self.remember(version, record, false, at);
+    }
+
+    /// Caches a record and tells its state if it is not the one this
+    /// instance last saw. `absent_at` is the change time told for a key that
+    /// is absent (whose record has none).
+    fn remember(&self, version: u64, record: Record, remote: bool, absent_at: u64) {
+        let (at_ms, generation) = if version == 0 {
+            // A vanished key: told in the generation its next record starts from.
+            (absent_at, self.fresh_base())
+        } else {
+            (record.changed_at_ms, record.generation)
+        };
+        let change = Change {
+            previous: State::Closed,
+            current: record.state,
+            at_ms,
+            generation,
+            reason: record.reason,
+            remote,
+        };
         let previous = {
             let mut view = self.view.borrow_mut();
+            view.generation = view.generation.max(record.generation);
             view.cached = Some((version, record));
-            std::mem::replace(&mut view.seen, state)
+            std::mem::replace(&mut view.seen, change.current)
         };
-        if previous != state {
+        if previous != change.current {
             self.port
-                .state_changed(&self.name, previous, state, now, false);
+                .state_changed(&self.name, &Change { previous, ..change });
         }
+    }
+
+    /// The generation a record written onto an absent key starts from: 0 for
+    /// a breaker this instance never saw stored, else one above every
+    /// generation it has seen (the key vanished), so that generations never go
+    /// back. Permits are decided on the absent key's fresh record (generation
+    /// 0), the same in every instance.
+    fn fresh_base(&self) -> u64 {
+        let seen = self.view.borrow().generation;
+        if seen == 0 { 0 } else { seen.wrapping_add(1) }
     }
 
     fn storage_error(&self, operation: &str, message: &str) -> String {
@@ -383,19 +478,30 @@ impl<P: Port> Breaker<P> {
 
     /// Acquire's answer when the storage cannot say: the fallback state's.
     /// An admitted call's permit carries the newest generation this instance knows.
-    fn fallback(&self, message: String, generation: u64, now: u64) -> Result<Grant, Denied> {
+    fn fallback(&self, message: String, now: u64) -> Result<Admission, Refusal> {
+        let state = self.config.fallback_state;
         if !self.config.fallback_admits() {
-            return Err(Denied::StorageUnavailable(message));
+            return Err(Refusal {
+                denial: Denial::StorageUnavailable(message),
+                state,
+                holds: None,
+            });
         }
-        Ok(Grant {
+        let generation = self
+            .view
+            .borrow()
+            .cached
+            .as_ref()
+            .map_or(0, |(_, r)| r.generation);
+        Ok(Admission {
             permit: Permit {
                 generation,
                 trial: false,
                 issued_at_ms: now,
             },
-            seen_version: 0,
-            quiet_success: false,
-            reusable: false,
+            holds: None,
+            quiet_success: true,
+            degraded: Some(message),
         })
     }
 }

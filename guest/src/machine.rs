@@ -59,6 +59,21 @@ pub enum Action {
     Disable,
 }
 
+/// Why the stored state last changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Failures in closed opened the circuit.
+    Tripped,
+    /// A failed trial re-opened it.
+    TrialFailed,
+    /// Trials closed it.
+    Recovered,
+    /// The reset timeout elapsed and a trial was admitted.
+    TimeoutElapsed,
+    /// An operator acted.
+    Operator,
+}
+
 /// The right to make one call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Permit {
@@ -96,6 +111,10 @@ pub struct Record {
     pub generation: u64,
     /// Issue times of the trials in flight.
     pub trials: Vec<u64>,
+    /// Why the state last changed.
+    pub reason: Reason,
+    /// When the state last changed (or an operator last acted), in Unix ms.
+    pub changed_at_ms: u64,
 }
 
 impl Default for Record {
@@ -107,6 +126,8 @@ impl Default for Record {
             opened_at_ms: None,
             generation: 0,
             trials: Vec::new(),
+            reason: Reason::Recovered,
+            changed_at_ms: 0,
         }
     }
 }
@@ -128,19 +149,22 @@ pub struct Snapshot {
     pub generation: u64,
     /// Milliseconds until a call is admitted; none if now, or if waiting will not help.
     pub retry_after_ms: Option<u64>,
+    /// The stored version it was read at (0: absent); set by the storage loop.
+    pub version: u64,
 }
 
 impl Record {
-    /// The same record in a new state, with the generation bumped if the state changed.
-    fn moved_to(&self, state: State) -> Record {
-        let generation = if state == self.state {
-            self.generation
-        } else {
-            self.generation.wrapping_add(1)
-        };
+    /// The same record in a new state, with the generation bumped, the
+    /// reason and the time noted if the state changed.
+    fn moved_to(&self, state: State, reason: Reason, now: u64) -> Record {
+        if state == self.state {
+            return self.clone();
+        }
         Record {
             state,
-            generation,
+            generation: self.generation.wrapping_add(1),
+            reason,
+            changed_at_ms: now,
             ..self.clone()
         }
     }
@@ -164,32 +188,32 @@ fn trial_expired(config: &Config, issued: u64, now: u64) -> bool {
 }
 
 /// Open with a new opened-at: where a trip or a failed trial leads.
-fn opened(record: &Record, now: u64) -> Record {
+fn opened(record: &Record, reason: Reason, now: u64) -> Record {
     Record {
         opened_at_ms: Some(now),
         successes: 0,
         trials: Vec::new(),
-        ..record.moved_to(State::Open)
+        ..record.moved_to(State::Open, reason, now)
     }
 }
 
 /// Closed with every counter reset.
-fn closed(record: &Record) -> Record {
+fn closed(record: &Record, reason: Reason, now: u64) -> Record {
     Record {
         failures: 0,
         successes: 0,
         opened_at_ms: None,
         trials: Vec::new(),
-        ..record.moved_to(State::Closed)
+        ..record.moved_to(State::Closed, reason, now)
     }
 }
 
 /// Half-open with no trial successes yet and the given trials in flight.
-fn half_opened(record: &Record, trials: Vec<u64>) -> Record {
+fn half_opened(record: &Record, trials: Vec<u64>, reason: Reason, now: u64) -> Record {
     Record {
         successes: 0,
         trials,
-        ..record.moved_to(State::HalfOpen)
+        ..record.moved_to(State::HalfOpen, reason, now)
     }
 }
 
@@ -212,7 +236,7 @@ pub fn acquire(
             if now < ready_at {
                 (None, Err(Rejection::Open(ready_at - now)))
             } else {
-                let next = half_opened(record, vec![now]);
+                let next = half_opened(record, vec![now], Reason::TimeoutElapsed, now);
                 let granted = permit(next.generation, true);
                 (Some(next), Ok(granted))
             }
@@ -261,7 +285,7 @@ pub fn report(
                     ..record.clone()
                 };
                 if failures >= config.fail_max {
-                    Some(opened(&counted, now))
+                    Some(opened(&counted, Reason::Tripped, now))
                 } else {
                     Some(counted)
                 }
@@ -277,11 +301,11 @@ pub fn report(
                     trials,
                     ..record.clone()
                 }),
-                Outcome::Failure => Some(opened(record, now)),
+                Outcome::Failure => Some(opened(record, Reason::TrialFailed, now)),
                 Outcome::Success => {
                     let successes = record.successes.saturating_add(1);
                     if successes >= config.success_threshold {
-                        Some(closed(record))
+                        Some(closed(record, Reason::Recovered, now))
                     } else {
                         Some(Record {
                             successes,
@@ -296,18 +320,29 @@ pub fn report(
     }
 }
 
+/// Whether writing `next` over `record` opened the circuit: a trip from
+/// closed, or a failed trial.
+pub fn tripped(record: &Record, next: &Record) -> bool {
+    next.state == State::Open && matches!(record.state, State::Closed | State::HalfOpen)
+}
+
+/// Until when `acquire`'s answer at `now` on an unchanged `record` stays the
+/// same answer (inner none: no time bound); none when it must be asked again
+/// (a trial admission, which took a slot).
+pub fn holds_until(answer: &Result<Permit, Rejection>, now: u64) -> Option<Option<u64>> {
+    match answer {
+        Ok(permit) if permit.trial => None,
+        Ok(_) | Err(Rejection::ForcedOpen) => Some(None),
+        Err(Rejection::Open(ms) | Rejection::HalfOpenFull(ms)) => {
+            Some(Some(now.saturating_add(*ms)))
+        }
+    }
+}
+
 /// Whether a report can write nothing whatever is stored: a non-trial permit
 /// that ends `ignored`.
 pub fn report_never_writes(permit: &Permit, outcome: Outcome) -> bool {
     !permit.trial && outcome == Outcome::Ignored
-}
-
-/// Whether `acquire` on `record` answers `permit` at any time, so that the
-/// answer holds while the record is unchanged: closed or disabled, no trial.
-pub fn answer_is_timeless(record: &Record, permit: &Permit) -> bool {
-    permit.generation == record.generation
-        && !permit.trial
-        && matches!(record.state, State::Closed | State::Disabled)
 }
 
 /// Whether reporting a success for `permit` against `record` would write nothing.
@@ -327,26 +362,29 @@ pub fn success_is_quiet(record: &Record, permit: &Permit) -> bool {
 pub fn operate(record: &Record, action: Action, now: u64) -> Record {
     let mut next = operated(record, action, now);
     next.generation = record.generation.wrapping_add(1);
+    next.reason = Reason::Operator;
+    next.changed_at_ms = now;
     next
 }
 
 fn operated(record: &Record, action: Action, now: u64) -> Record {
+    let by = Reason::Operator;
     match action {
-        Action::Open => opened(record, now),
-        Action::Close => closed(record),
-        Action::HalfOpen => half_opened(record, Vec::new()),
+        Action::Open => opened(record, by, now),
+        Action::Close => closed(record, by, now),
+        Action::HalfOpen => half_opened(record, Vec::new(), by, now),
         Action::ForceOpen => Record {
             opened_at_ms: Some(now),
             successes: 0,
             trials: Vec::new(),
-            ..record.moved_to(State::ForcedOpen)
+            ..record.moved_to(State::ForcedOpen, by, now)
         },
         Action::Disable => Record {
             failures: 0,
             successes: 0,
             opened_at_ms: None,
             trials: Vec::new(),
-            ..record.moved_to(State::Disabled)
+            ..record.moved_to(State::Disabled, by, now)
         },
     }
 }
@@ -362,6 +400,7 @@ pub fn snapshot(config: &Config, record: &Record, now: u64) -> Snapshot {
         trials_in_flight: trials.len() as u32,
         generation: record.generation,
         retry_after_ms: None,
+        version: 0,
     };
     match acquire(config, record, now).1 {
         Err(Rejection::Open(ms) | Rejection::HalfOpenFull(ms)) => snap.retry_after_ms = Some(ms),

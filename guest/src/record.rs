@@ -1,21 +1,29 @@
-//! The stored bytes of a breaker's record (format 1).
+//! The stored bytes of a breaker's record (format 2; format 1 is read too).
 //!
 //! ```text
-//! byte 0     format, always 1
+//! byte 0     format: 2 (1 from tripswitch 0.1, read but never written)
 //! byte 1     state: 0 closed, 1 open, 2 half-open, 3 forced-open, 4 disabled
 //! varint     failures
 //! varint     successes
 //! varint     generation
 //! varint     opened-at-ms + 1 (0 = none)
 //! varint     number of trials in flight, then one varint per trial: its issue time (ms)
+//! byte       (format 2) reason: 0 tripped, 1 trial-failed, 2 recovered,
+//!            3 timeout-elapsed, 4 operator
+//! varint     (format 2) when the state last changed (ms)
 //! ```
 //! Varints are unsigned LEB128 (7 bits a byte, low bits first). A fresh
-//! closed record is 7 bytes.
+//! closed record is 9 bytes. A format-1 record's reason is the one its state
+//! implies (open: tripped, half-open: timeout-elapsed, closed: recovered,
+//! forced-open and disabled: operator) and its change time is its opened-at
+//! (0 if none).
 
-use crate::machine::{Record, State};
+use crate::machine::{Reason, Record, State};
 
-/// The format byte this build writes and reads.
-pub const FORMAT: u8 = 1;
+/// The format byte this build writes.
+pub const FORMAT: u8 = 2;
+/// The format of tripswitch 0.1, which this build reads.
+pub const FORMAT_1: u8 = 1;
 
 /// Encodes a record.
 pub fn encode(record: &Record) -> Vec<u8> {
@@ -33,6 +41,8 @@ pub fn encode(record: &Record) -> Vec<u8> {
     for &trial in &record.trials {
         put(&mut out, trial);
     }
+    out.push(reason_code(record.reason));
+    put(&mut out, record.changed_at_ms);
     out
 }
 
@@ -40,9 +50,9 @@ pub fn encode(record: &Record) -> Vec<u8> {
 pub fn decode(bytes: &[u8]) -> Result<Record, String> {
     let mut reader = Reader { bytes, at: 0 };
     let format = reader.byte("format byte")?;
-    if format != FORMAT {
+    if format != FORMAT && format != FORMAT_1 {
         return Err(format!(
-            "unknown record format {format} (this build reads format {FORMAT})"
+            "unknown record format {format} (this build reads formats {FORMAT_1} and {FORMAT})"
         ));
     }
     let code = reader.byte("state")?;
@@ -61,6 +71,13 @@ pub fn decode(bytes: &[u8]) -> Result<Record, String> {
     let trials = (0..count)
         .map(|_| reader.varint("trial"))
         .collect::<Result<Vec<_>, _>>()?;
+    let (reason, changed_at_ms) = if format == FORMAT_1 {
+        (implied_reason(state), opened_at_ms.unwrap_or(0))
+    } else {
+        let code = reader.byte("reason")?;
+        let reason = reason_from_code(code).ok_or_else(|| format!("unknown reason code {code}"))?;
+        (reason, reader.varint("changed-at")?)
+    };
     if reader.remaining() != 0 {
         return Err(format!(
             "{} unexpected bytes after the record",
@@ -74,6 +91,39 @@ pub fn decode(bytes: &[u8]) -> Result<Record, String> {
         opened_at_ms,
         generation,
         trials,
+        reason,
+        changed_at_ms,
+    })
+}
+
+/// The reason a format-1 record's state implies.
+fn implied_reason(state: State) -> Reason {
+    match state {
+        State::Open => Reason::Tripped,
+        State::HalfOpen => Reason::TimeoutElapsed,
+        State::Closed => Reason::Recovered,
+        State::ForcedOpen | State::Disabled => Reason::Operator,
+    }
+}
+
+fn reason_code(reason: Reason) -> u8 {
+    match reason {
+        Reason::Tripped => 0,
+        Reason::TrialFailed => 1,
+        Reason::Recovered => 2,
+        Reason::TimeoutElapsed => 3,
+        Reason::Operator => 4,
+    }
+}
+
+fn reason_from_code(code: u8) -> Option<Reason> {
+    Some(match code {
+        0 => Reason::Tripped,
+        1 => Reason::TrialFailed,
+        2 => Reason::Recovered,
+        3 => Reason::TimeoutElapsed,
+        4 => Reason::Operator,
+        _ => return None,
     })
 }
 
@@ -153,13 +203,31 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn a_fresh_record_is_seven_bytes() {
-        assert_eq!(encode(&Record::default()), vec![1, 0, 0, 0, 0, 0, 0]);
+    fn a_fresh_record_is_nine_bytes() {
+        assert_eq!(encode(&Record::default()), vec![2, 0, 0, 0, 0, 0, 0, 2, 0]);
+    }
+
+    #[test]
+    fn a_format_1_record_reads_with_the_reason_its_state_implies() {
+        let open = decode(&[1, 1, 3, 0, 1, 11, 0]).unwrap();
+        assert_eq!(open.state, State::Open);
+        assert_eq!(open.reason, Reason::Tripped);
+        assert_eq!((open.opened_at_ms, open.changed_at_ms), (Some(10), 10));
+        let cases = [
+            (0, Reason::Recovered),
+            (2, Reason::TimeoutElapsed),
+            (3, Reason::Operator),
+            (4, Reason::Operator),
+        ];
+        for (code, reason) in cases {
+            assert_eq!(decode(&[1, code, 0, 0, 0, 0, 0]).unwrap().reason, reason);
+        }
+        assert_eq!(decode(&[1, 0, 0, 0, 0, 0, 0]).unwrap().changed_at_ms, 0);
     }
 
     #[test]
     fn corrupt_bytes_say_what_is_wrong() {
-        let cases: [(&[u8], &str); 7] = [
+        let cases: [(&[u8], &str); 10] = [
             (&[], "format byte missing"),
             (&[9], "unknown record format 9"),
             (&[1, 7], "unknown state code 7"),
@@ -170,6 +238,9 @@ mod tests {
             ),
             (&[1, 0, 0, 0, 0, 0, 200, 1], "trial count 200"),
             (&[1, 0, 0, 0, 0, 0, 0, 42], "1 unexpected bytes"),
+            (&[2, 0, 0, 0, 0, 0, 0], "reason missing"),
+            (&[2, 0, 0, 0, 0, 0, 0, 9, 0], "unknown reason code 9"),
+            (&[2, 0, 0, 0, 0, 0, 0, 2, 0, 1], "1 unexpected bytes"),
         ];
         for (bytes, message) in cases {
             let err = decode(bytes).unwrap_err();
@@ -195,6 +266,16 @@ mod tests {
         ]
     }
 
+    fn any_reason() -> impl Strategy<Value = Reason> {
+        prop_oneof![
+            Just(Reason::Tripped),
+            Just(Reason::TrialFailed),
+            Just(Reason::Recovered),
+            Just(Reason::TimeoutElapsed),
+            Just(Reason::Operator),
+        ]
+    }
+
     proptest! {
         #[test]
         fn every_record_round_trips(
@@ -204,8 +285,12 @@ mod tests {
             generation: u64,
             opened_at_ms in proptest::option::of(0..u64::MAX),
             trials in proptest::collection::vec(any::<u64>(), 0..8),
+            reason in any_reason(),
+            changed_at_ms: u64,
         ) {
-            let record = Record { state, failures, successes, opened_at_ms, generation, trials };
+            let record = Record {
+                state, failures, successes, opened_at_ms, generation, trials, reason, changed_at_ms,
+            };
             prop_assert_eq!(decode(&encode(&record)), Ok(record));
         }
 

@@ -1,24 +1,28 @@
-//! The circuit breaker as a Rust user sees it: a builder, `call`,
-//! `call_async`, an RAII permit, snapshots and operator actions. Every
-//! decision is the component's; this module only carries calls to it.
+//! The circuit breaker as a Rust user sees it: `call`, `call_async`,
+//! `acquire`, snapshots and operator actions. Every decision is the
+//! component's; this module carries calls to it and applies the contract's
+//! generic rules (the memo over `holds`, telling each change once).
 
 use std::any::Any;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use wasmtime::component::ResourceAny;
 
-use crate::bindings::{Announced, wit};
-use crate::clock::{Clock, SystemClock};
+use crate::bindings::wit;
+use crate::builder::Builder;
+use crate::clock::Clock;
 use crate::error::{CallError, Error, Rejected};
 use crate::listener::Listener;
+use crate::memo::{Answer, Memo};
+use crate::permit::{Offloaded, Permit, on_pool};
 use crate::runtime::{Instance, Runtime};
-use crate::storage::{MemoryStorage, Storage};
-use crate::types::{Outcome, Snapshot, State, StateChange};
+use crate::storage::{Storage, StorageError};
+use crate::tell::Teller;
+use crate::types::{Action, Outcome, Snapshot, State};
 
-type Exclusion = Box<dyn Fn(&dyn Any) -> bool + Send + Sync>;
+/// A predicate over a call's error: true counts it as a success.
+pub(crate) type Exclusion = Box<dyn Fn(&dyn Any) -> bool + Send + Sync>;
 
 /// A named circuit breaker; clones share it.
 #[derive(Clone)]
@@ -26,83 +30,18 @@ pub struct CircuitBreaker {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    id: u64,
-    name: String,
-    config: wit::Config,
-    runtime: Runtime,
-    storage: Arc<dyn Storage>,
-    clock: Arc<dyn Clock>,
-    listeners: Vec<Arc<dyn Listener>>,
-    exclusions: Vec<Exclusion>,
-    /// The newest state change told to the listeners, by storage version.
-    told: Mutex<Told>,
-    /// Whether the storage is failing, so an outage is told once.
-    outage: AtomicBool,
-    /// The component's last answer to acquire, while it holds.
-    reusable: Mutex<Option<Answer>>,
-}
-
-/// An answer of the component's that holds while the stored version stays
-/// the one it was given at: an admission it marked `reusable`, or a rejection
-/// whose own terms bound it (forced open; open or full until a time).
-#[derive(Clone, Copy)]
-enum Answer {
-    Admitted(wit::Permit),
-    ForcedOpen { version: u64 },
-    OpenUntil { version: u64, until_ms: u64 },
-    FullUntil { version: u64, until_ms: u64 },
-}
-
-impl Answer {
-    /// What of the component's answer at `now`, given at `version`, can be reused.
-    fn of(answer: &Result<wit::Permit, wit::Rejection>, version: u64, now: u64) -> Option<Answer> {
-        Some(match answer {
-            Ok(permit) if permit.reusable => Answer::Admitted(*permit),
-            Ok(_) | Err(wit::Rejection::StorageUnavailable(_)) => return None,
-            Err(wit::Rejection::ForcedOpen) => Answer::ForcedOpen { version },
-            Err(wit::Rejection::Open(ms)) => Answer::OpenUntil {
-                version,
-                until_ms: now.saturating_add(*ms),
-            },
-            Err(wit::Rejection::HalfOpenFull(ms)) => Answer::FullUntil {
-                version,
-                until_ms: now.saturating_add(*ms),
-            },
-        })
-    }
-
-    /// The same answer at `now`, if it still holds for `version`.
-    fn at(self, version: u64, now: u64) -> Option<Result<wit::Permit, wit::Rejection>> {
-        match self {
-            Answer::Admitted(permit) if permit.seen_version == version => Some(Ok(wit::Permit {
-                issued_at_ms: now,
-                ..permit
-            })),
-            Answer::ForcedOpen { version: given } if given == version => {
-                Some(Err(wit::Rejection::ForcedOpen))
-            }
-            Answer::OpenUntil {
-                version: given,
-                until_ms,
-            } if given == version && now < until_ms => {
-                Some(Err(wit::Rejection::Open(until_ms - now)))
-            }
-            Answer::FullUntil {
-                version: given,
-                until_ms,
-            } if given == version && now < until_ms => {
-                Some(Err(wit::Rejection::HalfOpenFull(until_ms - now)))
-            }
-            _ => None,
-        }
-    }
-}
-
-#[derive(Default)]
-struct Told {
-    version: u64,
-    state: Option<State>,
+/// What a breaker is made of; built by the [`Builder`].
+pub(crate) struct Inner {
+    pub id: u64,
+    pub name: String,
+    pub config: wit::Config,
+    pub runtime: Runtime,
+    pub storage: Arc<dyn Storage>,
+    pub clock: Arc<dyn Clock>,
+    pub listeners: Vec<Arc<dyn Listener>>,
+    pub exclusions: Vec<Exclusion>,
+    pub teller: Teller,
+    pub memo: Memo,
 }
 
 impl Drop for Inner {
@@ -119,149 +58,16 @@ impl std::fmt::Debug for CircuitBreaker {
     }
 }
 
-/// Builds a [`CircuitBreaker`]; every knob left unset takes the component's default.
-#[must_use]
-pub struct Builder {
-    name: String,
-    config: wit::Config,
-    runtime: Option<Runtime>,
-    storage: Option<Arc<dyn Storage>>,
-    clock: Arc<dyn Clock>,
-    listeners: Vec<Arc<dyn Listener>>,
-    exclusions: Vec<Exclusion>,
-}
-
-impl Builder {
-    /// Consecutive failures that open the circuit.
-    pub fn fail_max(mut self, failures: u32) -> Self {
-        self.config.fail_max = Some(failures);
-        self
-    }
-
-    /// How long the circuit stays open before a trial.
-    pub fn reset_timeout(mut self, timeout: Duration) -> Self {
-        self.config.reset_timeout_ms = Some(crate::millis(timeout));
-        self
-    }
-
-    /// Trial successes in half-open that close the circuit.
-    pub fn success_threshold(mut self, successes: u32) -> Self {
-        self.config.success_threshold = Some(successes);
-        self
-    }
-
-    /// Trials allowed in flight at once in half-open.
-    pub fn half_open_max_calls(mut self, calls: u32) -> Self {
-        self.config.half_open_max_calls = Some(calls);
-        self
-    }
-
-    /// How long a trial may run before its slot is forfeited.
-    pub fn trial_timeout(mut self, timeout: Duration) -> Self {
-        self.config.trial_timeout_ms = Some(crate::millis(timeout));
-        self
-    }
-
-    /// What calls meet while the storage fails: closed admits, open rejects
-    /// (default: the storage's suggestion, else closed).
-    pub fn fallback_state(mut self, state: State) -> Self {
-        self.config.fallback_state = Some(state.into());
-        self
-    }
-
-    /// Counts errors of type `E` for which `predicate` holds as successes.
-    pub fn exclude<E: 'static>(
-        mut self,
-        predicate: impl Fn(&E) -> bool + Send + Sync + 'static,
-    ) -> Self {
-        self.exclusions.push(Box::new(move |error: &dyn Any| {
-            error.downcast_ref::<E>().is_some_and(&predicate)
-        }));
-        self
-    }
-
-    /// Adds a listener.
-    pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listeners.push(Arc::new(listener));
-        self
-    }
-
-    /// Where the breaker keeps its state (default: a memory storage of its own).
-    pub fn storage(mut self, storage: impl Storage) -> Self {
-        self.storage = Some(Arc::new(storage));
-        self
-    }
-
-    /// Where "now" comes from (default: the system clock).
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// Runs the breaker on another build of the component.
-    pub fn runtime(mut self, runtime: &Runtime) -> Self {
-        self.runtime = Some(runtime.clone());
-        self
-    }
-
-    /// Makes the breaker; the component checks the name and the knobs.
-    pub fn build(mut self) -> Result<CircuitBreaker, Error> {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-        if self.config.fallback_state.is_none() {
-            let suggested = self.storage.as_ref().and_then(|s| s.fallback_state());
-            self.config.fallback_state = suggested.map(Into::into);
-        }
-        let breaker = CircuitBreaker {
-            inner: Arc::new(Inner {
-                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-                name: self.name,
-                config: self.config,
-                runtime: self.runtime.unwrap_or_else(|| Runtime::embedded().clone()),
-                storage: self
-                    .storage
-                    .unwrap_or_else(|| Arc::new(MemoryStorage::new())),
-                clock: self.clock,
-                listeners: self.listeners,
-                exclusions: self.exclusions,
-                told: Mutex::new(Told::default()),
-                outage: AtomicBool::new(false),
-                reusable: Mutex::new(None),
-            }),
-        };
-        // Creating the guest resource now surfaces a refused configuration.
-        let instance = breaker.inner.runtime.checkout()?;
-        let (_, instance) = breaker.resource(instance)?;
-        breaker.inner.runtime.checkin(instance);
-        Ok(breaker)
-    }
-}
-
-/// What one call into the component produced, besides its answer.
+/// What one call into the component produced besides its answer.
 struct Effects {
-    announced: Vec<Announced>,
-    storage_error: Option<String>,
-    storage_ok: bool,
+    announced: Vec<wit::StateChange>,
+    storage_error: Option<StorageError>,
 }
 
 impl CircuitBreaker {
     /// Starts building a breaker named `name` (its key in the storage).
     pub fn builder(name: impl Into<String>) -> Builder {
-        Builder {
-            name: name.into(),
-            config: wit::Config {
-                fail_max: None,
-                reset_timeout_ms: None,
-                success_threshold: None,
-                half_open_max_calls: None,
-                trial_timeout_ms: None,
-                fallback_state: None,
-            },
-            runtime: None,
-            storage: None,
-            clock: Arc::new(SystemClock),
-            listeners: Vec::new(),
-            exclusions: Vec::new(),
-        }
+        Builder::new(name.into())
     }
 
     /// A breaker with every default and a memory storage of its own.
@@ -269,20 +75,36 @@ impl CircuitBreaker {
         CircuitBreaker::builder(name).build()
     }
 
+    pub(crate) fn from_inner(inner: Inner) -> CircuitBreaker {
+        CircuitBreaker {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Creates the guest resource, so that a refused configuration surfaces.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        let (_, instance) = self.resource(self.inner.runtime.checkout()?)?;
+        self.inner.runtime.checkin(instance);
+        Ok(())
+    }
+
     /// The breaker's name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    pub(crate) fn listeners(&self) -> &[Arc<dyn Listener>] {
+        &self.inner.listeners
     }
 
     /// Asks to make a call; the permit reports `ignored` if dropped unreported.
     pub fn acquire(&self) -> Result<Permit, Error> {
         let now = self.inner.clock.now_ms();
         let version = self.inner.storage.peek_version(&self.inner.name);
-        let reused = version.and_then(|v| self.reusable_answer(v.unwrap_or(0), now));
-        if let Some(answer) = reused {
+        if let Some(answer) = version.and_then(|v| self.inner.memo.reuse(v.unwrap_or(0), now)) {
             return match answer {
-                Ok(permit) => Ok(self.hand_out(permit)),
-                Err(rejection) => Err(self.rejected(rejection)),
+                Ok(admission) => Ok(self.admitted(Permit::new(self.clone(), &admission))),
+                Err(refusal) => Err(self.rejected(refusal)),
             };
         }
         let (answer, effects) = self.invoke(|instance, resource| {
@@ -297,65 +119,60 @@ impl CircuitBreaker {
                 None => guest.call_acquire(&mut instance.store, resource, now),
             }
         })?;
-        let keep = version.and_then(|v| Answer::of(&answer, v.unwrap_or(0), now));
-        *self
-            .inner
-            .reusable
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = keep;
+        if version.is_some() {
+            self.inner.memo.keep(&answer);
+        }
         // The permit exists before any listener runs: a panicking listener
         // then drops it, which frees its trial slot.
-        let permit = answer.map(|permit| Permit {
-            breaker: self.clone(),
-            permit,
-            reported: false,
-            handed_out: false,
-        });
-        self.tell_changes(effects);
-        match permit {
-            Ok(permit) => Ok(self.admitted(permit)),
-            Err(rejection) => Err(self.rejected(rejection)),
+        let permit = answer
+            .as_ref()
+            .ok()
+            .map(|admission| Permit::new(self.clone(), admission));
+        self.tell(&effects.announced);
+        self.note_outage(&answer, effects.storage_error);
+        match (permit, answer) {
+            (Some(permit), _) => Ok(self.admitted(permit)),
+            (None, Err(refusal)) => Err(self.rejected(refusal)),
+            (None, Ok(_)) => unreachable!("an admission always makes a permit"),
         }
     }
 
-    /// A rejection, told to the listeners.
-    fn rejected(&self, rejection: wit::Rejection) -> Error {
-        let rejected = Rejected::from(rejection);
+    /// Tells an outage when an acquire was degraded or refused for the storage.
+    fn note_outage(&self, answer: &Answer, source: Option<StorageError>) {
+        let failing = match answer {
+            Ok(wit::Admission {
+                degraded: Some(message),
+                ..
+            })
+            | Err(wit::Refusal {
+                rejection: wit::Rejection::StorageUnavailable(message),
+                ..
+            }) => Some(Error::Storage {
+                message: message.clone(),
+                source,
+            }),
+            _ => None,
+        };
+        self.inner
+            .teller
+            .storage(&self.inner.name, &self.inner.listeners, failing);
+    }
+
+    /// A refusal, told to the listeners.
+    fn rejected(&self, refusal: wit::Refusal) -> Error {
+        let rejected = Rejected::from(refusal);
         for listener in &self.inner.listeners {
             listener.rejected(&self.inner.name, &rejected);
         }
         Error::Rejected(rejected)
     }
 
-    /// The component's last answer again, if it still holds at `version` and `now`.
-    fn reusable_answer(
-        &self,
-        version: u64,
-        now: u64,
-    ) -> Option<Result<wit::Permit, wit::Rejection>> {
-        let cached = *self
-            .inner
-            .reusable
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        cached.and_then(|answer| answer.at(version, now))
-    }
-
-    /// A permit for a call the component admitted, told to the listeners.
-    fn hand_out(&self, permit: wit::Permit) -> Permit {
-        self.admitted(Permit {
-            breaker: self.clone(),
-            permit,
-            reported: false,
-            handed_out: false,
-        })
-    }
-
+    /// A permit handed to the caller, told to the listeners.
     fn admitted(&self, mut permit: Permit) -> Permit {
         for listener in &self.inner.listeners {
             listener.before_call(&self.inner.name);
         }
-        permit.handed_out = true;
+        permit.hand_out();
         permit
     }
 
@@ -363,7 +180,8 @@ impl CircuitBreaker {
     pub fn call<T, E: 'static>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, CallError<E>> {
         let permit = self.acquire()?;
         let result = f();
-        self.finish(permit, result)
+        let tripped = permit.report_quietly(self.classify(&result));
+        result.map_err(|error| CallError::Failed { error, tripped })
     }
 
     /// Awaits `future` if the breaker admits it, and records its result; a
@@ -381,9 +199,9 @@ impl CircuitBreaker {
         } else {
             self.acquire()?
         };
-        let mut pending = Offloaded(Some(permit), offload);
+        let mut pending = Offloaded::new(permit, offload);
         let result = future.await;
-        let permit = pending.0.take().expect("the permit is taken once");
+        let permit = pending.take();
         let outcome = self.classify(&result);
         let tripped = if offload {
             // Recording must finish even if this future is dropped meanwhile.
@@ -404,8 +222,9 @@ impl CircuitBreaker {
                 .circuit_breaker()
                 .call_snapshot(&mut instance.store, resource, now)
         })?;
-        self.tell_changes(effects);
-        answer.map(Snapshot::from).map_err(Error::Storage)
+        self.tell(&effects.announced);
+        self.settle(answer, effects.storage_error)
+            .map(Snapshot::from)
     }
 
     /// The breaker's effective state now.
@@ -413,62 +232,43 @@ impl CircuitBreaker {
         self.snapshot().map(|snapshot| snapshot.state)
     }
 
+    /// Operator: applies `action` now.
+    pub fn operate(&self, action: Action) -> Result<(), Error> {
+        let now = self.inner.clock.now_ms();
+        let (answer, effects) = self.invoke(|instance, resource| {
+            instance
+                .bindings
+                .tripswitch_breaker_breaker()
+                .circuit_breaker()
+                .call_operate(&mut instance.store, resource, action.into(), now)
+        })?;
+        self.tell(&effects.announced);
+        self.settle(answer, effects.storage_error)
+    }
+
     /// Operator: opens the circuit now.
     pub fn open(&self) -> Result<(), Error> {
-        self.operate(|guest, store, resource, now| guest.call_open(store, resource, now))
+        self.operate(Action::Open)
     }
 
     /// Operator: closes the circuit and resets its counters.
     pub fn close(&self) -> Result<(), Error> {
-        self.operate(|guest, store, resource, now| guest.call_close(store, resource, now))
+        self.operate(Action::Close)
     }
 
     /// Operator: moves the circuit to half-open.
     pub fn half_open(&self) -> Result<(), Error> {
-        self.operate(|guest, store, resource, now| guest.call_half_open(store, resource, now))
+        self.operate(Action::HalfOpen)
     }
 
     /// Operator: rejects every call until another operator action.
     pub fn force_open(&self) -> Result<(), Error> {
-        self.operate(|guest, store, resource, now| guest.call_force_open(store, resource, now))
+        self.operate(Action::ForceOpen)
     }
 
     /// Operator: admits every call and records nothing.
     pub fn disable(&self) -> Result<(), Error> {
-        self.operate(|guest, store, resource, now| guest.call_disable(store, resource, now))
-    }
-
-    fn operate(
-        &self,
-        action: impl FnOnce(
-            &crate::bindings::Guest<'_>,
-            &mut wasmtime::Store<crate::bindings::HostState>,
-            ResourceAny,
-            u64,
-        ) -> wasmtime::Result<Result<(), String>>,
-    ) -> Result<(), Error> {
-        let now = self.inner.clock.now_ms();
-        let (answer, effects) = self.invoke(|instance, resource| {
-            let exports = instance.bindings.tripswitch_breaker_breaker();
-            action(
-                &exports.circuit_breaker(),
-                &mut instance.store,
-                resource,
-                now,
-            )
-        })?;
-        self.tell_changes(effects);
-        answer.map_err(Error::Storage)
-    }
-
-    /// Records a finished call's result and hands it back.
-    fn finish<T, E: 'static>(
-        &self,
-        permit: Permit,
-        result: Result<T, E>,
-    ) -> Result<T, CallError<E>> {
-        let tripped = permit.report_quietly(self.classify(&result));
-        result.map_err(|error| CallError::Failed { error, tripped })
+        self.operate(Action::Disable)
     }
 
     /// What a call's result counts as: an excluded error is a success.
@@ -482,13 +282,28 @@ impl CircuitBreaker {
         }
     }
 
-    /// Reports a permit's outcome; returns whether it opened the circuit.
-    fn report(&self, permit: wit::Permit, outcome: Outcome) -> Result<bool, Error> {
-        let name = &self.inner.name;
-        if outcome == Outcome::Success && self.success_is_quiet(&permit) {
-            self.inner.listeners.iter().for_each(|l| l.success(name));
-            return Ok(false);
+    /// Whether a quiet success decided at `version` (none: no version) may
+    /// go unreported: the stored version is unchanged, or cannot be told.
+    pub(crate) fn unchanged_since(&self, version: Option<u64>) -> bool {
+        match version {
+            None => true,
+            Some(version) => self
+                .inner
+                .storage
+                .peek_version(&self.inner.name)
+                .is_none_or(|now| now.unwrap_or(0) == version),
         }
+    }
+
+    /// Reports a permit's outcome to the component; `before` runs with its
+    /// answer before the state changes are told (pybreaker's order on a
+    /// failure: failure, then state change).
+    pub(crate) fn report_to_component(
+        &self,
+        permit: wit::Permit,
+        outcome: Outcome,
+        before: impl FnOnce(&Result<wit::Reported, wit::BreakerError>),
+    ) -> Result<wit::Reported, Error> {
         let now = self.inner.clock.now_ms();
         let (answer, effects) = self.invoke(|instance, resource| {
             instance
@@ -497,37 +312,32 @@ impl CircuitBreaker {
                 .circuit_breaker()
                 .call_report(&mut instance.store, resource, permit, outcome.into(), now)
         })?;
-        let tripped = effects
-            .announced
-            .iter()
-            .any(|a| !a.remote && a.current == wit::State::Open);
-        match outcome {
-            Outcome::Success => {
-                self.tell_changes(effects);
-                self.inner.listeners.iter().for_each(|l| l.success(name));
-            }
-            Outcome::Failure => {
-                self.inner
-                    .listeners
-                    .iter()
-                    .for_each(|l| l.failure(name, tripped));
-                self.tell_changes(effects);
-            }
-            Outcome::Ignored => self.tell_changes(effects),
-        }
-        answer.map(|()| tripped).map_err(Error::Storage)
+        before(&answer);
+        self.tell(&effects.announced);
+        self.settle(answer, effects.storage_error)
     }
 
-    /// Whether a success report can be skipped: the component said at acquire
-    /// that it would change nothing, and the storage has not changed since (as
-    /// far as it can tell without a round trip; see the README on Redis).
-    fn success_is_quiet(&self, permit: &wit::Permit) -> bool {
-        permit.quiet_success
-            && self
-                .inner
-                .storage
-                .peek_version(&self.inner.name)
-                .is_none_or(|version| version.unwrap_or(0) == permit.seen_version)
+    /// A component answer as the library's, noting a storage outage.
+    fn settle<T>(
+        &self,
+        answer: Result<T, wit::BreakerError>,
+        source: Option<StorageError>,
+    ) -> Result<T, Error> {
+        let answer = answer.map_err(|error| Error::from_breaker(error, source));
+        let failing = match &answer {
+            Err(error @ Error::Storage { .. }) => Some(error.clone()),
+            _ => None,
+        };
+        self.inner
+            .teller
+            .storage(&self.inner.name, &self.inner.listeners, failing);
+        answer
+    }
+
+    fn tell(&self, announced: &[wit::StateChange]) {
+        self.inner
+            .teller
+            .changes(&self.inner.name, &self.inner.listeners, announced);
     }
 
     /// Runs one call into the component on a pooled instance.
@@ -546,7 +356,6 @@ impl CircuitBreaker {
         let effects = Effects {
             announced: std::mem::take(&mut state.announced),
             storage_error: state.storage_error.take(),
-            storage_ok: state.storage_ok,
         };
         runtime.checkin(instance);
         Ok((answer, effects))
@@ -581,187 +390,5 @@ impl CircuitBreaker {
             "breaker {:?}: the component failed and its instance was discarded: {error:#}",
             self.inner.name
         ))
-    }
-
-    /// Tells listeners of the state changes and storage trouble one call produced.
-    fn tell_changes(&self, effects: Effects) {
-        let name = &self.inner.name;
-        if let Some(message) = effects.storage_error {
-            if !self.inner.outage.swap(true, Ordering::Relaxed) {
-                let error = Error::Storage(message);
-                self.inner
-                    .listeners
-                    .iter()
-                    .for_each(|l| l.error(name, &error));
-            }
-        } else if effects.storage_ok {
-            self.inner.outage.store(false, Ordering::Relaxed);
-        }
-        if effects.announced.is_empty() {
-            return;
-        }
-        let changes: Vec<StateChange> = {
-            let mut told = self.inner.told.lock().unwrap_or_else(|e| e.into_inner());
-            let mut changes = Vec::new();
-            for a in &effects.announced {
-                // Another pooled instance may have told this change already;
-                // version 0 means the key was absent: the storage started over.
-                let newer = a.version > told.version || a.version == 0 || told.state.is_none();
-                if !newer {
-                    continue;
-                }
-                // Told from the state the listeners know: changes learnt at
-                // once (or out of order across instances) are told as one.
-                let previous = told.state.unwrap_or(State::from(a.previous));
-                let current = State::from(a.current);
-                if previous != current {
-                    changes.push(StateChange {
-                        previous,
-                        current,
-                        at_ms: a.at_ms,
-                        remote: a.remote || previous != State::from(a.previous),
-                    });
-                }
-                told.version = a.version;
-                told.state = Some(current);
-            }
-            changes
-        };
-        for change in &changes {
-            for listener in &self.inner.listeners {
-                listener.state_change(name, change);
-            }
-        }
-    }
-}
-
-/// The right to make one call. Report it with [`success`](Permit::success),
-/// [`failure`](Permit::failure) or [`ignore`](Permit::ignore); dropped
-/// unreported it records `ignored` (`failure` while the thread panics).
-#[must_use = "an unreported permit records `ignored` when dropped"]
-pub struct Permit {
-    breaker: CircuitBreaker,
-    permit: wit::Permit,
-    reported: bool,
-    /// Whether the caller got it (a panic before then ran no call).
-    handed_out: bool,
-}
-
-impl std::fmt::Debug for Permit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Permit")
-            .field("breaker", &self.breaker.name())
-            .field("generation", &self.permit.generation)
-            .field("trial", &self.permit.trial)
-            .finish()
-    }
-}
-
-impl Permit {
-    /// Whether this is a half-open trial.
-    pub fn is_trial(&self) -> bool {
-        self.permit.trial
-    }
-
-    /// The breaker's generation when the permit was issued.
-    pub fn generation(&self) -> u64 {
-        self.permit.generation
-    }
-
-    /// Records a success.
-    pub fn success(self) -> Result<(), Error> {
-        self.report(Outcome::Success).map(drop)
-    }
-
-    /// Records a failure; returns whether it opened the circuit.
-    pub fn failure(self) -> Result<bool, Error> {
-        self.report(Outcome::Failure)
-    }
-
-    /// Records nothing and frees a trial slot.
-    pub fn ignore(self) -> Result<(), Error> {
-        self.report(Outcome::Ignored).map(drop)
-    }
-
-    /// Records `outcome`; returns whether it opened the circuit.
-    pub fn report(mut self, outcome: Outcome) -> Result<bool, Error> {
-        self.reported = true;
-        self.breaker.report(self.permit, outcome)
-    }
-
-    /// Records `outcome`, telling listeners of an error no caller can be told.
-    fn report_quietly(mut self, outcome: Outcome) -> bool {
-        self.reported = true;
-        self.breaker.report_or_tell(self.permit, outcome)
-    }
-}
-
-impl CircuitBreaker {
-    fn report_or_tell(&self, permit: wit::Permit, outcome: Outcome) -> bool {
-        match self.report(permit, outcome) {
-            Ok(tripped) => tripped,
-            // A storage outage is told once, when it starts.
-            Err(Error::Storage(_)) if self.inner.outage.load(Ordering::Relaxed) => false,
-            Err(error) => {
-                let name = &self.inner.name;
-                self.inner
-                    .listeners
-                    .iter()
-                    .for_each(|l| l.error(name, &error));
-                false
-            }
-        }
-    }
-}
-
-/// A permit held across an await: if the future is dropped, its `ignored`
-/// report runs on the blocking pool when the storage may block.
-struct Offloaded(Option<Permit>, bool);
-
-impl Drop for Offloaded {
-    fn drop(&mut self) {
-        if let Some(permit) = self.0.take()
-            && self.1
-        {
-            // Decided here: on the pool thread, nothing is panicking.
-            let outcome = if std::thread::panicking() {
-                Outcome::Failure
-            } else {
-                Outcome::Ignored
-            };
-            blocking::unblock(move || permit.report_quietly(outcome)).detach();
-        }
-    }
-}
-
-/// Runs `work` on the blocking pool; if the awaiting future is dropped, the
-/// work still runs to its end.
-async fn on_pool<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    struct Detach<T>(Option<blocking::Task<T>>);
-    impl<T> Drop for Detach<T> {
-        fn drop(&mut self) {
-            if let Some(task) = self.0.take() {
-                task.detach();
-            }
-        }
-    }
-    let mut task = Detach(Some(blocking::unblock(work)));
-    std::future::poll_fn(|cx| {
-        let running = task.0.as_mut().expect("polled after completion");
-        std::pin::Pin::new(running).poll(cx)
-    })
-    .await
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if !self.reported {
-            let outcome = if self.handed_out && std::thread::panicking() {
-                Outcome::Failure
-            } else {
-                Outcome::Ignored
-            };
-            self.breaker.report_or_tell(self.permit, outcome);
-        }
     }
 }

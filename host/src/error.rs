@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::bindings::wit;
+use crate::storage::StorageError;
 use crate::types::State;
 
 /// Why the breaker did not let a call run.
@@ -21,10 +22,14 @@ pub enum Rejected {
     },
     /// An operator forced the circuit open.
     ForcedOpen,
-    /// The storage failed and the fallback state rejects.
+    /// The storage failed and the fallback state rejects, or other writers
+    /// won every try for a trial slot.
     StorageUnavailable {
         /// What the storage said.
         message: String,
+        /// The state that refused: the fallback state, or the stored state
+        /// when the storage works but was contended.
+        state: State,
     },
 }
 
@@ -39,19 +44,21 @@ impl Rejected {
         }
     }
 
-    /// The state that rejected the call (open for a storage fallback).
+    /// The state that rejected the call (the fallback state when the
+    /// storage failed), as the component said.
     pub fn state(&self) -> State {
         match self {
-            Rejected::Open { .. } | Rejected::StorageUnavailable { .. } => State::Open,
+            Rejected::Open { .. } => State::Open,
             Rejected::HalfOpenFull { .. } => State::HalfOpen,
             Rejected::ForcedOpen => State::ForcedOpen,
+            Rejected::StorageUnavailable { state, .. } => *state,
         }
     }
 }
 
-impl From<wit::Rejection> for Rejected {
-    fn from(rejection: wit::Rejection) -> Self {
-        match rejection {
+impl From<wit::Refusal> for Rejected {
+    fn from(refusal: wit::Refusal) -> Self {
+        match refusal.rejection {
             wit::Rejection::Open(ms) => Rejected::Open {
                 retry_after: Duration::from_millis(ms),
             },
@@ -59,7 +66,10 @@ impl From<wit::Rejection> for Rejected {
                 retry_after: Duration::from_millis(ms),
             },
             wit::Rejection::ForcedOpen => Rejected::ForcedOpen,
-            wit::Rejection::StorageUnavailable(message) => Rejected::StorageUnavailable { message },
+            wit::Rejection::StorageUnavailable(message) => Rejected::StorageUnavailable {
+                message,
+                state: refusal.state.into(),
+            },
         }
     }
 }
@@ -80,7 +90,7 @@ impl fmt::Display for Rejected {
                 retry_after.as_millis()
             ),
             Rejected::ForcedOpen => f.write_str("circuit forced open by an operator"),
-            Rejected::StorageUnavailable { message } => {
+            Rejected::StorageUnavailable { message, .. } => {
                 write!(
                     f,
                     "storage unavailable and the fallback state rejects: {message}"
@@ -104,10 +114,30 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// The storage failed, or holds a record the component cannot read.
-    Storage(String),
+    /// The storage failed.
+    Storage {
+        /// What failed, as the component tells it (it names the breaker).
+        message: String,
+        /// The storage's own error, when this process's storage raised it.
+        source: Option<StorageError>,
+    },
+    /// The stored record cannot be read (an operator action overwrites it).
+    Corrupt(String),
+    /// Other writers won every compare-and-swap try.
+    Contended(String),
     /// The component could not be loaded, trapped, or ran away.
     Component(String),
+}
+
+impl Error {
+    /// The component's breaker error, with the storage's own error if one was raised.
+    pub(crate) fn from_breaker(error: wit::BreakerError, source: Option<StorageError>) -> Self {
+        match error {
+            wit::BreakerError::Storage(message) => Error::Storage { message, source },
+            wit::BreakerError::Corrupt(message) => Error::Corrupt(message),
+            wit::BreakerError::Contended(message) => Error::Contended(message),
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -115,13 +145,26 @@ impl fmt::Display for Error {
         match self {
             Error::Rejected(rejected) => rejected.fmt(f),
             Error::InvalidConfig { field, reason } => write!(f, "invalid {field}: {reason}"),
-            Error::Storage(message) => write!(f, "storage: {message}"),
+            Error::Storage { message, .. } => write!(f, "storage: {message}"),
+            Error::Corrupt(message) => write!(f, "corrupt record: {message}"),
+            Error::Contended(message) => write!(f, "contended: {message}"),
             Error::Component(message) => write!(f, "breaker component: {message}"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Rejected(rejected) => Some(rejected),
+            Error::Storage {
+                source: Some(source),
+                ..
+            } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 /// Why a guarded call did not return its value.
 #[derive(Debug)]

@@ -22,24 +22,30 @@
 
 mod bindings;
 mod breaker;
+mod builder;
 pub mod clock;
 mod error;
 mod listener;
+mod memo;
+mod permit;
 #[cfg(feature = "redis")]
 mod redis_storage;
 mod runtime;
 pub mod storage;
+mod tell;
 mod types;
 
-pub use breaker::{Builder, CircuitBreaker, Permit};
+pub use breaker::CircuitBreaker;
+pub use builder::{Builder, Config};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{CallError, Error, Rejected};
 pub use listener::Listener;
+pub use permit::Permit;
 #[cfg(feature = "redis")]
 pub use redis_storage::{RedisStorage, RedisStorageBuilder};
 pub use runtime::{COMPONENT, Runtime};
 pub use storage::{Entry, MemoryStorage, Storage, StorageError, SwapResult};
-pub use types::{Outcome, Snapshot, State, StateChange};
+pub use types::{Action, Outcome, Reason, Snapshot, State, StateChange};
 
 /// A duration in whole milliseconds, saturating.
 pub(crate) fn millis(duration: std::time::Duration) -> u64 {

@@ -8,6 +8,8 @@ use crate::bindings::wit;
 
 /// Where a circuit stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum State {
     /// Calls run; consecutive failures are counted.
     Closed,
@@ -90,6 +92,8 @@ impl From<State> for wit::State {
 
 /// What became of a permitted call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum Outcome {
     /// It succeeded.
     Success,
@@ -109,8 +113,122 @@ impl From<Outcome> for wit::Outcome {
     }
 }
 
+/// An operator's command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+pub enum Action {
+    /// Open the circuit now.
+    Open,
+    /// Close it and reset its counters.
+    Close,
+    /// Move it to half-open, admitting trials.
+    HalfOpen,
+    /// Reject every call until another action.
+    ForceOpen,
+    /// Admit every call and record nothing.
+    Disable,
+}
+
+impl Action {
+    /// Every action, in declaration order.
+    pub const ALL: [Action; 5] = [
+        Action::Open,
+        Action::Close,
+        Action::HalfOpen,
+        Action::ForceOpen,
+        Action::Disable,
+    ];
+
+    /// The action's name as the WIT spells it (`force-open`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Open => "open",
+            Action::Close => "close",
+            Action::HalfOpen => "half-open",
+            Action::ForceOpen => "force-open",
+            Action::Disable => "disable",
+        }
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Action::ALL
+            .into_iter()
+            .find(|action| action.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+                format!("unknown action {s:?}: expected one of {}", known.join(", "))
+            })
+    }
+}
+
+impl From<Action> for wit::Action {
+    fn from(action: Action) -> Self {
+        match action {
+            Action::Open => wit::Action::Open,
+            Action::Close => wit::Action::Close,
+            Action::HalfOpen => wit::Action::HalfOpen,
+            Action::ForceOpen => wit::Action::ForceOpen,
+            Action::Disable => wit::Action::Disable,
+        }
+    }
+}
+
+/// Why a breaker's state last changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+pub enum Reason {
+    /// Failures in closed opened the circuit.
+    Tripped,
+    /// A failed trial re-opened it.
+    TrialFailed,
+    /// Trials closed it.
+    Recovered,
+    /// The reset timeout elapsed and a trial was admitted.
+    TimeoutElapsed,
+    /// An operator acted.
+    Operator,
+}
+
+impl Reason {
+    /// The reason's name as the WIT spells it (`trial-failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Tripped => "tripped",
+            Reason::TrialFailed => "trial-failed",
+            Reason::Recovered => "recovered",
+            Reason::TimeoutElapsed => "timeout-elapsed",
+            Reason::Operator => "operator",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<wit::Reason> for Reason {
+    fn from(reason: wit::Reason) -> Self {
+        match reason {
+            wit::Reason::Tripped => Reason::Tripped,
+            wit::Reason::TrialFailed => Reason::TrialFailed,
+            wit::Reason::Recovered => Reason::Recovered,
+            wit::Reason::TimeoutElapsed => Reason::TimeoutElapsed,
+            wit::Reason::Operator => Reason::Operator,
+        }
+    }
+}
+
 /// A breaker's state as seen at one instant.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Snapshot {
     /// The effective state: an open circuit whose timeout elapsed reads half-open.
     pub state: State,
@@ -122,10 +240,32 @@ pub struct Snapshot {
     pub opened_at_ms: Option<u64>,
     /// Trials admitted and not yet reported or forfeited.
     pub trials_in_flight: u32,
-    /// Grows by one with every state change.
+    /// Grows by one with every state change and every operator action.
     pub generation: u64,
     /// How long until a call is admitted; none if now, or if waiting will not help.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "retry_after_ms", with = "millis_opt")
+    )]
     pub retry_after: Option<Duration>,
+    /// The stored version it was read at (0: the key is absent).
+    pub version: u64,
+}
+
+/// `Option<Duration>` as whole milliseconds in serialized form.
+#[cfg(feature = "serde")]
+mod millis_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        value.map(crate::millis).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
 }
 
 impl From<wit::Snapshot> for Snapshot {
@@ -138,19 +278,38 @@ impl From<wit::Snapshot> for Snapshot {
             trials_in_flight: s.trials_in_flight,
             generation: s.generation,
             retry_after: s.retry_after_ms.map(Duration::from_millis),
+            version: s.version,
         }
     }
 }
 
 /// One state transition, as a listener hears of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct StateChange {
-    /// The state before.
+    /// The state before (as this process last knew it).
     pub previous: State,
     /// The state after.
     pub current: State,
-    /// When it was noticed, in Unix ms.
+    /// When the change was made, by whichever process made it, in Unix ms.
     pub at_ms: u64,
+    /// The generation of the record that holds the change.
+    pub generation: u64,
+    /// Why it changed.
+    pub reason: Reason,
     /// Whether another instance or process wrote it.
     pub remote: bool,
+}
+
+impl From<&wit::StateChange> for StateChange {
+    fn from(change: &wit::StateChange) -> Self {
+        StateChange {
+            previous: change.previous.into(),
+            current: change.current.into(),
+            at_ms: change.at_ms,
+            generation: change.generation,
+            reason: change.reason.into(),
+            remote: change.remote,
+        }
+    }
 }

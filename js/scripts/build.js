@@ -35,8 +35,8 @@ execFileSync(
   [
     'transpile', component, '--out-dir', out, '--name', 'tripswitch', '--quiet',
     '--no-component-error-wrapping', '--valid-lifting-optimization',
-    '--map', 'tripswitch:breaker/storage@0.1.0=../src/host/storage.js',
-    '--map', 'tripswitch:breaker/events@0.1.0=../src/host/events.js',
+    '--map', 'tripswitch:breaker/storage@0.2.0=../src/host/storage.js',
+    '--map', 'tripswitch:breaker/events@0.2.0=../src/host/events.js',
   ],
   { stdio: 'inherit' },
 );

@@ -10,6 +10,8 @@ export { MemoryStorage } from './memory.js';
 
 /** The states a breaker can be in. */
 export const STATES = Object.freeze(['closed', 'open', 'half-open', 'forced-open', 'disabled']);
+/** The operator actions, by method name. */
+const ACTION_OF_METHOD = { open: 'open', close: 'close', halfOpen: 'half-open', forceOpen: 'force-open', disable: 'disable' };
 
 const EVENT_OF_STATE = { open: 'open', 'half-open': 'halfOpen', closed: 'close' };
 /** The component's field names, as this package's options call them. */
@@ -27,9 +29,10 @@ const MAX_U32 = 2 ** 32 - 1;
 export class CircuitOpenError extends Error {
   /**
    * @param {string} breaker
-   * @param {{tag: string, val?: bigint | string}} rejection
+   * @param {{rejection: {tag: string, val?: bigint | string}, state: string}} refusal
    */
-  constructor(breaker, rejection) {
+  constructor(breaker, refusal) {
+    const rejection = refusal.rejection;
     const retryAfterMs = typeof rejection.val === 'bigint' ? Number(rejection.val) : undefined;
     const why = {
       open: `circuit open; retry after ${retryAfterMs} ms`,
@@ -43,8 +46,8 @@ export class CircuitOpenError extends Error {
     this.breaker = breaker;
     /** Why: 'open', 'half-open-full', 'forced-open' or 'storage-unavailable'. */
     this.reason = rejection.tag;
-    /** The state that rejected the call. */
-    this.state = { open: 'open', 'half-open-full': 'half-open', 'forced-open': 'forced-open' }[rejection.tag] ?? 'open';
+    /** The state that rejected the call (the fallback state when the storage failed). */
+    this.state = refusal.state;
     /** Milliseconds until a call can be admitted, when that is known. */
     this.retryAfterMs = retryAfterMs;
   }
@@ -163,16 +166,15 @@ export class CircuitBreaker extends EventTarget {
   #clock;
   #exclude;
   #signal;
-  /** The state the listeners were last told. */
+  /** The generation of the last state change told. */
   #told = undefined;
   /** Whether the storage is failing, so that an outage is told once. */
   #outage = false;
   /**
-   * The component's last answer while it holds: an admission it marked
-   * reusable, or a rejection whose own terms bound it, given at `version`.
-   * @type {{version: bigint, permit?: object, rejection?: object, untilMs?: number} | undefined}
+   * The component's last answer to acquire while its `holds` stands.
+   * @type {{holds: {version: bigint, untilMs?: bigint}, admission?: object, refusal?: object} | undefined}
    */
-  #reusable = undefined;
+  #memo = undefined;
   /** Event types that have ever had a listener (never shrinks, so no event is lost). */
   #heard = new Set();
 
@@ -210,7 +212,7 @@ export class CircuitBreaker extends EventTarget {
 
   /** State, counters, opened-at, trials in flight, generation and retry-after, now. */
   snapshot() {
-    const s = this.#enter((guest, now) => guest.snapshot(now));
+    const s = this.#settled((guest, now) => guest.snapshot(now));
     return {
       state: s.state,
       failures: s.failures,
@@ -219,6 +221,7 @@ export class CircuitBreaker extends EventTarget {
       trialsInFlight: s.trialsInFlight,
       generation: Number(s.generation),
       retryAfterMs: s.retryAfterMs === undefined ? undefined : Number(s.retryAfterMs),
+      version: Number(s.version),
     };
   }
 
@@ -243,29 +246,37 @@ export class CircuitBreaker extends EventTarget {
     return (...args) => this.call(fn, ...args);
   }
 
+  /** Operator: applies an action ('open', 'close', 'half-open', 'force-open' or 'disable') now. */
+  operate(action) {
+    if (!Object.values(ACTION_OF_METHOD).includes(action)) {
+      throw new RangeError(`${this.#name}: action must be one of ${Object.values(ACTION_OF_METHOD).join(', ')}, got ${describe(action)}`);
+    }
+    this.#settled((guest, now) => guest.operate(action, now));
+  }
+
   /** Operator: opens the circuit now. */
   open() {
-    this.#enter((guest, now) => guest.open(now));
+    this.operate(ACTION_OF_METHOD.open);
   }
 
   /** Operator: closes the circuit and resets its counters. */
   close() {
-    this.#enter((guest, now) => guest.close(now));
+    this.operate(ACTION_OF_METHOD.close);
   }
 
   /** Operator: moves the circuit to half-open. */
   halfOpen() {
-    this.#enter((guest, now) => guest.halfOpen(now));
+    this.operate(ACTION_OF_METHOD.halfOpen);
   }
 
   /** Operator: rejects every call until another operator action. */
   forceOpen() {
-    this.#enter((guest, now) => guest.forceOpen(now));
+    this.operate(ACTION_OF_METHOD.forceOpen);
   }
 
   /** Operator: admits every call and records nothing. */
   disable() {
-    this.#enter((guest, now) => guest.disable(now));
+    this.operate(ACTION_OF_METHOD.disable);
   }
 
   /**
@@ -273,17 +284,18 @@ export class CircuitBreaker extends EventTarget {
    * 'success', 'failure' or 'ignored'. Throws CircuitOpenError when rejected.
    */
   acquire() {
-    const permit = this.#acquire();
+    const admission = this.#acquire();
     let reported = false;
     return {
-      trial: permit.trial,
+      trial: admission.permit.trial,
+      degraded: admission.degraded,
       report: (outcome) => {
         if (reported) throw new Error(`${this.#name}: this permit was reported already`);
         if (!['success', 'failure', 'ignored'].includes(outcome)) {
           throw new RangeError(`${this.#name}: outcome must be success, failure or ignored, got ${describe(outcome)}`);
         }
         reported = true;
-        return this.#report(permit, outcome);
+        return this.#report(admission, outcome);
       },
     };
   }
@@ -291,12 +303,12 @@ export class CircuitBreaker extends EventTarget {
   async #run(signal, fn, args) {
     if (typeof fn !== 'function') throw new TypeError(`${this.#name}: call takes a function`);
     signal?.throwIfAborted();
-    const permit = this.#acquire();
+    const admission = this.#acquire();
     let reported = false;
     const report = (outcome) => {
       if (!reported) {
         reported = true;
-        this.#reportQuietly(permit, outcome);
+        this.#reportQuietly(admission, outcome);
       }
     };
     // An abort records `ignored` at once (freeing a trial slot); the late
@@ -328,102 +340,115 @@ export class CircuitBreaker extends EventTarget {
   }
 
   /** Reports a finished call; a failure to record it goes to listeners, not to the caller. */
-  #reportQuietly(permit, outcome) {
+  #reportQuietly(admission, outcome) {
     try {
-      this.#report(permit, outcome);
+      this.#report(admission, outcome);
     } catch (error) {
       // A storage outage is told once, when it starts.
-      if (!this.#outage) this.#emit('error', { error });
+      if (error.kind !== 'storage') this.#emit('error', { error });
     }
   }
 
+  /** An admission, or a CircuitOpenError thrown; a kept answer is reused while it holds. */
   #acquire() {
-    let peek = typeof this.#storage.peekVersion === 'function';
     let version;
     try {
-      version = peek ? BigInt(this.#storage.peekVersion(this.#name)) : undefined;
+      version = typeof this.#storage.peekVersion === 'function' ? BigInt(this.#storage.peekVersion(this.#name)) : undefined;
     } catch {
       // The component asks the storage itself, and follows the fallback if it fails.
-      peek = false;
+      version = undefined;
     }
-    const reused = peek ? this.#reuse(version) : undefined;
-    if (reused?.permit) return reused.permit;
-    let permit;
-    let askedAt;
-    try {
-      if (reused?.rejection) throw new RejectedCall(reused.rejection);
-      permit = this.#enter((guest, now) => {
-        askedAt = Number(now);
-        return peek ? guest.acquireAtVersion(now, version || undefined) : guest.acquire(now);
+    let answer = version === undefined ? undefined : this.#reuse(version);
+    if (answer === undefined) {
+      answer = this.#enter((guest, now) => {
+        try {
+          return { admission: version === undefined ? guest.acquire(now) : guest.acquireAtVersion(now, version || undefined) };
+        } catch (error) {
+          return { refusal: payload(error) };
+        }
       });
-      this.#reusable = peek && permit.reusable ? { version, permit } : undefined;
-    } catch (error) {
-      if (!(error instanceof RejectedCall)) throw error;
-      if (peek && !reused) this.#keepRejection(version, error.rejection, askedAt);
-      const rejected = new CircuitOpenError(this.#name, error.rejection);
-      this.#emit('reject', { error: rejected });
-      throw rejected;
+      const holds = (answer.admission ?? answer.refusal).holds;
+      this.#memo = version !== undefined && holds ? { holds, ...answer } : undefined;
+      const degraded = answer.admission?.degraded ?? (answer.refusal?.rejection.tag === 'storage-unavailable' ? answer.refusal.rejection.val : undefined);
+      this.#noteOutage(degraded);
     }
-    return permit;
+    if (answer.admission) return answer.admission;
+    const rejected = new CircuitOpenError(this.#name, answer.refusal);
+    this.#emit('reject', { error: rejected });
+    throw rejected;
   }
 
-  /**
-   * The component's last answer again, if it still holds at `version` now:
-   * an admission it marked reusable, or a rejection within its own terms.
-   */
+  /** The kept answer as the component would give it now, if the stored version is still `version`. */
   #reuse(version) {
-    const kept = this.#reusable;
-    if (kept === undefined || kept.version !== version) return undefined;
-    // A reusable permit is never a trial, so its issue time names no slot.
-    if (kept.permit) return kept;
-    const now = Math.floor(this.#clock());
-    if (kept.untilMs === undefined) return { rejection: kept.rejection };
-    if (now < kept.untilMs) return { rejection: { tag: kept.rejection.tag, val: BigInt(kept.untilMs - now) } };
-    return undefined;
+    const kept = this.#memo;
+    if (kept === undefined || kept.holds.version !== version) return undefined;
+    const now = BigInt(Math.floor(this.#clock()));
+    const until = kept.holds.untilMs;
+    if (until !== undefined && now >= until) return undefined;
+    if (kept.admission) return { admission: { ...kept.admission, permit: { ...kept.admission.permit, issuedAtMs: now } } };
+    const { rejection } = kept.refusal;
+    const left = until === undefined || typeof rejection.val !== 'bigint' ? rejection : { tag: rejection.tag, val: until - now };
+    return { refusal: { ...kept.refusal, rejection: left } };
   }
 
-  /** Keeps a rejection that holds while the version stays: forced open, or open or full until a time. */
-  #keepRejection(version, rejection, now) {
-    if (rejection.tag === 'forced-open') this.#reusable = { version, rejection };
-    else if (rejection.tag === 'open' || rejection.tag === 'half-open-full') {
-      this.#reusable = { version, rejection, untilMs: now + Number(rejection.val) };
-    } else this.#reusable = undefined;
+  /** Tells an outage once, when it starts (`message`: the storage's, or undefined when it answered). */
+  #noteOutage(message) {
+    if (message === undefined) this.#outage = false;
+    else if (!this.#outage) {
+      this.#outage = true;
+      this.#emit('storageError', { message });
+    }
   }
 
-  #report(permit, outcome) {
-    if (outcome === 'success' && permit.quietSuccess && this.#unchangedSince(permit)) {
+  #report(admission, outcome) {
+    if (outcome === 'success' && admission.quietSuccess && this.#unchangedSince(admission.holds)) {
       this.#emit('success', {});
       return false;
     }
-    let tripped = false;
-    this.#enter(
-      (guest, now) => guest.report(permit, outcome, now),
-      (announced) => {
-        tripped = announced.some((a) => !a.remote && a.current === 'open');
-        if (outcome === 'failure') this.#emit('failure', { tripped });
+    const reported = this.#settled(
+      (guest, now) => guest.report(admission.permit, outcome, now),
+      (answer) => {
+        if (outcome === 'failure') this.#emit('failure', { tripped: answer?.tripped ?? false });
       },
     );
     if (outcome === 'success') this.#emit('success', {});
-    return tripped;
+    return reported.tripped;
   }
 
-  /** Whether the storage still holds the version a quiet success was decided on. */
-  #unchangedSince(permit) {
-    if (typeof this.#storage.peekVersion !== 'function') return true;
-    return BigInt(this.#storage.peekVersion(this.#name)) === permit.seenVersion;
+  /**
+   * `#enter` for a call whose error is a breaker-error: thrown as an Error
+   * whose `kind` is 'storage', 'corrupt' or 'contended'; a storage error
+   * starts an outage, an answer ends one.
+   */
+  #settled(call, before) {
+    let answer;
+    try {
+      answer = this.#enter(call, before);
+    } catch (thrown) {
+      const error = payload(thrown);
+      if (error.tag === 'storage') this.#noteOutage(error.val);
+      throw Object.assign(new Error(String(error.val)), { kind: error.tag });
+    }
+    this.#noteOutage(undefined);
+    return answer;
+  }
+
+  /** Whether the storage still holds the version a quiet success was decided on (or cannot tell). */
+  #unchangedSince(holds) {
+    if (holds === undefined || typeof this.#storage.peekVersion !== 'function') return true;
+    return BigInt(this.#storage.peekVersion(this.#name)) === holds.version;
   }
 
   /**
    * Calls into the component with this breaker's storage and clock, then
-   * tells the state changes it announced. `before` runs first with them
-   * (pybreaker's order: failure, then state change).
+   * tells the state changes it announced. `before` runs first with the
+   * answer (pybreaker's order: failure, then state change). A thrown
+   * result's payload goes on as it is.
    */
   #enter(call, before) {
     const now = BigInt(Math.floor(this.#clock()));
     current.storage = this.#storage;
     current.announced = [];
-    current.storageError = null;
-    current.storageOk = false;
     let answer;
     let thrown;
     try {
@@ -433,30 +458,25 @@ export class CircuitBreaker extends EventTarget {
     } finally {
       current.storage = null;
     }
-    const announced = current.announced;
-    const storageError = current.storageError;
-    before?.(announced);
-    this.#tell(announced);
-    if (storageError !== null && !this.#outage) {
-      this.#outage = true;
-      this.#emit('storageError', { message: storageError });
-    } else if (storageError === null && current.storageOk) {
-      this.#outage = false;
-    }
-    if (thrown !== undefined) {
-      const value = payload(thrown);
-      if (value && typeof value === 'object' && 'tag' in value) throw new RejectedCall(value);
-      throw new Error(String(value));
-    }
+    before?.(answer);
+    this.#tell(current.announced);
+    if (thrown !== undefined) throw thrown;
     return answer;
   }
 
+  /** Tells each generation's change once. */
   #tell(announced) {
     for (const change of announced) {
-      const previous = this.#told ?? change.previous;
-      this.#told = change.current;
-      if (previous === change.current) continue;
-      const detail = { previous, current: change.current, atMs: change.atMs, remote: change.remote };
+      if (this.#told !== undefined && change.generation <= this.#told) continue;
+      this.#told = change.generation;
+      const detail = {
+        previous: change.previous,
+        current: change.current,
+        atMs: Number(change.atMs),
+        generation: Number(change.generation),
+        reason: change.reason,
+        remote: change.remote,
+      };
       this.#emit('stateChange', detail);
       const named = EVENT_OF_STATE[change.current];
       if (named) this.#emit(named, detail);
@@ -474,12 +494,5 @@ export class CircuitBreaker extends EventTarget {
   addEventListener(type, listener, options) {
     this.#heard.add(type);
     super.addEventListener(type, listener, options);
-  }
-}
-
-/** A rejection on its way from the component to a CircuitOpenError (no Error: no stack to capture). */
-class RejectedCall {
-  constructor(rejection) {
-    this.rejection = rejection;
   }
 }

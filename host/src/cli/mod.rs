@@ -51,11 +51,11 @@ impl Cli {
         match self.command {
             Command::Demo(args) => demo::run(&args),
             Command::Status(args) => operate::status(&args),
-            Command::Open(args) => operate::act(operate::Action::Open, &args),
-            Command::Close(args) => operate::act(operate::Action::Close, &args),
-            Command::HalfOpen(args) => operate::act(operate::Action::HalfOpen, &args),
-            Command::ForceOpen(args) => operate::act(operate::Action::ForceOpen, &args),
-            Command::Disable(args) => operate::act(operate::Action::Disable, &args),
+            Command::Open(args) => operate::act(tripswitch::Action::Open, &args),
+            Command::Close(args) => operate::act(tripswitch::Action::Close, &args),
+            Command::HalfOpen(args) => operate::act(tripswitch::Action::HalfOpen, &args),
+            Command::ForceOpen(args) => operate::act(tripswitch::Action::ForceOpen, &args),
+            Command::Disable(args) => operate::act(tripswitch::Action::Disable, &args),
             #[cfg(feature = "proxy")]
             Command::Proxy(args) => proxy::run(&args),
             Command::Component { out } => {

@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use std::sync::Arc;
 
 use clap::Args;
-use tripswitch::{CircuitBreaker, Snapshot, Storage};
+use tripswitch::{Action, CircuitBreaker, Snapshot, Storage};
 
 use super::store::StoreArgs;
 
@@ -33,21 +33,6 @@ pub struct ActionArgs {
     name: String,
     #[command(flatten)]
     store: StoreArgs,
-}
-
-/// A state change an operator can ask for.
-#[derive(Clone, Copy, Debug)]
-pub enum Action {
-    /// `open`
-    Open,
-    /// `close`
-    Close,
-    /// `half-open`
-    HalfOpen,
-    /// `force-open`
-    ForceOpen,
-    /// `disable`
-    Disable,
 }
 
 fn breaker(
@@ -77,14 +62,7 @@ pub fn act(action: Action, args: &ActionArgs) -> Result<(), String> {
     let before = breaker
         .state()
         .map_or_else(|_| "unreadable".to_string(), |s| s.to_string());
-    let done = match action {
-        Action::Open => breaker.open(),
-        Action::Close => breaker.close(),
-        Action::HalfOpen => breaker.half_open(),
-        Action::ForceOpen => breaker.force_open(),
-        Action::Disable => breaker.disable(),
-    };
-    done.map_err(|e| e.to_string())?;
+    breaker.operate(action).map_err(|e| e.to_string())?;
     let after = breaker.state().map_err(|e| e.to_string())?;
     if !existed {
         eprintln!(
@@ -125,8 +103,12 @@ pub fn status(args: &StatusArgs) -> Result<(), String> {
         eprintln!("{name}: {error}");
     }
     if args.json {
-        let list: Vec<serde_json::Value> = rows.iter().map(|(n, s)| json(n, s)).collect();
-        println!("{}", serde_json::Value::Array(list));
+        let list: Vec<Row> = rows
+            .iter()
+            .map(|(name, snapshot)| Row { name, snapshot })
+            .collect();
+        let text = serde_json::to_string(&list).map_err(|e| format!("writing JSON: {e}"))?;
+        println!("{text}");
         return result;
     }
     if rows.is_empty() && unreadable.is_empty() {
@@ -135,7 +117,7 @@ pub fn status(args: &StatusArgs) -> Result<(), String> {
     }
     println!(
         "{:<24} {:<12} {:>8} {:>9} {:>6} {:<24} {:>10} {:>10}",
-        "NAME", "STATE", "FAILURES", "SUCCESSES", "TRIALS", "OPENED AT", "TRIAL IN", "GENERATION"
+        "NAME", "STATE", "FAILURES", "SUCCESSES", "TRIALS", "OPENED AT", "RETRY IN", "GENERATION"
     );
     for (name, s) in &rows {
         println!(
@@ -146,7 +128,10 @@ pub fn status(args: &StatusArgs) -> Result<(), String> {
             s.successes,
             s.trials_in_flight,
             s.opened_at_ms.map_or_else(|| "-".to_string(), timestamp),
-            trial_in(s),
+            s.retry_after.map_or_else(
+                || "-".to_string(),
+                |wait| format!("{} ms", wait.as_millis())
+            ),
             s.generation
         );
     }
@@ -157,23 +142,10 @@ fn timestamp(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-fn trial_in(s: &Snapshot) -> String {
-    match (s.state, s.retry_after) {
-        (tripswitch::State::Open, Some(wait)) => format!("{} ms", wait.as_millis()),
-        (tripswitch::State::HalfOpen, None) => "now".into(),
-        _ => "-".into(),
-    }
-}
-
-fn json(name: &str, s: &Snapshot) -> serde_json::Value {
-    serde_json::json!({
-        "name": name,
-        "state": s.state.as_str(),
-        "failures": s.failures,
-        "successes": s.successes,
-        "trials_in_flight": s.trials_in_flight,
-        "opened_at_ms": s.opened_at_ms,
-        "retry_after_ms": s.retry_after.map(|d| d.as_millis() as u64),
-        "generation": s.generation,
-    })
+/// One breaker in `status --json`: its name and its snapshot's fields.
+#[derive(serde::Serialize)]
+struct Row<'a> {
+    name: &'a str,
+    #[serde(flatten)]
+    snapshot: &'a Snapshot,
 }

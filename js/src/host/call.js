@@ -6,10 +6,6 @@
 export const current = {
   /** @type {import('../index.js').Storage | null} */
   storage: null,
-  /** @type {{previous: string, current: string, atMs: number, remote: boolean}[]} */
+  /** The component's state-change records, as announced. */
   announced: [],
-  /** The last storage error of this call, if any. */
-  storageError: null,
-  /** Whether a storage call succeeded during this call. */
-  storageOk: false,
 };

@@ -4,6 +4,6 @@
 
 import { current } from './call.js';
 
-export function stateChanged(breaker, previous, next, atMs, remote) {
-  current.announced.push({ previous, current: next, atMs: Number(atMs), remote });
+export function stateChanged(change) {
+  current.announced.push(change);
 }

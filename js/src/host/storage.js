@@ -4,8 +4,7 @@
 import { current } from './call.js';
 
 function failed(error) {
-  current.storageError = error instanceof Error ? error.message : String(error);
-  return { tag: 'err', val: current.storageError };
+  return { tag: 'err', val: error instanceof Error ? error.message : String(error) };
 }
 
 function entry(found) {
@@ -18,7 +17,6 @@ function entry(found) {
 export function load(key) {
   try {
     const found = entry(current.storage.load(key));
-    current.storageOk = true;
     return { tag: 'ok', val: found };
   } catch (error) {
     return failed(error);
@@ -37,7 +35,6 @@ export function compareAndSwap(key, expected, data) {
       expected === undefined ? undefined : Number(expected),
       data.slice(),
     );
-    current.storageOk = true;
     if (result && 'written' in result) return { tag: 'ok', val: { tag: 'written', val: BigInt(result.written) } };
     if (result && 'conflict' in result) return { tag: 'ok', val: { tag: 'conflict', val: entry(result.conflict) } };
     throw new TypeError('compareAndSwap must return { written: version } or { conflict: entry | undefined }');

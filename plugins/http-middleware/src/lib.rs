@@ -13,6 +13,7 @@ mod bindings {
         generate_all,
     });
 }
+mod outage;
 mod reply;
 
 use std::cell::OnceCell;
@@ -21,7 +22,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bindings::exports::wasi::http::handler::Guest;
 use bindings::tripswitch::breaker::breaker::CircuitBreaker;
-use bindings::tripswitch::breaker::types::{Config, ConfigError, Outcome, Permit, State};
+use bindings::tripswitch::breaker::types::{
+    Admission, Config, ConfigError, Outcome, Permit, State,
+};
 use bindings::wasi::http::handler as next;
 use bindings::wasi::http::types::{ErrorCode, Request, Response};
 use tripswitch_plugin_settings::{Fallback, Settings, StatusSet, variable_for};
@@ -30,6 +33,7 @@ use tripswitch_plugin_settings::{Fallback, Settings, StatusSet, variable_for};
 struct Middleware {
     breaker: CircuitBreaker,
     failure_status: StatusSet,
+    outage: outage::Outage,
 }
 
 thread_local! {
@@ -59,6 +63,7 @@ impl Middleware {
         Ok(Rc::new(Middleware {
             breaker,
             failure_status: settings.failure_status,
+            outage: outage::Outage::default(),
         }))
     }
 }
@@ -73,20 +78,20 @@ fn now_ms() -> u64 {
 /// Reports a permit when dropped: `ignored` unless an outcome was set, so a
 /// request abandoned by its client frees its trial slot.
 struct Pending<'a> {
-    breaker: &'a CircuitBreaker,
+    middleware: &'a Middleware,
     permit: Option<Permit>,
+    quiet_success: bool,
 }
 
 impl Pending<'_> {
-    /// Records the outcome. A success the component called quiet (closed, no
-    /// failures counted when it was admitted) is not reported: this host
-    /// cannot tell the stored version without a round trip, so, as in every
-    /// such host, failures others counted while it ran stay counted.
+    /// Records the outcome. A success the component called quiet is not
+    /// reported: this host cannot tell the stored version without a round
+    /// trip, so, as the contract allows such a host, it skips it always.
     fn report(mut self, outcome: Outcome) {
         if let Some(permit) = self.permit.take()
-            && !(outcome == Outcome::Success && permit.quiet_success)
+            && !(outcome == Outcome::Success && self.quiet_success)
         {
-            report(self.breaker, permit, outcome);
+            report(self.middleware, permit, outcome);
         }
     }
 }
@@ -94,17 +99,15 @@ impl Pending<'_> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if let Some(permit) = self.permit.take() {
-            report(self.breaker, permit, Outcome::Ignored);
+            report(self.middleware, permit, Outcome::Ignored);
         }
     }
 }
 
-fn report(breaker: &CircuitBreaker, permit: Permit, outcome: Outcome) {
-    if let Err(message) = breaker.report(permit, outcome, now_ms()) {
-        eprintln!(
-            "tripswitch: breaker {}: could not record an outcome: {message}",
-            breaker.name()
-        );
+fn report(middleware: &Middleware, permit: Permit, outcome: Outcome) {
+    let breaker = &middleware.breaker;
+    if let Err(error) = breaker.report(permit, outcome, now_ms()) {
+        middleware.outage.unrecorded(&breaker.name(), &error);
     }
 }
 
@@ -121,13 +124,21 @@ impl Guest for Component {
                 }
             };
         let breaker = &middleware.breaker;
-        let permit = match breaker.acquire(now_ms()) {
-            Ok(permit) => permit,
-            Err(rejection) => return Ok(reply::rejected(breaker.name().as_str(), &rejection)),
+        let name = breaker.name();
+        let answer = breaker.acquire(now_ms());
+        middleware.outage.note(&name, &answer);
+        let Admission {
+            permit,
+            quiet_success,
+            ..
+        } = match answer {
+            Ok(admission) => admission,
+            Err(refusal) => return Ok(reply::rejected(&name, &refusal.rejection)),
         };
         let pending = Pending {
-            breaker,
+            middleware: &middleware,
             permit: Some(permit),
+            quiet_success,
         };
         let result = next::handle(request).await;
         let failed = match &result {

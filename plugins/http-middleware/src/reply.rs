@@ -15,16 +15,13 @@ pub fn rejected(breaker: &str, rejection: &Rejection) -> Response {
             "is half-open and its trial slots are taken".to_owned(),
         ),
         Rejection::ForcedOpen => ("forced-open", None, "is forced open".to_owned()),
-        Rejection::StorageUnavailable(message) => {
-            // The detail may name the storage's address: the log gets it,
-            // the client does not.
-            eprintln!("tripswitch: breaker {breaker}: storage unavailable: {message}");
-            (
-                "storage-unavailable",
-                None,
-                "cannot reach its storage".to_owned(),
-            )
-        }
+        // The detail may name the storage's address: the outage log line
+        // has it, the client does not.
+        Rejection::StorageUnavailable(_) => (
+            "storage-unavailable",
+            None,
+            "cannot reach its storage".to_owned(),
+        ),
     };
     let mut headers = vec![("x-tripswitch", reason.to_owned())];
     let mut body = format!("tripswitch: circuit {breaker:?} {text}");

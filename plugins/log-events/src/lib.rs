@@ -10,13 +10,13 @@ mod bindings {
 }
 
 use bindings::exports::tripswitch::breaker::events::Guest;
-use bindings::tripswitch::breaker::types::State;
+use bindings::tripswitch::breaker::types::{State, StateChange};
 use tripswitch_plugin_settings::state_change_line;
 
 struct Component;
 
 impl Guest for Component {
-    fn state_changed(breaker: String, previous: State, current: State, _: u64, remote: bool) {
+    fn state_changed(change: StateChange) {
         let name = |state: State| match state {
             State::Closed => "closed",
             State::Open => "open",
@@ -26,7 +26,12 @@ impl Guest for Component {
         };
         eprintln!(
             "{}",
-            state_change_line(&breaker, name(previous), name(current), remote)
+            state_change_line(
+                &change.breaker,
+                name(change.previous),
+                name(change.current),
+                change.remote
+            )
         );
     }
 }

@@ -49,8 +49,8 @@ mod imports {
             package tripswitch:proxy-host;
 
             world plugin-host {
-                import tripswitch:breaker/storage@0.1.0;
-                import tripswitch:breaker/events@0.1.0;
+                import tripswitch:breaker/storage@0.2.0;
+                import tripswitch:breaker/events@0.2.0;
             }
         ",
         world: "tripswitch:proxy-host/plugin-host",
@@ -138,43 +138,37 @@ impl storage::Host for PluginState {
 }
 
 impl events::Host for PluginState {
-    fn state_changed(
-        &mut self,
-        breaker: String,
-        previous: types::State,
-        current: types::State,
-        _at_ms: u64,
-        remote: bool,
-    ) {
-        self.announcer.tell(&breaker, previous, current, remote);
+    fn state_changed(&mut self, change: types::StateChange) {
+        self.announcer.tell(&change);
     }
 }
 
 impl types::Host for PluginState {}
 
-/// Tells state changes on stderr, each once per process however many
-/// instances see it.
+/// Tells state changes on stderr, each generation of a breaker once per
+/// process however many instances see it.
 #[derive(Default)]
 pub struct Announcer {
-    /// The state last told, by breaker.
-    told: Mutex<HashMap<String, types::State>>,
+    /// The generation last told, by breaker.
+    told: Mutex<HashMap<String, u64>>,
 }
 
 impl Announcer {
-    fn tell(&self, breaker: &str, previous: types::State, current: types::State, remote: bool) {
+    fn tell(&self, change: &types::StateChange) {
         let mut told = self.told.lock().unwrap_or_else(|e| e.into_inner());
-        if told.get(breaker) == Some(&current) {
+        let last = told.get(&change.breaker).copied();
+        if last.is_some_and(|last| change.generation <= last) {
             return;
         }
-        told.insert(breaker.to_owned(), current);
+        told.insert(change.breaker.clone(), change.generation);
         drop(told);
         eprintln!(
             "{}",
             tripswitch_plugin_settings::state_change_line(
-                breaker,
-                state_name(previous),
-                state_name(current),
-                remote
+                &change.breaker,
+                state_name(change.previous),
+                state_name(change.current),
+                change.remote
             )
         );
     }

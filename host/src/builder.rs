@@ -1,0 +1,178 @@
+//! Making a breaker: its knobs (pybreaker's names) as a builder and as a
+//! [`Config`] a user can load from their own configuration file.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::bindings::wit;
+use crate::breaker::{CircuitBreaker, Exclusion, Inner};
+use crate::clock::{Clock, SystemClock};
+use crate::error::Error;
+use crate::listener::Listener;
+use crate::runtime::Runtime;
+use crate::storage::{MemoryStorage, Storage};
+use crate::types::State;
+
+/// A breaker's knobs; every one left unset takes the component's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct Config {
+    /// Consecutive failures that open the circuit.
+    pub fail_max: Option<u32>,
+    /// How long the circuit stays open before a trial, in ms.
+    pub reset_timeout_ms: Option<u64>,
+    /// Trial successes in half-open that close the circuit.
+    pub success_threshold: Option<u32>,
+    /// Trials allowed in flight at once in half-open.
+    pub half_open_max_calls: Option<u32>,
+    /// How long a trial may run before its slot is forfeited, in ms.
+    pub trial_timeout_ms: Option<u64>,
+    /// What calls meet while the storage fails.
+    pub fallback_state: Option<State>,
+}
+
+impl From<&Config> for wit::Config {
+    fn from(config: &Config) -> Self {
+        wit::Config {
+            fail_max: config.fail_max,
+            reset_timeout_ms: config.reset_timeout_ms,
+            success_threshold: config.success_threshold,
+            half_open_max_calls: config.half_open_max_calls,
+            trial_timeout_ms: config.trial_timeout_ms,
+            fallback_state: config.fallback_state.map(Into::into),
+        }
+    }
+}
+
+/// Builds a [`CircuitBreaker`]; every knob left unset takes the component's default.
+#[must_use]
+pub struct Builder {
+    name: String,
+    config: Config,
+    runtime: Option<Runtime>,
+    storage: Option<Arc<dyn Storage>>,
+    clock: Arc<dyn Clock>,
+    listeners: Vec<Arc<dyn Listener>>,
+    exclusions: Vec<Exclusion>,
+}
+
+impl Builder {
+    /// A builder for a breaker named `name` (its key in the storage).
+    pub(crate) fn new(name: String) -> Builder {
+        Builder {
+            name,
+            config: Config::default(),
+            runtime: None,
+            storage: None,
+            clock: Arc::new(SystemClock),
+            listeners: Vec::new(),
+            exclusions: Vec::new(),
+        }
+    }
+
+    /// Takes every knob from `config` (a knob it leaves unset is unset here too).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Consecutive failures that open the circuit.
+    pub fn fail_max(mut self, failures: u32) -> Self {
+        self.config.fail_max = Some(failures);
+        self
+    }
+
+    /// How long the circuit stays open before a trial.
+    pub fn reset_timeout(mut self, timeout: Duration) -> Self {
+        self.config.reset_timeout_ms = Some(crate::millis(timeout));
+        self
+    }
+
+    /// Trial successes in half-open that close the circuit.
+    pub fn success_threshold(mut self, successes: u32) -> Self {
+        self.config.success_threshold = Some(successes);
+        self
+    }
+
+    /// Trials allowed in flight at once in half-open.
+    pub fn half_open_max_calls(mut self, calls: u32) -> Self {
+        self.config.half_open_max_calls = Some(calls);
+        self
+    }
+
+    /// How long a trial may run before its slot is forfeited.
+    pub fn trial_timeout(mut self, timeout: Duration) -> Self {
+        self.config.trial_timeout_ms = Some(crate::millis(timeout));
+        self
+    }
+
+    /// What calls meet while the storage fails: closed admits, open rejects
+    /// (default: the storage's suggestion, else the component's default).
+    pub fn fallback_state(mut self, state: State) -> Self {
+        self.config.fallback_state = Some(state);
+        self
+    }
+
+    /// Counts errors of type `E` for which `predicate` holds as successes.
+    pub fn exclude<E: 'static>(
+        mut self,
+        predicate: impl Fn(&E) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.exclusions.push(Box::new(move |error: &dyn Any| {
+            error.downcast_ref::<E>().is_some_and(&predicate)
+        }));
+        self
+    }
+
+    /// Adds a listener.
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listeners.push(Arc::new(listener));
+        self
+    }
+
+    /// Where the breaker keeps its state (default: a memory storage of its own).
+    pub fn storage(mut self, storage: impl Storage) -> Self {
+        self.storage = Some(Arc::new(storage));
+        self
+    }
+
+    /// Where "now" comes from (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Runs the breaker on another build of the component.
+    pub fn runtime(mut self, runtime: &Runtime) -> Self {
+        self.runtime = Some(runtime.clone());
+        self
+    }
+
+    /// Makes the breaker; the component checks the name and the knobs.
+    pub fn build(mut self) -> Result<CircuitBreaker, Error> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        if self.config.fallback_state.is_none() {
+            self.config.fallback_state = self.storage.as_ref().and_then(|s| s.fallback_state());
+        }
+        let breaker = CircuitBreaker::from_inner(Inner {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            name: self.name,
+            config: wit::Config::from(&self.config),
+            runtime: self.runtime.unwrap_or_else(|| Runtime::embedded().clone()),
+            storage: self
+                .storage
+                .unwrap_or_else(|| Arc::new(MemoryStorage::new())),
+            clock: self.clock,
+            listeners: self.listeners,
+            exclusions: self.exclusions,
+            teller: Default::default(),
+            memo: Default::default(),
+        });
+        // Creating the guest resource now surfaces a refused configuration.
+        breaker.check()?;
+        Ok(breaker)
+    }
+}

@@ -1,0 +1,206 @@
+//! The right to make one call, and recording what became of it.
+
+use std::future::Future;
+
+use crate::bindings::wit;
+use crate::breaker::CircuitBreaker;
+use crate::error::Error;
+use crate::types::Outcome;
+
+/// The right to make one call. Report it with [`success`](Permit::success),
+/// [`failure`](Permit::failure) or [`ignore`](Permit::ignore); dropped
+/// unreported it records `ignored` (`failure` while the thread panics).
+#[must_use = "an unreported permit records `ignored` when dropped"]
+pub struct Permit {
+    breaker: CircuitBreaker,
+    permit: wit::Permit,
+    /// The component said a success would change nothing while the stored
+    /// version stays `quiet_at` (none: whatever it is).
+    quiet_success: bool,
+    quiet_at: Option<u64>,
+    /// The storage's message when the fallback admitted the call.
+    degraded: Option<String>,
+    reported: bool,
+    /// Whether the caller got it (a panic before then ran no call).
+    handed_out: bool,
+}
+
+impl std::fmt::Debug for Permit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit")
+            .field("breaker", &self.breaker.name())
+            .field("generation", &self.permit.generation)
+            .field("trial", &self.permit.trial)
+            .finish()
+    }
+}
+
+impl Permit {
+    /// The permit of an admission.
+    pub(crate) fn new(breaker: CircuitBreaker, admission: &wit::Admission) -> Permit {
+        Permit {
+            breaker,
+            permit: admission.permit,
+            quiet_success: admission.quiet_success,
+            quiet_at: admission.holds.map(|holds| holds.version),
+            degraded: admission.degraded.clone(),
+            reported: false,
+            handed_out: false,
+        }
+    }
+
+    /// Marks the permit as in the caller's hands.
+    pub(crate) fn hand_out(&mut self) {
+        self.handed_out = true;
+    }
+
+    /// Whether this is a half-open trial.
+    pub fn is_trial(&self) -> bool {
+        self.permit.trial
+    }
+
+    /// The breaker's generation when the permit was issued.
+    pub fn generation(&self) -> u64 {
+        self.permit.generation
+    }
+
+    /// Why the call was admitted though the storage failed (the fallback
+    /// state admits): the storage's message; none when the storage answered.
+    pub fn degraded(&self) -> Option<&str> {
+        self.degraded.as_deref()
+    }
+
+    /// Records a success.
+    pub fn success(self) -> Result<(), Error> {
+        self.report(Outcome::Success).map(drop)
+    }
+
+    /// Records a failure; returns whether it opened the circuit.
+    pub fn failure(self) -> Result<bool, Error> {
+        self.report(Outcome::Failure)
+    }
+
+    /// Records nothing and frees a trial slot.
+    pub fn ignore(self) -> Result<(), Error> {
+        self.report(Outcome::Ignored).map(drop)
+    }
+
+    /// Records `outcome`; returns whether it opened the circuit.
+    pub fn report(mut self, outcome: Outcome) -> Result<bool, Error> {
+        self.reported = true;
+        self.record(outcome)
+    }
+
+    /// Records `outcome`, telling listeners of an error no caller can be
+    /// told; returns whether it opened the circuit.
+    pub(crate) fn report_quietly(mut self, outcome: Outcome) -> bool {
+        self.reported = true;
+        self.record_quietly(outcome)
+    }
+
+    fn record_quietly(&self, outcome: Outcome) -> bool {
+        match self.record(outcome) {
+            Ok(tripped) => tripped,
+            // A storage outage is told once, when it starts.
+            Err(Error::Storage { .. }) => false,
+            Err(error) => {
+                let name = self.breaker.name();
+                self.breaker
+                    .listeners()
+                    .iter()
+                    .for_each(|l| l.error(name, &error));
+                false
+            }
+        }
+    }
+
+    /// Reports to the component unless it said the report may be skipped,
+    /// and tells the listeners.
+    fn record(&self, outcome: Outcome) -> Result<bool, Error> {
+        let breaker = &self.breaker;
+        let name = breaker.name();
+        let listeners = breaker.listeners();
+        if outcome == Outcome::Success
+            && self.quiet_success
+            && breaker.unchanged_since(self.quiet_at)
+        {
+            listeners.iter().for_each(|l| l.success(name));
+            return Ok(false);
+        }
+        let reported = breaker.report_to_component(self.permit, outcome, |answer| {
+            if outcome == Outcome::Failure {
+                let tripped = answer.as_ref().is_ok_and(|r| r.tripped);
+                listeners.iter().for_each(|l| l.failure(name, tripped));
+            }
+        })?;
+        if outcome == Outcome::Success {
+            listeners.iter().for_each(|l| l.success(name));
+        }
+        Ok(reported.tripped)
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.reported {
+            self.reported = true;
+            let outcome = if self.handed_out && std::thread::panicking() {
+                Outcome::Failure
+            } else {
+                Outcome::Ignored
+            };
+            self.record_quietly(outcome);
+        }
+    }
+}
+
+/// A permit held across an await: if the future is dropped, its `ignored`
+/// report runs on the blocking pool when the storage may block.
+pub(crate) struct Offloaded(Option<Permit>, bool);
+
+impl Offloaded {
+    /// Holds `permit`; `offload` says whether its report may block.
+    pub fn new(permit: Permit, offload: bool) -> Offloaded {
+        Offloaded(Some(permit), offload)
+    }
+
+    /// The permit, once the call has ended.
+    pub fn take(&mut self) -> Permit {
+        self.0.take().expect("the permit is taken once")
+    }
+}
+
+impl Drop for Offloaded {
+    fn drop(&mut self) {
+        if let Some(permit) = self.0.take()
+            && self.1
+        {
+            // Decided here: on the pool thread, nothing is panicking.
+            let outcome = if std::thread::panicking() {
+                Outcome::Failure
+            } else {
+                Outcome::Ignored
+            };
+            blocking::unblock(move || permit.report_quietly(outcome)).detach();
+        }
+    }
+}
+
+/// Runs `work` on the blocking pool; if the awaiting future is dropped, the
+/// work still runs to its end.
+pub(crate) async fn on_pool<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    struct Detach<T>(Option<blocking::Task<T>>);
+    impl<T> Drop for Detach<T> {
+        fn drop(&mut self) {
+            if let Some(task) = self.0.take() {
+                task.detach();
+            }
+        }
+    }
+    let mut task = Detach(Some(blocking::unblock(work)));
+    std::future::poll_fn(|cx| {
+        let running = task.0.as_mut().expect("polled after completion");
+        std::pin::Pin::new(running).poll(cx)
+    })
+    .await
+}
