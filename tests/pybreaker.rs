@@ -522,15 +522,15 @@ fn a_new_breaker_takes_the_stored_state_counters_and_opened_at() {
         Some(Duration::from_millis(600))
     );
     // A newcomer takes itself for closed: finding the circuit open is told
-    // once, as a change another instance made.
+    // once, as a change another instance made, when and why it made it.
     assert_eq!(
         heard.changes(),
         vec![StateChange {
             previous: State::Closed,
             current: State::Open,
-            at_ms: T0 + 500,
+            at_ms: T0 + 100,
             generation: 1,
-            reason: Reason::Operator,
+            reason: Reason::Tripped,
             remote: true,
         }]
     );

@@ -214,7 +214,7 @@ mod repairs {
         );
         let stderr = String::from_utf8_lossy(&status.stderr).into_owned();
         assert!(
-            stderr.contains("broken: storage: breaker \"broken\": stored record is corrupt"),
+            stderr.contains("broken: corrupt record: breaker \"broken\": stored record is corrupt"),
             "{stderr}"
         );
 
@@ -238,7 +238,14 @@ fn the_demo_goes_on_while_its_redis_is_down() {
     let output = tripswitch(&["demo", "--virtual", "--duration-ms", "200", "--redis", &url]);
     assert!(output.status.success(), "{output:?}");
     let text = stdout(&output);
-    // The default fallback (closed) admits; the results cannot be recorded.
-    assert_eq!(text.matches("(not recorded: storage").count(), 4, "{text}");
+    // The default fallback (closed) admits every call, degraded; a success
+    // needs no report, a failure cannot be recorded.
+    assert_eq!(
+        text.matches("(admitted by the fallback: breaker \"dependency\": storage load failed")
+            .count(),
+        4,
+        "{text}"
+    );
+    assert_eq!(text.matches("(not recorded: storage").count(), 1, "{text}");
     assert!(text.contains("Connection refused"), "{text}");
 }

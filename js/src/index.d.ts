@@ -9,6 +9,12 @@ export declare const STATES: readonly State[];
 /** What became of a permitted call. */
 export type Outcome = 'success' | 'failure' | 'ignored';
 
+/** An operator's command. */
+export type Action = 'open' | 'close' | 'half-open' | 'force-open' | 'disable';
+
+/** Why the state last changed. */
+export type Reason = 'tripped' | 'trial-failed' | 'recovered' | 'timeout-elapsed' | 'operator';
+
 /** A stored record and its version. */
 export interface Entry {
   version: number;
@@ -80,6 +86,8 @@ export interface Snapshot {
   trialsInFlight: number;
   generation: number;
   retryAfterMs: number | undefined;
+  /** The stored version it was read at (0: the key is absent). */
+  version: number;
 }
 
 /** The detail of a `stateChange`, `open`, `halfOpen` or `close` event. */
@@ -87,7 +95,10 @@ export interface StateChangeDetail {
   breaker: string;
   previous: State;
   current: State;
+  /** When the writer made the change. */
   atMs: number;
+  generation: number;
+  reason: Reason;
   remote: boolean;
 }
 
@@ -102,6 +113,8 @@ export declare class CircuitOpenError extends Error {
 /** A permit from `acquire`: report it once. */
 export interface Permit {
   readonly trial: boolean;
+  /** The storage's message when the storage failed and the fallback admitted the call. */
+  readonly degraded: string | undefined;
   /** Records the outcome; returns whether it opened the circuit. */
   report(outcome: Outcome): boolean;
 }
@@ -116,6 +129,7 @@ export declare class CircuitBreaker extends EventTarget {
   callWithSignal<A extends unknown[], R>(signal: AbortSignal, fn: (...args: A) => R | Promise<R>, ...args: A): Promise<R>;
   wrap<A extends unknown[], R>(fn: (...args: A) => R | Promise<R>): (...args: A) => Promise<R>;
   acquire(): Permit;
+  operate(action: Action): void;
   open(): void;
   close(): void;
   halfOpen(): void;

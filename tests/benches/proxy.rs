@@ -1,8 +1,8 @@
 //! `tripswitch proxy` in front of an upstream, beside the upstream alone, in
 //! one run: requests per second and latency (p50, p99) measured by wrk.
 //!
-//! `cargo bench -p tripswitch-tests --bench proxy`. Needs `wrk` (Debian:
-//! `apt-get install wrk`). The upstream is a hyper server on one thread that
+//! `cargo bench -p tripswitch-tests --bench proxy`. Installs `wrk` with
+//! apt-get when it is missing (as root; otherwise it says what to install). The upstream is a hyper server on one thread that
 //! answers 200 with a short body; the proxy keeps its breaker in memory, or
 //! in a redis-server the bench starts.
 
@@ -124,8 +124,32 @@ fn micros(value: &str) -> f64 {
     number.parse::<f64>().unwrap() * scale
 }
 
+/// Installs wrk through apt-get unless it runs already.
+fn ensure_wrk() {
+    let runs = || Command::new("wrk").arg("-v").output().is_ok();
+    if runs() {
+        return;
+    }
+    eprintln!("installing wrk (apt-get install wrk)");
+    for args in [
+        &["update", "-qq"][..],
+        &["install", "-y", "-qq", "--no-install-recommends", "wrk"][..],
+    ] {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "the bench needs wrk and could not install it: run `apt-get install wrk` as root"
+        );
+    }
+    assert!(runs(), "wrk was installed but does not run");
+}
+
 fn main() {
     // `cargo bench` passes --bench; nothing else to parse.
+    ensure_wrk();
     let upstream = upstream();
     let redis = RedisServer::start();
     let memory = Proxy::start(upstream, &[]);

@@ -214,9 +214,11 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         let mut trial = false;
         // The call's own fate, and a note if the breaker could not record it.
         let mut unrecorded = None;
+        let mut degraded = None;
         let result = match breaker.acquire() {
             Ok(permit) => {
                 trial = permit.is_trial();
+                degraded = permit.degraded().map(str::to_owned);
                 let recorded = if fails {
                     permit.failure()
                 } else {
@@ -264,7 +266,12 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
             Err(CallError::Breaker(error)) => format!("breaker error: {error}"),
         };
         drop(tally);
-        let note = unrecorded.map_or_else(String::new, |e| format!(" (not recorded: {e})"));
+        let mut note = degraded.map_or_else(String::new, |why| {
+            format!(" (admitted by the fallback: {why})")
+        });
+        if let Some(error) = unrecorded {
+            note.push_str(&format!(" (not recorded: {error})"));
+        }
         say!("  {}  {kind} #{:<4} {fate}{note}", stamp(at), n + 1);
     }
 
