@@ -2,15 +2,10 @@
 //! misbehave, records that are not ours. Nothing panics, traps the process
 //! or loops.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tripswitch::{
-    CircuitBreaker, Entry, Error, MemoryStorage, Rejected, Runtime, State, Storage, StorageError,
-    SwapResult,
-};
-use tripswitch_tests::{Heard, Recorder, builder, clock, fail, succeed};
+use tripswitch::{CircuitBreaker, Error, MemoryStorage, Rejected, Runtime, State};
+use tripswitch_tests::{Faulty, Heard, Recorder, builder, clock, fail, succeed};
 
 #[test]
 fn a_file_that_is_not_a_component_is_refused_by_name() {
@@ -62,31 +57,15 @@ fn another_copy_of_the_component_runs_from_a_file() {
     assert_eq!(breaker.state().unwrap(), State::Open);
 }
 
-/// A storage that answers every write with a conflict, as if another writer
-/// always got there first.
-struct AlwaysConflicting(MemoryStorage);
-
-impl Storage for AlwaysConflicting {
-    fn load(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        self.0.load(key)
-    }
-
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        _: Option<u64>,
-        _: &[u8],
-    ) -> Result<SwapResult, StorageError> {
-        Ok(SwapResult::Conflict(self.0.load(key)?))
-    }
-}
-
 #[test]
 fn endless_conflicts_end_in_an_error_not_a_loop() {
     let clock = clock();
     let heard = Recorder::default();
+    // Every write answers a conflict, as if another writer always got there first.
+    let storage = Faulty::new();
+    storage.set_conflicting(true);
     let breaker = builder("contended", &clock)
-        .storage(AlwaysConflicting(MemoryStorage::new()))
+        .storage(storage)
         .listener(heard.clone())
         .build()
         .unwrap();
@@ -117,45 +96,18 @@ fn endless_conflicts_end_in_an_error_not_a_loop() {
     );
 }
 
-/// A storage whose next load answers with far more data than a record holds.
-#[derive(Clone, Default)]
-struct Oversized {
-    inner: MemoryStorage,
-    huge: Arc<AtomicBool>,
-}
-
-impl Storage for Oversized {
-    fn load(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        if self.huge.swap(false, Ordering::SeqCst) {
-            return Ok(Some(Entry {
-                version: 1,
-                data: vec![1; 64 << 20],
-            }));
-        }
-        self.inner.load(key)
-    }
-
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<u64>,
-        data: &[u8],
-    ) -> Result<SwapResult, StorageError> {
-        self.inner.compare_and_swap(key, expected, data)
-    }
-}
-
 #[test]
 fn a_trapping_instance_is_discarded_and_the_breaker_goes_on() {
     let clock = clock();
-    let storage = Oversized::default();
+    let storage = Faulty::new();
     let breaker = builder("trap", &clock)
         .fail_max(2)
         .storage(storage.clone())
         .build()
         .unwrap();
     fail(&breaker).unwrap_err();
-    storage.huge.store(true, Ordering::SeqCst);
+    // The next load answers far more data than a record holds.
+    storage.oversize_next_load();
     match breaker.snapshot() {
         Err(Error::Component(message)) => {
             assert!(message.contains("instance was discarded"), "{message}")
@@ -200,7 +152,7 @@ fn records_that_are_not_ours_are_named_as_such() {
 #[test]
 fn a_storage_outage_is_told_once_and_calls_follow_the_fallback() {
     let clock = clock();
-    let storage = tripswitch_tests::Flaky::default();
+    let storage = Faulty::new();
     let heard = Recorder::default();
     let breaker = builder("outage", &clock)
         .storage(storage.clone())

@@ -9,15 +9,15 @@
 //! moved only by the main thread while no other thread is running.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Barrier, Mutex};
 use std::time::Duration;
 
 use tripswitch::{
-    CircuitBreaker, Entry, Error, MemoryStorage, Outcome, Permit, Rejected, Runtime, State,
-    StateChange, Storage, StorageError, SwapResult,
+    CircuitBreaker, Error, MemoryStorage, Outcome, Permit, Rejected, Runtime, State, StateChange,
 };
-use tripswitch_tests::{Heard, Ran, Recorder, T0, advance, builder, clock, fail, hammer};
+use tripswitch_tests::{
+    Faulty, Heard, Pause, Ran, Recorder, T0, advance, builder, clock, fail, hammer,
+};
 
 /// How many of the things heard match.
 fn count(heard: &[Heard], matches: impl Fn(&Heard) -> bool) -> usize {
@@ -512,77 +512,6 @@ fn trials_never_exceed_the_limit_while_threads_acquire_and_report() {
 // ---------------------------------------------------------------------------
 // (f) a breaker's own transition is local, whichever of its instances tells it
 
-/// Where a [`Pausing`] storage holds its caller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Pause {
-    AfterLoad,
-    AfterWrite,
-}
-
-/// A memory storage that, once armed, holds the next matching call (after
-/// doing it) until the test lets it go, so that another call can run in
-/// between on another pooled instance.
-#[derive(Clone)]
-struct Pausing {
-    inner: MemoryStorage,
-    armed: Arc<Mutex<Option<Pause>>>,
-    paused: Arc<Barrier>,
-    resume: Arc<Barrier>,
-}
-
-impl Default for Pausing {
-    fn default() -> Self {
-        Pausing {
-            inner: MemoryStorage::new(),
-            armed: Arc::default(),
-            paused: Arc::new(Barrier::new(2)),
-            resume: Arc::new(Barrier::new(2)),
-        }
-    }
-}
-
-impl Pausing {
-    fn arm(&self, pause: Pause) {
-        *self.armed.lock().unwrap() = Some(pause);
-    }
-
-    fn hold_if(&self, pause: Pause) {
-        let armed = {
-            let mut armed = self.armed.lock().unwrap();
-            if *armed == Some(pause) {
-                armed.take()
-            } else {
-                None
-            }
-        };
-        if armed.is_some() {
-            self.paused.wait();
-            self.resume.wait();
-        }
-    }
-}
-
-impl Storage for Pausing {
-    fn load(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        let loaded = self.inner.load(key);
-        self.hold_if(Pause::AfterLoad);
-        loaded
-    }
-
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<u64>,
-        data: &[u8],
-    ) -> Result<SwapResult, StorageError> {
-        let swapped = self.inner.compare_and_swap(key, expected, data);
-        if matches!(swapped, Ok(SwapResult::Written(_))) {
-            self.hold_if(Pause::AfterWrite);
-        }
-        swapped
-    }
-}
-
 /// Thread 1 writes open->half-open and, before it tells the listeners,
 /// thread 2 (on a second pooled instance that had seen the circuit open)
 /// reads half-open. Both calls are this one breaker's: its listener hears
@@ -592,7 +521,10 @@ impl Storage for Pausing {
 fn a_transition_seen_first_by_another_of_its_instances_is_told_once() {
     let runtime = Runtime::from_bytes(tripswitch::COMPONENT).unwrap();
     let clock = clock();
-    let storage = Pausing::default();
+    // Once armed, the storage holds the next matching call (after doing it)
+    // until the test lets it go, so that another call runs in between on
+    // another pooled instance.
+    let storage = Faulty::new();
     let heard = Recorder::default();
     let breaker = builder("cc-own-transition", &clock)
         .runtime(&runtime)
@@ -607,21 +539,21 @@ fn a_transition_seen_first_by_another_of_its_instances_is_told_once() {
     // A second instance: while one snapshot holds the first inside its load,
     // another snapshot has to make a new one; both have now seen "open".
     std::thread::scope(|scope| {
-        storage.arm(Pause::AfterLoad);
+        storage.pause(Pause::AfterLoad);
         let held = scope.spawn(|| breaker.snapshot().unwrap().state);
-        storage.paused.wait();
+        storage.wait_paused();
         assert_eq!(breaker.snapshot().unwrap().state, State::Open);
-        storage.resume.wait();
+        storage.release();
         assert_eq!(held.join().unwrap(), State::Open);
     });
 
     advance(&clock, 100);
     let (trial, other) = std::thread::scope(|scope| {
-        storage.arm(Pause::AfterWrite);
+        storage.pause(Pause::AfterWrite);
         let writer = scope.spawn(|| breaker.acquire());
-        storage.paused.wait();
+        storage.wait_paused();
         let other = breaker.acquire();
-        storage.resume.wait();
+        storage.release();
         (writer.join().unwrap(), other)
     });
     assert!(trial.unwrap().is_trial());
@@ -646,42 +578,13 @@ fn a_transition_seen_first_by_another_of_its_instances_is_told_once() {
 // ---------------------------------------------------------------------------
 // (g) a lost race for the trial slot admits no call beyond the trials
 
-/// A memory storage where, once contended, another writer always gets in
-/// just before each compare-and-swap (as on a very busy shared store).
-#[derive(Clone, Default)]
-struct Contended {
-    inner: MemoryStorage,
-    contended: Arc<AtomicBool>,
-}
-
-impl Storage for Contended {
-    fn load(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        self.inner.load(key)
-    }
-
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<u64>,
-        data: &[u8],
-    ) -> Result<SwapResult, StorageError> {
-        if self.contended.load(Ordering::SeqCst)
-            && let Some(current) = self.inner.load(key)?
-        {
-            // The other writer rewrites the record as it is: a new version.
-            self.inner.put(key, &current.data);
-        }
-        self.inner.compare_and_swap(key, expected, data)
-    }
-}
-
 /// Half-open with its one trial slot free: taking the slot needs a write. If
 /// every write loses a race the call cannot have the slot, and must not run
 /// as an untracked extra call either (the storage itself never failed).
 #[test]
 fn half_open_admits_no_call_beyond_its_trials_when_every_write_loses_a_race() {
     let clock = clock();
-    let storage = Contended::default();
+    let storage = Faulty::new();
     let breaker = builder("cc-contended", &clock)
         .fail_max(1)
         .reset_timeout(Duration::from_millis(100))
@@ -697,7 +600,9 @@ fn half_open_admits_no_call_beyond_its_trials_when_every_write_loses_a_race() {
         (State::HalfOpen, 0)
     );
 
-    storage.contended.store(true, Ordering::SeqCst);
+    // From now on another writer always gets in just before each
+    // compare-and-swap (as on a very busy shared store).
+    storage.set_contending(true);
     let mut ran = false;
     let answer = breaker.call(|| {
         ran = true;

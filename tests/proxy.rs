@@ -329,6 +329,24 @@ fn an_upstream_that_does_not_answer_in_time_counts_as_a_failure() {
     assert_eq!(rejected.header("x-tripswitch"), Some("open"));
 }
 
+/// A plugin that loops fails the requests its instance serves with 500; the
+/// proxy goes on, and the next request gets a new instance. (The plugin here
+/// is the test service itself, served as `--plugin`: `/loop` spins.)
+#[test]
+fn a_looping_plugin_fails_its_own_request_and_the_proxy_lives() {
+    let upstream = Upstream::start();
+    let plugin = Path::new(env!("OUT_DIR")).join("service.wasm");
+    let plugin = plugin.to_str().expect("a UTF-8 path");
+    let proxy = Proxy::start(&upstream.url(), &["--plugin", plugin]);
+    assert_eq!(proxy.get("/").status, 200);
+    let looped = proxy.get("/loop");
+    assert_eq!(looped.status, 500, "{looped:?}");
+    proxy.wait_for_stderr("without calling the proxy");
+    for _ in 0..3 {
+        assert_eq!(proxy.get("/").status, 200, "the proxy serves on");
+    }
+}
+
 /// Starts a proxy that must refuse to start; returns its stderr.
 fn refused(upstream: &str, extra: &[&str], env: &[(&str, &str)]) -> String {
     let mut child = proxy_command(upstream, extra, env)

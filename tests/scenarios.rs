@@ -6,15 +6,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use serde_json::Value;
-use tripswitch::{
-    CircuitBreaker, Entry, Error, ManualClock, MemoryStorage, Permit, Rejected, State, Storage,
-    StorageError, SwapResult,
-};
-use tripswitch_tests::Recorder;
+use tripswitch::{CircuitBreaker, Error, ManualClock, Permit, Rejected, State};
+use tripswitch_tests::{Faulty, Recorder};
 
 /// Where the virtual clock starts; scenario times are offsets from it.
 const START: u64 = 1_000_000;
@@ -56,50 +50,6 @@ fn builder(name: &str, config: &Value, clock: &ManualClock) -> tripswitch::Build
         builder = builder.fallback_state(state.parse::<State>().unwrap());
     }
     builder
-}
-
-/// The scenarios' storage: memory that a `storage` step can make fail. It
-/// tells its version for free while it works, as memory does.
-#[derive(Clone, Default)]
-struct Switch {
-    inner: MemoryStorage,
-    failing: Arc<AtomicBool>,
-}
-
-impl Switch {
-    fn check(&self) -> Result<(), StorageError> {
-        if self.failing.load(Ordering::SeqCst) {
-            Err(StorageError("connection refused (scenario)".into()))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl Storage for Switch {
-    fn load(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        self.check()?;
-        self.inner.load(key)
-    }
-
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<u64>,
-        data: &[u8],
-    ) -> Result<SwapResult, StorageError> {
-        self.check()?;
-        self.inner.compare_and_swap(key, expected, data)
-    }
-
-    fn peek_version(&self, key: &str) -> Option<Option<u64>> {
-        self.check().ok()?;
-        self.inner.peek_version(key)
-    }
-
-    fn may_block(&self) -> bool {
-        false
-    }
 }
 
 /// Runs a step on the breaker's first instance (0, this thread's), or on
@@ -144,7 +94,9 @@ fn run(path: &Path) {
         return;
     }
     let clock = ManualClock::new(START);
-    let storage = Switch::default();
+    // Memory that a `storage` step can make fail. It tells its version for
+    // free while it works, and never blocks, as memory does.
+    let storage = Faulty::new().telling_version().never_blocking();
     let count = scenario
         .get("breakers")
         .and_then(Value::as_u64)
@@ -170,9 +122,7 @@ fn run(path: &Path) {
         let breaker = &breakers[on];
         match step["do"].as_str().unwrap() {
             "advance" => clock.advance(Duration::from_millis(step["ms"].as_u64().unwrap())),
-            "storage" => storage
-                .failing
-                .store(step["failing"].as_bool().unwrap(), Ordering::SeqCst),
+            "storage" => storage.set_failing(step["failing"].as_bool().unwrap()),
             "acquire" => match (
                 on_instance(instance, || breaker.acquire()),
                 step.get("rejected"),

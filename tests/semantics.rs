@@ -6,14 +6,14 @@
 use std::time::Duration;
 
 use tripswitch::{CallError, MemoryStorage, Reason, Rejected, State, StateChange};
-use tripswitch_tests::{Flaky, Heard, Recorder, T0, advance, builder, clock, fail, succeed};
+use tripswitch_tests::{Faulty, Heard, Recorder, T0, advance, builder, clock, fail, succeed};
 
 /// 1. closed: the fail-max-th consecutive failure opens; a success resets the
 ///    count, writing only when the count was not 0.
 #[test]
 fn closed_counts_consecutive_failures_and_a_success_resets_them() {
     let clock = clock();
-    let storage = Flaky::default();
+    let storage = Faulty::new();
     let breaker = builder("s1", &clock)
         .fail_max(3)
         .storage(storage.clone())
@@ -75,7 +75,7 @@ fn a_success_resets_failures_counted_while_it_ran() {
 #[test]
 fn over_an_opaque_storage_a_success_resets_what_it_saw_at_admission() {
     let clock = clock();
-    let storage = Flaky::default();
+    let storage = Faulty::new();
     let breaker = builder("s1c", &clock)
         .fail_max(3)
         .storage(storage.clone())
@@ -99,7 +99,7 @@ fn over_an_opaque_storage_a_success_resets_what_it_saw_at_admission() {
 #[test]
 fn a_failing_storage_follows_the_fallback_state() {
     let clock = clock();
-    let storage = Flaky::default();
+    let storage = Faulty::new();
     let admits = builder("s7a", &clock)
         .storage(storage.clone())
         .build()

@@ -1,15 +1,14 @@
-//! Shared helpers for the integration tests: a recording listener, storages
-//! that fail or count on demand, and a breaker builder on a virtual clock.
+//! Shared helpers for the integration tests: a recording listener, a breaker
+//! builder on a virtual clock, and testkit's helpers (among them `Faulty`, a
+//! storage with faults on demand).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::Duration;
 
 use tripswitch::{
-    Builder, CallError, CircuitBreaker, Entry, Error, Listener, ManualClock, MemoryStorage,
-    Rejected, StateChange, Storage, StorageError, SwapResult,
+    Builder, CallError, CircuitBreaker, Error, Listener, ManualClock, Rejected, StateChange,
 };
 
 /// The virtual clock's start: a Unix time in ms, far from zero.
@@ -109,58 +108,6 @@ impl Listener for Recorder {
     }
 }
 
-/// A memory storage that can be switched to fail, and counts its calls.
-#[derive(Clone, Default)]
-pub struct Flaky {
-    /// The storage behind.
-    pub inner: MemoryStorage,
-    failing: Arc<AtomicBool>,
-    loads: Arc<AtomicUsize>,
-    swaps: Arc<AtomicUsize>,
-}
-
-impl Flaky {
-    /// Makes every call fail (true) or pass through (false).
-    pub fn set_failing(&self, failing: bool) {
-        self.failing.store(failing, Ordering::SeqCst);
-    }
-
-    /// (loads, compare-and-swaps) since the last call to this.
-    pub fn take_counts(&self) -> (usize, usize) {
-        (
-            self.loads.swap(0, Ordering::SeqCst),
-            self.swaps.swap(0, Ordering::SeqCst),
-        )
-    }
-
-    fn check(&self) -> Result<(), StorageError> {
-        if self.failing.load(Ordering::SeqCst) {
-            Err(StorageError("connection refused (test)".into()))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl Storage for Flaky {
-    fn load(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
-        self.inner.load(key)
-    }
-
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<u64>,
-        data: &[u8],
-    ) -> Result<SwapResult, StorageError> {
-        self.swaps.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
-        self.inner.compare_and_swap(key, expected, data)
-    }
-}
-
 /// The error every test call fails with.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Boom;
@@ -175,7 +122,7 @@ pub fn succeed(breaker: &CircuitBreaker) -> Result<(), tripswitch::CallError<Boo
     breaker.call(|| Ok::<(), Boom>(()))
 }
 
-pub use tripswitch_testkit::{RedisCluster, RedisServer, free_port};
+pub use tripswitch_testkit::{Faulty, Pause, RedisCluster, RedisServer, free_port};
 
 /// What became of one failing call made by a thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,7 +186,7 @@ pub fn tripswitch_binary() -> &'static Path {
                 "build",
                 "--quiet",
                 "-p",
-                "tripswitch",
+                "tripswitch-cli",
                 "--bin",
                 "tripswitch",
             ])

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::storage::{Storage, StorageError, SwapResult};
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "wit",
     world: "tripswitch",
 });
 

@@ -1,10 +1,12 @@
-//! Test helpers that need no tripswitch: `redis-server` processes (standalone
-//! and cluster) that tests start on free loopback ports, a minimal HTTP
-//! client, and the collected output of child processes.
+//! Test helpers: `redis-server` processes (standalone and cluster) that tests
+//! start on free loopback ports, a minimal HTTP client, the collected output
+//! of child processes, and a memory storage with faults on demand.
 
+mod faulty;
 pub mod http;
 mod log;
 
+pub use faulty::{Faulty, OVERSIZED_BYTES, Pause};
 pub use log::Log;
 
 use std::time::Duration;

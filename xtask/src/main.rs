@@ -4,9 +4,13 @@
 //!   `target/components/tripswitch.wasm`.
 //! - `cargo xtask plugins`: builds the proxy plugins (the HTTP middleware,
 //!   alone and composed with storage adapters) into `target/plugins/`.
+//! - `cargo xtask package`: packages the `tripswitch` crate with the
+//!   component inside and builds a project of its own against the package.
 //! - `cargo xtask test`: installs what the tests need (the wasm targets,
 //!   redis-server, chromium, the wasmtime CLI, the npm packages), then runs
 //!   rustfmt, clippy, every Rust test suite and the JavaScript tests.
+
+mod package;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -22,11 +26,13 @@ fn main() -> ExitCode {
     let result = match task.as_str() {
         "component" => component().map(|path| println!("wrote {}", path.display())),
         "plugins" => plugins(),
+        "package" => package::package().map(|path| println!("wrote {}", path.display())),
         "test" => test(),
         _ => Err(format!(
             "unknown task {task:?}\n\nusage: cargo xtask <task>\n  \
              component   build the breaker component into target/components/\n  \
              plugins     build the proxy plugins into target/plugins/\n  \
+             package     package the tripswitch crate and build a project on the package\n  \
              test        install what the tests need and run every test"
         )),
     };
@@ -157,7 +163,7 @@ fn component() -> Result<PathBuf, String> {
     ensure_wasm_target(PLUGIN_TARGET)?;
     run(
         "building the component and the CLI",
-        cargo().args(["build", "--release", "-p", "tripswitch"]),
+        cargo().args(["build", "--release", "-p", "tripswitch-cli"]),
     )?;
     let target = target_dir();
     let out = target.join("components").join("tripswitch.wasm");
@@ -313,6 +319,7 @@ fn test() -> Result<(), String> {
             .args(["test", "--release", "--workspace"])
             .env("TRIPSWITCH_WASMTIME", wasmtime_cli()),
     )?;
+    package::package()?;
     js_test()?;
     eprintln!("\nxtask: every check passed");
     Ok(())

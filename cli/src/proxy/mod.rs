@@ -17,6 +17,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::{Context, anyhow};
 use bytes::Bytes;
 use clap::Args;
 use http::StatusCode;
@@ -24,7 +25,7 @@ use http::header::CONTENT_TYPE;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tripswitch::{CircuitBreaker, State};
+use tripswitch::{CircuitBreaker, Config, State};
 use tripswitch_plugin_settings::{self as settings, Fallback, Settings};
 use wasmtime_wasi_http::handler::ProxyHandler;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
@@ -32,7 +33,7 @@ use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use self::plugin::Plugin;
 use self::upstream::{Address, Upstream};
-use super::store::StoreArgs;
+use crate::store::StoreArgs;
 
 /// Options of `tripswitch proxy`; the plugin's settings are `TRIPSWITCH_*`
 /// environment variables.
@@ -76,15 +77,15 @@ const EMBEDDED_PLUGIN: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/tripswitch-middleware.wasm"));
 
 /// Runs the proxy until the process is stopped.
-pub fn run(args: &ProxyArgs) -> Result<(), String> {
+pub fn run(args: &ProxyArgs) -> anyhow::Result<()> {
     let env = plugin_env()?;
     let settings = Settings::from_vars(env.iter().map(|(name, value)| (name, value)))
-        .map_err(|error| format!("invalid setting {error}"))?;
+        .map_err(|error| anyhow!("invalid setting {error}"))?;
     check_knobs(&settings)?;
     let storage = args.store.storage()?;
     let (bytes, what) = match &args.plugin {
         Some(path) => (
-            std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?,
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
             path.display().to_string(),
         ),
         None => (EMBEDDED_PLUGIN.to_vec(), "the embedded plugin".to_string()),
@@ -93,22 +94,22 @@ pub fn run(args: &ProxyArgs) -> Result<(), String> {
         args.upstream.clone(),
         Duration::from_millis(args.upstream_timeout_ms),
     );
-    let plugin = Plugin::load(&bytes, &what, upstream, storage, env)?;
+    let plugin = Plugin::load(&bytes, &what, upstream, storage, env).map_err(|e| anyhow!(e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("starting the async runtime: {e}"))?;
+        .context("starting the async runtime")?;
     runtime.block_on(async {
-        plugin.try_instantiate().await?;
+        plugin.try_instantiate().await.map_err(|e| anyhow!(e))?;
         let listener = std::net::TcpListener::bind(&args.listen)
             .and_then(|listener| {
                 listener.set_nonblocking(true)?;
                 tokio::net::TcpListener::from_std(listener)
             })
-            .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+            .with_context(|| format!("listening on {}", args.listen))?;
         let local = listener
             .local_addr()
-            .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+            .with_context(|| format!("listening on {}", args.listen))?;
         let line = format!(
             "tripswitch proxy: listening on http://{local}, upstream {}, storage {}, breaker {:?}",
             plugin.upstream().address(),
@@ -125,7 +126,7 @@ pub fn run(args: &ProxyArgs) -> Result<(), String> {
 }
 
 /// The process's `TRIPSWITCH_*` variables: the plugin's environment.
-fn plugin_env() -> Result<Vec<(String, String)>, String> {
+fn plugin_env() -> anyhow::Result<Vec<(String, String)>> {
     let mut vars = Vec::new();
     for (name, value) in std::env::vars_os() {
         let Some(name) = name.to_str().filter(|n| n.starts_with(settings::PREFIX)) else {
@@ -133,7 +134,7 @@ fn plugin_env() -> Result<Vec<(String, String)>, String> {
         };
         let value = value
             .into_string()
-            .map_err(|_| format!("invalid setting {name}: the value is not UTF-8"))?;
+            .map_err(|_| anyhow!("invalid setting {name}: the value is not UTF-8"))?;
         vars.push((name.to_owned(), value));
     }
     vars.sort();
@@ -142,36 +143,28 @@ fn plugin_env() -> Result<Vec<(String, String)>, String> {
 
 /// Builds a breaker with the plugin's knobs: the component, which owns the
 /// valid ranges and the defaults, refuses what it would refuse in the plugin.
-fn check_knobs(settings: &Settings) -> Result<(), String> {
+fn check_knobs(settings: &Settings) -> anyhow::Result<()> {
     let knobs = &settings.knobs;
-    let mut builder = CircuitBreaker::builder(settings.breaker.clone());
-    if let Some(failures) = knobs.fail_max {
-        builder = builder.fail_max(failures);
-    }
-    if let Some(ms) = knobs.reset_timeout_ms {
-        builder = builder.reset_timeout(Duration::from_millis(ms));
-    }
-    if let Some(successes) = knobs.success_threshold {
-        builder = builder.success_threshold(successes);
-    }
-    if let Some(calls) = knobs.half_open_max_calls {
-        builder = builder.half_open_max_calls(calls);
-    }
-    if let Some(ms) = knobs.trial_timeout_ms {
-        builder = builder.trial_timeout(Duration::from_millis(ms));
-    }
-    if let Some(fallback) = knobs.fallback_state {
-        builder = builder.fallback_state(match fallback {
+    let config = Config {
+        fail_max: knobs.fail_max,
+        reset_timeout_ms: knobs.reset_timeout_ms,
+        success_threshold: knobs.success_threshold,
+        half_open_max_calls: knobs.half_open_max_calls,
+        trial_timeout_ms: knobs.trial_timeout_ms,
+        fallback_state: knobs.fallback_state.map(|fallback| match fallback {
             Fallback::Closed => State::Closed,
             Fallback::Open => State::Open,
             Fallback::ForcedOpen => State::ForcedOpen,
-        });
-    }
-    builder.build().map(drop).map_err(|error| match &error {
+        }),
+    };
+    let built = CircuitBreaker::builder(settings.breaker.clone())
+        .config(config)
+        .build();
+    built.map(drop).map_err(|error| match &error {
         tripswitch::Error::InvalidConfig { field, .. } => {
-            format!("invalid setting {}: {error}", settings::variable_for(field))
+            anyhow!("invalid setting {}: {error}", settings::variable_for(field))
         }
-        _ => format!("checking the breaker's settings: {error}"),
+        _ => anyhow!(error).context("checking the breaker's settings"),
     })
 }
 
@@ -262,17 +255,18 @@ mod tests {
     #[test]
     fn the_component_checks_the_values() {
         let settings = |vars: &[(&str, &str)]| Settings::from_vars(vars.iter().copied()).unwrap();
-        assert_eq!(check_knobs(&settings(&[])), Ok(()));
-        assert_eq!(
-            check_knobs(&settings(&[("TRIPSWITCH_FAIL_MAX", "3")])),
-            Ok(())
-        );
-        let error = check_knobs(&settings(&[("TRIPSWITCH_FAIL_MAX", "0")])).unwrap_err();
+        check_knobs(&settings(&[])).unwrap();
+        check_knobs(&settings(&[("TRIPSWITCH_FAIL_MAX", "3")])).unwrap();
+        let error = check_knobs(&settings(&[("TRIPSWITCH_FAIL_MAX", "0")]))
+            .unwrap_err()
+            .to_string();
         assert!(
             error.starts_with("invalid setting TRIPSWITCH_FAIL_MAX: invalid fail-max"),
             "{error}"
         );
-        let error = check_knobs(&settings(&[("TRIPSWITCH_RESET_TIMEOUT_MS", "0")])).unwrap_err();
+        let error = check_knobs(&settings(&[("TRIPSWITCH_RESET_TIMEOUT_MS", "0")]))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("TRIPSWITCH_RESET_TIMEOUT_MS"), "{error}");
     }
 }

@@ -19,7 +19,9 @@ use tripswitch::{Storage, StorageError};
 use wasmtime::component::{
     Accessor, Component, GuestTaskId, HasSelf, Linker, Resource, ResourceTable,
 };
-use wasmtime::{Config, Engine, Store, StoreContextMut, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{
+    Config, Engine, Store, StoreContextMut, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::handler::{
     HandlerState, Instance, Proxy, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
@@ -38,8 +40,15 @@ const MAX_REUSE: usize = 128;
 const MAX_CONCURRENT: usize = 16;
 /// How long an instance without work is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
-/// The most linear memory one instance may grow to.
+/// The most linear memory one instance may grow to; a plugin that wants
+/// more traps, and the requests it serves fail with 500.
 const MEMORY_LIMIT: usize = 256 << 20;
+/// How often the plugin engine's epoch advances.
+const TICK: Duration = Duration::from_millis(10);
+/// Ticks of guest execution without a call to the proxy (storage, events,
+/// the next handler) after which the plugin counts as a runaway: its
+/// instance traps and the requests it serves fail with 500.
+const RUNAWAY_TICKS: u32 = 100;
 
 /// The interfaces of tripswitch's own that a plugin imports.
 mod imports {
@@ -69,6 +78,10 @@ pub struct PluginState {
     storage: Arc<dyn Storage>,
     announcer: Arc<Announcer>,
     limits: StoreLimits,
+    /// Whether the guest called the proxy since the last epoch tick.
+    called_out: bool,
+    /// Epoch ticks of guest execution since it last called the proxy.
+    guest_ticks: u32,
 }
 
 impl WasiView for PluginState {
@@ -108,6 +121,7 @@ async fn on_storage<R: Send + 'static>(
 
 impl storage::Host for PluginState {
     async fn load(&mut self, key: String) -> Result<Option<storage::Entry>, String> {
+        self.called_out = true;
         let entry = on_storage(self.storage.clone(), move |s| s.load(&key)).await?;
         Ok(entry.map(|entry| storage::Entry {
             version: entry.version,
@@ -121,6 +135,7 @@ impl storage::Host for PluginState {
         expected: Option<u64>,
         data: Vec<u8>,
     ) -> Result<storage::SwapResult, String> {
+        self.called_out = true;
         let swapped = on_storage(self.storage.clone(), move |s| {
             s.compare_and_swap(&key, expected, &data)
         })
@@ -139,6 +154,7 @@ impl storage::Host for PluginState {
 
 impl events::Host for PluginState {
     fn state_changed(&mut self, change: types::StateChange) {
+        self.called_out = true;
         self.announcer.tell(&change);
     }
 }
@@ -207,7 +223,9 @@ impl Plugin {
     ) -> Result<Plugin, String> {
         let mut config = Config::new();
         config.wasm_component_model_async(true);
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| format!("the wasm engine: {e:#}"))?;
+        tick(&engine)?;
         let component = Component::new(&engine, bytes)
             .map_err(|e| format!("{what} is not a loadable component: {e:#}"))?;
         let mut linker = Linker::new(&engine);
@@ -249,9 +267,27 @@ impl Plugin {
                 .memory_size(MEMORY_LIMIT)
                 .trap_on_grow_failure(true)
                 .build(),
+            called_out: false,
+            guest_ticks: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            if std::mem::take(&mut state.called_out) {
+                state.guest_ticks = 0;
+            } else {
+                state.guest_ticks += 1;
+                if state.guest_ticks >= RUNAWAY_TICKS {
+                    return Err(wasmtime::Error::msg(format!(
+                        "the plugin ran for over {} ms without calling the proxy",
+                        TICK.as_millis() * u128::from(RUNAWAY_TICKS)
+                    )));
+                }
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
+        store.set_epoch_deadline(1);
         store
     }
 
@@ -265,6 +301,23 @@ impl Plugin {
             .map(drop)
             .map_err(|e| format!("instantiating the plugin: {e:#}"))
     }
+}
+
+/// Advances `engine`'s epoch every [`TICK`] from a thread of its own, for as
+/// long as the engine lives.
+fn tick(engine: &Engine) -> Result<(), String> {
+    let ticking = engine.weak();
+    std::thread::Builder::new()
+        .name("tripswitch-proxy-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = ticking.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("starting the plugin engine's clock: {e}"))
 }
 
 /// Adds everything a plugin may import.
@@ -291,6 +344,7 @@ async fn next(
     accessor: &Accessor<PluginState>,
     request: Resource<Request>,
 ) -> wasmtime::Result<(Result<Resource<Response>, ErrorCode>,)> {
+    accessor.with(|mut store| store.get().called_out = true);
     let http = accessor.with_getter::<WasiHttp>(<PluginState as WasiHttpView>::http);
     match <WasiHttp as HostWithStore<PluginState>>::send(&http, request).await {
         Ok(response) => Ok((Ok(response),)),

@@ -6,10 +6,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use std::sync::Arc;
 
+use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use tripswitch::{Action, CircuitBreaker, Snapshot, Storage};
 
-use super::store::StoreArgs;
+use crate::store::StoreArgs;
 
 /// Options of `tripswitch status`.
 #[derive(Args, Debug)]
@@ -39,31 +40,37 @@ fn breaker(
     name: &str,
     storage: &Arc<dyn Storage>,
     reset_timeout_ms: Option<u64>,
-) -> Result<CircuitBreaker, String> {
+) -> anyhow::Result<CircuitBreaker> {
     let mut builder = CircuitBreaker::builder(name).storage(Arc::clone(storage));
     if let Some(ms) = reset_timeout_ms {
         builder = builder.reset_timeout(Duration::from_millis(ms));
     }
-    builder.build().map_err(|e| e.to_string())
+    builder
+        .build()
+        .with_context(|| format!("making breaker {name:?}"))
 }
 
 /// Runs a state-changing command.
-pub fn act(action: Action, args: &ActionArgs) -> Result<(), String> {
+pub fn act(action: Action, args: &ActionArgs) -> anyhow::Result<()> {
     if args.store.redis.is_empty() {
-        return Err("operator commands act on a shared store: give --redis URL".into());
+        bail!("operator commands act on a shared store: give --redis URL");
     }
     let storage = args.store.storage()?;
     let existed = storage
         .load(&args.name)
-        .map_err(|e| e.to_string())?
+        .with_context(|| format!("reading breaker {:?}", args.name))?
         .is_some();
     let breaker = breaker(&args.name, &storage, None)?;
     // A corrupt record has no state to show; the action overwrites it.
     let before = breaker
         .state()
         .map_or_else(|_| "unreadable".to_string(), |s| s.to_string());
-    breaker.operate(action).map_err(|e| e.to_string())?;
-    let after = breaker.state().map_err(|e| e.to_string())?;
+    breaker
+        .operate(action)
+        .with_context(|| format!("{} {:?}", action.as_str(), args.name))?;
+    let after = breaker
+        .state()
+        .with_context(|| format!("reading breaker {:?}", args.name))?;
     if !existed {
         eprintln!(
             "note: no breaker named {:?} was stored in {}; it is now",
@@ -76,13 +83,15 @@ pub fn act(action: Action, args: &ActionArgs) -> Result<(), String> {
 }
 
 /// Runs `status`.
-pub fn status(args: &StatusArgs) -> Result<(), String> {
+pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
     let Some(redis) = args.store.redis()? else {
-        return Err("status reads a shared store: give --redis URL".into());
+        bail!("status reads a shared store: give --redis URL");
     };
     let names = match &args.name {
         Some(name) => vec![name.clone()],
-        None => redis.breakers().map_err(|e| e.to_string())?,
+        None => redis
+            .breakers()
+            .with_context(|| format!("listing the breakers in {}", args.store.describe()))?,
     };
     let storage: Arc<dyn Storage> = Arc::new(redis);
     let mut rows = Vec::new();
@@ -97,7 +106,7 @@ pub fn status(args: &StatusArgs) -> Result<(), String> {
     let result = if unreadable.is_empty() {
         Ok(())
     } else {
-        Err(format!("{} breaker(s) could not be read", unreadable.len()))
+        Err(anyhow!("{} breaker(s) could not be read", unreadable.len()))
     };
     for (name, error) in &unreadable {
         eprintln!("{name}: {error}");
@@ -107,7 +116,7 @@ pub fn status(args: &StatusArgs) -> Result<(), String> {
             .iter()
             .map(|(name, snapshot)| Row { name, snapshot })
             .collect();
-        let text = serde_json::to_string(&list).map_err(|e| format!("writing JSON: {e}"))?;
+        let text = serde_json::to_string(&list).context("writing JSON")?;
         println!("{text}");
         return result;
     }

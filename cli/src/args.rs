@@ -1,14 +1,11 @@
-//! Command-line parsing and dispatch.
-
-mod demo;
-mod operate;
-#[cfg(feature = "proxy")]
-mod proxy;
-mod store;
+//! The command line: its parsing and dispatch.
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+
+use crate::{demo, operate, proxy};
 
 /// A circuit breaker whose state machine is one WebAssembly component.
 #[derive(Parser)]
@@ -35,7 +32,6 @@ enum Command {
     /// Admits every call and records nothing.
     Disable(operate::ActionArgs),
     /// Serves an HTTP middleware plugin in front of an upstream, its breaker in memory or Redis.
-    #[cfg(feature = "proxy")]
     Proxy(proxy::ProxyArgs),
     /// Writes the embedded breaker component to a file.
     Component {
@@ -47,7 +43,7 @@ enum Command {
 
 impl Cli {
     /// Runs the chosen command.
-    pub fn run(self) -> Result<(), String> {
+    pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Demo(args) => demo::run(&args),
             Command::Status(args) => operate::status(&args),
@@ -56,15 +52,14 @@ impl Cli {
             Command::HalfOpen(args) => operate::act(tripswitch::Action::HalfOpen, &args),
             Command::ForceOpen(args) => operate::act(tripswitch::Action::ForceOpen, &args),
             Command::Disable(args) => operate::act(tripswitch::Action::Disable, &args),
-            #[cfg(feature = "proxy")]
             Command::Proxy(args) => proxy::run(&args),
             Command::Component { out } => {
                 if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)
-                        .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                        .with_context(|| format!("creating {}", dir.display()))?;
                 }
                 std::fs::write(&out, tripswitch::COMPONENT)
-                    .map_err(|e| format!("writing {}: {e}", out.display()))?;
+                    .with_context(|| format!("writing {}", out.display()))?;
                 println!("{} ({} bytes)", out.display(), tripswitch::COMPONENT.len());
                 Ok(())
             }

@@ -7,6 +7,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::Args;
 use tripswitch::{
     CallError, CircuitBreaker, Clock, Listener, ManualClock, StateChange, SystemClock,
@@ -40,7 +41,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "dependency")]
     name: String,
     #[command(flatten)]
-    store: super::store::StoreArgs,
+    store: crate::store::StoreArgs,
     /// Breaker: consecutive failures that open the circuit.
     #[arg(long, default_value_t = 3)]
     fail_max: u32,
@@ -122,7 +123,7 @@ impl Listener for Printer {
 /// Prints a line; a closed stdout (`| head`) ends the demo quietly.
 macro_rules! say {
     ($($arg:tt)*) => {
-        $crate::cli::demo::emit(format_args!($($arg)*))
+        $crate::demo::emit(format_args!($($arg)*))
     };
 }
 use say;
@@ -149,7 +150,7 @@ fn stamp(ms: u64) -> String {
 struct Unavailable;
 
 /// Runs the demo.
-pub fn run(args: &DemoArgs) -> Result<(), String> {
+pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let virtual_clock = ManualClock::new(SystemClock.now_ms());
     let clock: Arc<dyn Clock> = if args.virtual_clock {
         Arc::new(virtual_clock.clone())
@@ -173,7 +174,9 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     if let Some(n) = args.half_open_max_calls {
         builder = builder.half_open_max_calls(n);
     }
-    let breaker = builder.build().map_err(|e| e.to_string())?;
+    let breaker = builder
+        .build()
+        .with_context(|| format!("making the demo's breaker {:?}", args.name))?;
 
     say!(
         "breaker {:?} in {}: fail-max {}, reset-timeout {} ms; a call every {} ms for {} ms; \

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use anyhow::{Context, bail};
 use clap::Args;
 use tripswitch::{MemoryStorage, RedisStorage, Storage};
 
@@ -21,7 +22,7 @@ pub struct StoreArgs {
 
 impl StoreArgs {
     /// The Redis storage, when a Redis was named.
-    pub fn redis(&self) -> Result<Option<RedisStorage>, String> {
+    pub fn redis(&self) -> anyhow::Result<Option<RedisStorage>> {
         if self.redis.is_empty() {
             return Ok(None);
         }
@@ -30,17 +31,17 @@ impl StoreArgs {
         } else if let [url] = self.redis.as_slice() {
             RedisStorage::builder(url.clone())
         } else {
-            return Err("several --redis addresses need --cluster".into());
+            bail!("several --redis addresses need --cluster");
         };
         builder
             .namespace(self.namespace.clone())
             .build()
             .map(Some)
-            .map_err(|e| e.to_string())
+            .with_context(|| format!("connecting to {}", self.describe()))
     }
 
     /// The storage: Redis if named, else memory of this process's own.
-    pub fn storage(&self) -> Result<Arc<dyn Storage>, String> {
+    pub fn storage(&self) -> anyhow::Result<Arc<dyn Storage>> {
         Ok(match self.redis()? {
             Some(redis) => Arc::new(redis),
             None => Arc::new(MemoryStorage::new()),
