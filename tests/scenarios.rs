@@ -85,8 +85,9 @@ fn run(path: &Path) {
                 .and_then(Value::as_str)
                 .unwrap_or("invalid");
             match builder(name, &case["config"], &clock).build() {
-                Err(Error::InvalidConfig { field, .. }) => {
-                    assert_eq!(field, case["field"].as_str().unwrap(), "{file}: {case}")
+                Err(Error::InvalidConfig { field, reason }) => {
+                    assert_eq!(field, case["field"].as_str().unwrap(), "{file}: {case}");
+                    assert!(!reason.is_empty(), "{file}: {case}: the refusal says why");
                 }
                 other => panic!("{file}: {case}: expected a config error, got {other:?}"),
             }

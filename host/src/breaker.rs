@@ -14,7 +14,7 @@ use crate::builder::Builder;
 use crate::clock::Clock;
 use crate::error::{CallError, Error, Rejected};
 use crate::listener::Listener;
-use crate::memo::{Answer, Memo};
+use crate::memo::{Answer, Memo, Reused};
 use crate::permit::{Offloaded, Permit, on_pool};
 use crate::runtime::{Instance, Runtime};
 use crate::storage::{Storage, StorageError};
@@ -103,8 +103,10 @@ impl CircuitBreaker {
         let version = self.inner.storage.peek_version(&self.inner.name);
         if let Some(answer) = version.and_then(|v| self.inner.memo.reuse(v.unwrap_or(0), now)) {
             return match answer {
-                Ok(admission) => Ok(self.admitted(Permit::new(self.clone(), &admission))),
-                Err(refusal) => Err(self.rejected(refusal)),
+                Reused::Admitted(permit, quiet_success, at) => {
+                    Ok(self.admitted(Permit::reused(self.clone(), permit, quiet_success, at)))
+                }
+                Reused::Refused(refusal) => Err(self.rejected(refusal)),
             };
         }
         let (answer, effects) = self.invoke(|instance, resource| {
@@ -282,17 +284,12 @@ impl CircuitBreaker {
         }
     }
 
-    /// Whether a quiet success decided at `version` (none: no version) may
-    /// go unreported: the stored version is unchanged, or cannot be told.
-    pub(crate) fn unchanged_since(&self, version: Option<u64>) -> bool {
-        match version {
-            None => true,
-            Some(version) => self
-                .inner
-                .storage
-                .peek_version(&self.inner.name)
-                .is_none_or(|now| now.unwrap_or(0) == version),
-        }
+    /// Whether the stored version is still `version`, or cannot be told for free.
+    pub(crate) fn unchanged_since(&self, version: u64) -> bool {
+        self.inner
+            .storage
+            .peek_version(&self.inner.name)
+            .is_none_or(|now| now.unwrap_or(0) == version)
     }
 
     /// Reports a permit's outcome to the component; `before` runs with its

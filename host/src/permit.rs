@@ -14,12 +14,10 @@ use crate::types::Outcome;
 pub struct Permit {
     breaker: CircuitBreaker,
     permit: wit::Permit,
-    /// The component said a success would change nothing while the stored
-    /// version stays `quiet_at` (none: whatever it is).
-    quiet_success: bool,
-    quiet_at: Option<u64>,
+    /// When a success may go unreported, as the component said.
+    quiet: Quiet,
     /// The storage's message when the fallback admitted the call.
-    degraded: Option<String>,
+    degraded: Option<Box<str>>,
     reported: bool,
     /// Whether the caller got it (a panic before then ran no call).
     handed_out: bool,
@@ -41,9 +39,25 @@ impl Permit {
         Permit {
             breaker,
             permit: admission.permit,
-            quiet_success: admission.quiet_success,
-            quiet_at: admission.holds.map(|holds| holds.version),
-            degraded: admission.degraded.clone(),
+            quiet: Quiet::of(admission.quiet_success, admission.holds.map(|h| h.version)),
+            degraded: admission.degraded.as_deref().map(Box::from),
+            reported: false,
+            handed_out: false,
+        }
+    }
+
+    /// The permit of an admission the memo reused (never degraded).
+    pub(crate) fn reused(
+        breaker: CircuitBreaker,
+        permit: wit::Permit,
+        quiet_success: bool,
+        at: u64,
+    ) -> Permit {
+        Permit {
+            breaker,
+            permit,
+            quiet: Quiet::of(quiet_success, Some(at)),
+            degraded: None,
             reported: false,
             handed_out: false,
         }
@@ -121,8 +135,11 @@ impl Permit {
         let name = breaker.name();
         let listeners = breaker.listeners();
         if outcome == Outcome::Success
-            && self.quiet_success
-            && breaker.unchanged_since(self.quiet_at)
+            && match self.quiet {
+                Quiet::Never => false,
+                Quiet::Always => true,
+                Quiet::While(version) => breaker.unchanged_since(version),
+            }
         {
             listeners.iter().for_each(|l| l.success(name));
             return Ok(false);
@@ -137,6 +154,25 @@ impl Permit {
             listeners.iter().for_each(|l| l.success(name));
         }
         Ok(reported.tripped)
+    }
+}
+
+/// When a success may go unreported: never, always (the permit was decided
+/// on no stored version), or while the stored version is still this one.
+#[derive(Clone, Copy, Debug)]
+enum Quiet {
+    Never,
+    Always,
+    While(u64),
+}
+
+impl Quiet {
+    fn of(quiet_success: bool, decided_at: Option<u64>) -> Quiet {
+        match (quiet_success, decided_at) {
+            (false, _) => Quiet::Never,
+            (true, None) => Quiet::Always,
+            (true, Some(version)) => Quiet::While(version),
+        }
     }
 }
 

@@ -54,6 +54,21 @@ export class CircuitOpenError extends Error {
 }
 
 /**
+ * A CircuitOpenError for a refusal, built without capturing a stack: a
+ * rejection happens where the breaker was called, which the caller knows,
+ * and capturing one costs more than the breaker's own decision.
+ */
+function rejection(breaker, refusal) {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new CircuitOpenError(breaker, refusal);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
+/**
  * The payload of a result's err, which the transpiled component throws as it
  * is; an Error (a trap) goes on as it is.
  */
@@ -353,7 +368,7 @@ export class CircuitBreaker extends EventTarget {
   #acquire() {
     let version;
     try {
-      version = typeof this.#storage.peekVersion === 'function' ? BigInt(this.#storage.peekVersion(this.#name)) : undefined;
+      version = typeof this.#storage.peekVersion === 'function' ? this.#storage.peekVersion(this.#name) : undefined;
     } catch {
       // The component asks the storage itself, and follows the fallback if it fails.
       version = undefined;
@@ -362,33 +377,57 @@ export class CircuitBreaker extends EventTarget {
     if (answer === undefined) {
       answer = this.#enter((guest, now) => {
         try {
-          return { admission: version === undefined ? guest.acquire(now) : guest.acquireAtVersion(now, version || undefined) };
+          return { admission: version === undefined ? guest.acquire(now) : guest.acquireAtVersion(now, version ? BigInt(version) : undefined) };
         } catch (error) {
           return { refusal: payload(error) };
         }
       });
-      const holds = (answer.admission ?? answer.refusal).holds;
-      this.#memo = version !== undefined && holds ? { holds, ...answer } : undefined;
+      this.#keep(version, answer);
       const degraded = answer.admission?.degraded ?? (answer.refusal?.rejection.tag === 'storage-unavailable' ? answer.refusal.rejection.val : undefined);
       this.#noteOutage(degraded);
     }
     if (answer.admission) return answer.admission;
-    const rejected = new CircuitOpenError(this.#name, answer.refusal);
+    const rejected = rejection(this.#name, answer.refusal);
     this.#emit('reject', { error: rejected });
     throw rejected;
   }
 
-  /** The kept answer as the component would give it now, if the stored version is still `version`. */
+  /** Keeps an answer that holds, read at `version` (a Number), for `#reuse`. */
+  #keep(version, answer) {
+    const holds = (answer.admission ?? answer.refusal).holds;
+    this.#memo = version === undefined || holds === undefined ? undefined : {
+      version: Number(holds.version),
+      untilMs: holds.untilMs === undefined ? undefined : Number(holds.untilMs),
+      ...answer,
+      /** The last reused answer and the ms it was given at. */
+      reused: undefined,
+      reusedAt: undefined,
+    };
+  }
+
+  /**
+   * The kept answer as the component would give it now, if the stored
+   * version is still `version`: an admission issued now, a rejection whose
+   * milliseconds count down to now. Within one millisecond it is one object.
+   */
   #reuse(version) {
     const kept = this.#memo;
-    if (kept === undefined || kept.holds.version !== version) return undefined;
-    const now = BigInt(Math.floor(this.#clock()));
-    const until = kept.holds.untilMs;
-    if (until !== undefined && now >= until) return undefined;
-    if (kept.admission) return { admission: { ...kept.admission, permit: { ...kept.admission.permit, issuedAtMs: now } } };
-    const { rejection } = kept.refusal;
-    const left = until === undefined || typeof rejection.val !== 'bigint' ? rejection : { tag: rejection.tag, val: until - now };
-    return { refusal: { ...kept.refusal, rejection: left } };
+    if (kept === undefined || kept.version !== version) return undefined;
+    const now = Math.floor(this.#clock());
+    if (kept.untilMs !== undefined && now >= kept.untilMs) return undefined;
+    if (kept.reusedAt === now) return kept.reused;
+    let reused;
+    if (kept.admission) {
+      const { permit } = kept.admission;
+      reused = { admission: { ...kept.admission, permit: { ...permit, issuedAtMs: BigInt(now) } } };
+    } else {
+      const { rejection } = kept.refusal;
+      const left = kept.untilMs === undefined || typeof rejection.val !== 'bigint' ? rejection : { tag: rejection.tag, val: BigInt(kept.untilMs - now) };
+      reused = { refusal: { ...kept.refusal, rejection: left } };
+    }
+    kept.reused = reused;
+    kept.reusedAt = now;
+    return reused;
   }
 
   /** Tells an outage once, when it starts (`message`: the storage's, or undefined when it answered). */
@@ -436,7 +475,7 @@ export class CircuitBreaker extends EventTarget {
   /** Whether the storage still holds the version a quiet success was decided on (or cannot tell). */
   #unchangedSince(holds) {
     if (holds === undefined || typeof this.#storage.peekVersion !== 'function') return true;
-    return BigInt(this.#storage.peekVersion(this.#name)) === holds.version;
+    return this.#storage.peekVersion(this.#name) === Number(holds.version);
   }
 
   /**

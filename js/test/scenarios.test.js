@@ -66,7 +66,11 @@ for (const file of files) {
         const option = OPTION_OF_FIELD[bad.field];
         assert.throws(
           () => new CircuitBreaker(bad.name ?? 'invalid', options(bad.config, () => START)),
-          (error) => (error instanceof RangeError || error instanceof TypeError) && error.message.includes(option),
+          (error) =>
+            (error instanceof RangeError || error instanceof TypeError) &&
+            error.message.includes(option) &&
+            // The refusal says why: there is more after the option's name.
+            error.message.slice(error.message.indexOf(option) + option.length).trim() !== '',
           `${file}: ${JSON.stringify(bad)}`,
         );
       }
