@@ -1,10 +1,10 @@
 //! The component's edge: WIT types to and from the pure ones, imports as a [`Port`].
 
-use crate::breaker::{
+use tripswitch_core::breaker::{
     Admission, Breaker, BreakerError, Change, Denial, Holds, Port, Refusal, Reported, Stored, Swap,
 };
-use crate::config::{Config, Options};
-use crate::machine::{self, Action, Reason};
+use tripswitch_core::config::{Config, Options};
+use tripswitch_core::machine::{self, Action, Reason};
 
 wit_bindgen::generate!({
     path: "../wit",

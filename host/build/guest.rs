@@ -19,7 +19,16 @@ pub fn watch(path: &Path) {
 /// returns it encoded as a component, or a message that says what went wrong.
 pub fn component(root: &Path, dir: &str, package: &str) -> Result<Vec<u8>, String> {
     let sources = [format!("{dir}/src"), format!("{dir}/Cargo.toml")];
-    for watched in ["wit", "Cargo.lock", &sources[0], &sources[1]] {
+    // The guest is bindings over `core/`, the logic.
+    let logic = ["core/src", "core/Cargo.toml"];
+    for watched in [
+        "wit",
+        "Cargo.lock",
+        &sources[0],
+        &sources[1],
+        logic[0],
+        logic[1],
+    ] {
         watch(&root.join(watched));
     }
     ensure_target(TARGET)?;

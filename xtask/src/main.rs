@@ -271,6 +271,8 @@ fn test() -> Result<(), String> {
             "clippy",
             "--release",
             "-p",
+            "tripswitch-core",
+            "-p",
             "tripswitch-guest",
             "-p",
             "tripswitch-runaway-guest",

@@ -2,9 +2,9 @@
 //! `Change` tells the record's generation and reason, and the time the
 //! change was made (the writer's, as a remote observer tells it too).
 
-use tripswitch_guest::breaker::{Breaker, Change, Denial, Holds, Refusal, Reported};
-use tripswitch_guest::config::Config;
-use tripswitch_guest::machine::{Action, Outcome, Permit, Reason, Record, Rejection, State};
+use tripswitch_core::breaker::{Breaker, Change, Denial, Holds, Refusal, Reported};
+use tripswitch_core::config::Config;
+use tripswitch_core::machine::{Action, Outcome, Permit, Reason, Record, Rejection, State};
 
 use crate::KEY;
 use crate::ports::Scripted;

@@ -2,8 +2,8 @@
 //! and the checks of records, snapshots and answers against it.
 
 use proptest::prelude::*;
-use tripswitch_guest::config::Config;
-use tripswitch_guest::machine::{
+use tripswitch_core::config::Config;
+use tripswitch_core::machine::{
     self, Action, Outcome, Permit, Reason, Record, Rejection, Snapshot, State,
 };
 

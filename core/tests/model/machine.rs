@@ -4,8 +4,8 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use tripswitch_guest::config::Config;
-use tripswitch_guest::machine::{self, Action, Outcome, Permit, Reason, Record, Rejection, State};
+use tripswitch_core::config::Config;
+use tripswitch_core::machine::{self, Action, Outcome, Permit, Reason, Record, Rejection, State};
 
 use crate::reference::{Model, Ticket, absolute, check_record, permit_answer, ticket_answer};
 use crate::strategies::{

@@ -8,12 +8,12 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use proptest::prelude::*;
-use tripswitch_guest::breaker::{
+use tripswitch_core::breaker::{
     Admission, Breaker, BreakerError, Change, Port, Refusal, Stored, Swap,
 };
-use tripswitch_guest::config::Config;
-use tripswitch_guest::machine::{self, Action, Permit, Reason, Record, State};
-use tripswitch_guest::record;
+use tripswitch_core::config::Config;
+use tripswitch_core::machine::{self, Action, Permit, Reason, Record, State};
+use tripswitch_core::record;
 
 use crate::KEY;
 use crate::strategies::{Ask, Op};

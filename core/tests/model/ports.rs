@@ -5,9 +5,9 @@
 use std::cell::{Cell, RefCell};
 
 use proptest::prelude::*;
-use tripswitch_guest::breaker::{Admission, Change, Denial, Port, Refusal, Stored, Swap};
-use tripswitch_guest::machine::{Permit, Record, State};
-use tripswitch_guest::record;
+use tripswitch_core::breaker::{Admission, Change, Denial, Port, Refusal, Stored, Swap};
+use tripswitch_core::machine::{Permit, Record, State};
+use tripswitch_core::record;
 
 use crate::KEY;
 use crate::storage::Answered;

@@ -6,12 +6,12 @@ use std::cell::Cell;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use tripswitch_guest::breaker::{
+use tripswitch_core::breaker::{
     Breaker, BreakerError, Change, Denial, Holds, MAX_ATTEMPTS, Refusal, Reported, Stored,
 };
-use tripswitch_guest::config::Config;
-use tripswitch_guest::machine::{self, Action, Outcome, Permit, Reason, Record, Rejection, State};
-use tripswitch_guest::record;
+use tripswitch_core::config::Config;
+use tripswitch_core::machine::{self, Action, Outcome, Permit, Reason, Record, Rejection, State};
+use tripswitch_core::record;
 
 use crate::KEY;
 use crate::ports::{

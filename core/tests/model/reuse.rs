@@ -5,9 +5,9 @@ use std::cell::Cell;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use tripswitch_guest::breaker::{Admission, Breaker, Denial, Holds, MAX_ATTEMPTS, Refusal};
-use tripswitch_guest::config::Config;
-use tripswitch_guest::machine::{self, Action, Outcome, Permit, Record, Rejection, State};
+use tripswitch_core::breaker::{Admission, Breaker, Denial, Holds, MAX_ATTEMPTS, Refusal};
+use tripswitch_core::config::Config;
+use tripswitch_core::machine::{self, Action, Outcome, Permit, Record, Rejection, State};
 
 use crate::KEY;
 use crate::ports::{Broken, Reply, Scripted, corrupt_bytes};

@@ -4,8 +4,8 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use tripswitch_guest::config::Config;
-use tripswitch_guest::machine::{Action, Outcome, Reason, Record, State};
+use tripswitch_core::config::Config;
+use tripswitch_core::machine::{Action, Outcome, Reason, Record, State};
 
 /// A clock step: a few ms, or around a timeout (-1, exactly, +1), or far.
 #[derive(Clone, Copy, Debug)]

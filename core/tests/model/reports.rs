@@ -3,9 +3,9 @@
 //! and `Reported` says whether the report tripped the circuit and the state
 //! after it.
 
-use tripswitch_guest::breaker::{Breaker, BreakerError, Reported};
-use tripswitch_guest::config::Config;
-use tripswitch_guest::machine::{self, Action, Outcome, Permit, Record, State};
+use tripswitch_core::breaker::{Breaker, BreakerError, Reported};
+use tripswitch_core::config::Config;
+use tripswitch_core::machine::{self, Action, Outcome, Permit, Record, State};
 
 use crate::KEY;
 use crate::ports::{Reply, Scripted};

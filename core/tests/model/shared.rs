@@ -5,9 +5,9 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use tripswitch_guest::breaker::{Admission, Change, Denial, Holds, Refusal, Reported};
-use tripswitch_guest::config::Config;
-use tripswitch_guest::machine::{self, Outcome, Permit, Reason, Rejection, State};
+use tripswitch_core::breaker::{Admission, Change, Denial, Holds, Refusal, Reported};
+use tripswitch_core::config::Config;
+use tripswitch_core::machine::{self, Outcome, Permit, Reason, Rejection, State};
 
 use crate::reference::{Model, Ticket, check_record, check_snapshot, permit_answer, ticket_answer};
 use crate::reuse::{check_lapsed, check_reuse, holds_at, holds_of};

@@ -1,0 +1,11 @@
+//! The tripswitch circuit breaker, with no bindings: a pure state machine
+//! (`machine`), its defaults (`config`), its stored bytes (`record`) and the
+//! storage loop over a host's [`breaker::Port`] (`breaker`). The component
+//! (`guest/`) and the Envoy filter (`plugins/envoy/`) are bindings over it.
+
+#![warn(missing_docs)]
+
+pub mod breaker;
+pub mod config;
+pub mod machine;
+pub mod record;
