@@ -5,16 +5,14 @@
 //! circuit, two proxies on one Redis share one breaker, and bad settings stop
 //! the proxy before it listens.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tripswitch_testkit::Log;
 use tripswitch_testkit::http::{self, Response};
+use tripswitch_testkit::{Log, Upstream};
 use tripswitch_tests::{RedisServer, free_port, tripswitch_binary};
 
 /// Consecutive failures that open the circuit, as the proxies are told.
@@ -125,88 +123,6 @@ fn retry_after(reply: &Response) -> u64 {
         .header("retry-after")
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no Retry-After in seconds: {reply:?}"))
-}
-
-/// The upstream: answers every request with the status the test sets, and
-/// counts the requests it gets.
-struct Upstream {
-    port: u16,
-    status: Arc<AtomicU16>,
-    hits: Arc<AtomicUsize>,
-}
-
-impl Upstream {
-    fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the upstream");
-        let port = listener.local_addr().unwrap().port();
-        let status = Arc::new(AtomicU16::new(200));
-        let hits = Arc::new(AtomicUsize::new(0));
-        let (answer, count) = (Arc::clone(&status), Arc::clone(&hits));
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (answer, count) = (Arc::clone(&answer), Arc::clone(&count));
-                std::thread::spawn(move || serve_upstream(stream, &answer, &count));
-            }
-        });
-        Upstream { port, status, hits }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn answer(&self, status: u16) {
-        self.status.store(status, Ordering::SeqCst);
-    }
-
-    fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
-
-/// One upstream connection: requests in, the set status out, kept alive.
-fn serve_upstream(stream: TcpStream, status: &AtomicU16, hits: &AtomicUsize) {
-    let _ = stream.set_nodelay(true);
-    let mut reader = BufReader::new(stream.try_clone().expect("cloning a stream"));
-    let mut writer = stream;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if !reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-            return;
-        }
-        let mut length = 0;
-        loop {
-            line.clear();
-            if !reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                return;
-            }
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':')
-                && name.trim().eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        hits.fetch_add(1, Ordering::SeqCst);
-        let code = status.load(Ordering::SeqCst);
-        let text = format!("upstream says {code}\n");
-        let sent = write!(
-            writer,
-            "HTTP/1.1 {code} Whatever\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{text}",
-            text.len()
-        );
-        if sent.is_err() {
-            return;
-        }
-    }
 }
 
 /// Sleeps for a `Retry-After` the proxy gave, in seconds.

@@ -9,7 +9,7 @@ mod compose;
 mod plugins;
 
 pub use compose::plug;
-pub use plugins::{PLUGIN_TARGET, Plugins, plugin};
+pub use plugins::{PLUGIN_TARGET, Plugins, envoy_filter, plugin};
 
 #[path = "../../host/build/guest.rs"]
 mod guest;

@@ -11,6 +11,11 @@ pub const PLUGIN_TARGET: &str = "wasm32-wasip2";
 /// Builds `package` of the `plugins/` workspace under `root` and returns the
 /// component, or a message that says what went wrong.
 pub fn plugin(root: &Path, package: &str) -> Result<Vec<u8>, String> {
+    plugin_for(root, package, PLUGIN_TARGET)
+}
+
+/// Builds `package` of the `plugins/` workspace for `target`.
+fn plugin_for(root: &Path, package: &str, target: &str) -> Result<Vec<u8>, String> {
     let plugins = root.join("plugins");
     for watched in ["Cargo.toml", "Cargo.lock", "wit"] {
         watch(&plugins.join(watched));
@@ -23,13 +28,21 @@ pub fn plugin(root: &Path, package: &str) -> Result<Vec<u8>, String> {
         }
     }
     watch(&plugins.join("fixtures"));
-    ensure_target(PLUGIN_TARGET)?;
+    // The core crate, which the Envoy filter builds on.
+    watch(&root.join("core"));
+    ensure_target(target)?;
     let target_dir = root.join("target").join("plugins-build");
     let mut command = nested_cargo(root, &target_dir);
     command
         .arg("--manifest-path")
         .arg(plugins.join("Cargo.toml"));
-    build_wasm(command, &target_dir, package, PLUGIN_TARGET)
+    build_wasm(command, &target_dir, package, target)
+}
+
+/// Builds the Envoy filter (`plugins/envoy/`): a proxy-wasm core module for
+/// `wasm32-unknown-unknown`, not a component.
+pub fn envoy_filter(root: &Path) -> Result<Vec<u8>, String> {
+    plugin_for(root, "tripswitch-envoy", crate::TARGET)
 }
 
 /// The shipped proxy plugins.
@@ -49,6 +62,8 @@ pub struct Plugins {
     pub memory_storage: Vec<u8>,
     /// The events as log lines on stderr, alone.
     pub log_events: Vec<u8>,
+    /// The Envoy filter, a proxy-wasm module.
+    pub envoy: Vec<u8>,
 }
 
 impl Plugins {
@@ -66,6 +81,7 @@ impl Plugins {
             kv_storage,
             memory_storage,
             log_events,
+            envoy: envoy_filter(root)?,
         })
     }
 
@@ -75,7 +91,7 @@ impl Plugins {
     }
 
     /// Each plugin with its file name.
-    pub fn files(&self) -> [(&'static str, &[u8]); 6] {
+    pub fn files(&self) -> [(&'static str, &[u8]); 7] {
         [
             ("tripswitch-middleware.wasm", &self.middleware),
             ("tripswitch-middleware-spin.wasm", &self.spin),
@@ -83,6 +99,7 @@ impl Plugins {
             ("tripswitch-kv-storage.wasm", &self.kv_storage),
             ("tripswitch-memory-storage.wasm", &self.memory_storage),
             ("tripswitch-log-events.wasm", &self.log_events),
+            ("tripswitch-envoy.wasm", &self.envoy),
         ]
     }
 }

@@ -33,6 +33,19 @@ pub enum State {
     Disabled,
 }
 
+impl State {
+    /// The state's name, as the WIT spells it (`half-open`).
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half-open",
+            State::ForcedOpen => "forced-open",
+            State::Disabled => "disabled",
+        }
+    }
+}
+
 /// What became of an admitted call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {

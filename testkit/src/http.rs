@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 client for tests: one request per connection, the
-//! whole response read (the servers under test answer with small bodies).
+//! whole response read (the servers under test answer with small bodies):
+//! up to its `content-length` or its last chunk, else to the connection's end.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -39,15 +40,44 @@ pub fn get(addr: SocketAddr, path: &str) -> Result<Response, String> {
     )
     .map_err(|e| format!("sending to {addr}: {e}"))?;
     let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("reading from {addr}: {e}"))?;
+    let mut buffer = [0; 4096];
+    loop {
+        let read = stream
+            .read(&mut buffer)
+            .map_err(|e| format!("reading from {addr}: {e}"))?;
+        if read == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buffer[..read]);
+        if complete(&raw) {
+            break;
+        }
+    }
     parse(&raw).ok_or_else(|| {
         format!(
             "{addr} sent no valid HTTP response: {:?}",
             String::from_utf8_lossy(&raw)
         )
     })
+}
+
+/// Whether `raw` holds a whole response that says how long it is (some
+/// servers, such as Envoy after a local reply, close the connection only
+/// after a delay).
+fn complete(raw: &[u8]) -> bool {
+    let Some(response) = parse(raw) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(raw);
+    let Some((_, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    match response.header("content-length") {
+        Some(length) => length.parse().is_ok_and(|n: usize| body.len() >= n),
+        None => response
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked")),
+    }
 }
 
 fn parse(raw: &[u8]) -> Option<Response> {

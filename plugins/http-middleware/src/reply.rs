@@ -3,35 +3,18 @@
 use crate::bindings::tripswitch::breaker::types::Rejection;
 use crate::bindings::wasi::http::types::{ErrorCode, Fields, Response};
 use crate::bindings::{wit_future, wit_stream};
+use tripswitch_plugin_settings::{Refused, refusal};
 
-/// 503 for a rejected request, with `Retry-After` in whole seconds (rounded
-/// up) when waiting will help, and an `x-tripswitch` header saying why.
+/// The proxies' answer to a rejected request (503, `Retry-After`, `x-tripswitch`).
 pub fn rejected(breaker: &str, rejection: &Rejection) -> Response {
-    let (reason, retry_after_ms, text) = match rejection {
-        Rejection::Open(ms) => ("open", Some(*ms), "is open".to_owned()),
-        Rejection::HalfOpenFull(ms) => (
-            "half-open-full",
-            Some(*ms),
-            "is half-open and its trial slots are taken".to_owned(),
-        ),
-        Rejection::ForcedOpen => ("forced-open", None, "is forced open".to_owned()),
-        // The detail may name the storage's address: the outage log line
-        // has it, the client does not.
-        Rejection::StorageUnavailable(_) => (
-            "storage-unavailable",
-            None,
-            "cannot reach its storage".to_owned(),
-        ),
+    let refused = match rejection {
+        Rejection::Open(ms) => Refused::Open(*ms),
+        Rejection::HalfOpenFull(ms) => Refused::HalfOpenFull(*ms),
+        Rejection::ForcedOpen => Refused::ForcedOpen,
+        Rejection::StorageUnavailable(_) => Refused::StorageUnavailable,
     };
-    let mut headers = vec![("x-tripswitch", reason.to_owned())];
-    let mut body = format!("tripswitch: circuit {breaker:?} {text}");
-    if let Some(ms) = retry_after_ms {
-        let seconds = ms.div_ceil(1000);
-        headers.push(("retry-after", seconds.to_string()));
-        body.push_str(&format!("; retry in {seconds} s"));
-    }
-    body.push('\n');
-    plain(503, &headers, body)
+    let answer = refusal(breaker, refused);
+    plain(answer.status, &answer.headers, answer.body)
 }
 
 /// 500 for every request while the settings are wrong, saying what is wrong.

@@ -2,12 +2,18 @@
 //! by the middleware (inside every host) and by `tripswitch proxy` (which
 //! checks them before it serves).
 //!
-//! Also the one line every host logs a state change as.
+//! Also the one line every host logs a state change as, and the answer
+//! every proxy gives a refused request (`reply`).
 //!
 //! Only the names and the syntax live here. Which values a breaker accepts,
 //! and the defaults of the knobs left unset, live in the breaker component.
 
 #![warn(missing_docs)]
+
+mod json;
+mod reply;
+
+pub use reply::{Refusal, Refused, refusal};
 
 use std::fmt;
 
@@ -46,9 +52,23 @@ pub const KNOWN: [&str; 9] = [
     KV_STORE,
 ];
 
+/// The variables whose values are whole numbers (JSON numbers in a JSON
+/// configuration); the others are text.
+pub const NUMERIC: [&str; 5] = [
+    FAIL_MAX,
+    RESET_TIMEOUT_MS,
+    SUCCESS_THRESHOLD,
+    HALF_OPEN_MAX_CALLS,
+    TRIAL_TIMEOUT_MS,
+];
+
 /// Variables of tripswitch's own build and tests that share our prefix but
 /// are not plugin settings: ignored, never reported as unknown.
-pub const NOT_SETTINGS: [&str; 2] = ["TRIPSWITCH_COMPONENT", "TRIPSWITCH_WASMTIME"];
+pub const NOT_SETTINGS: [&str; 3] = [
+    "TRIPSWITCH_COMPONENT",
+    "TRIPSWITCH_WASMTIME",
+    "TRIPSWITCH_ENVOY",
+];
 
 /// The breaker name used when [`BREAKER`] is unset.
 pub const DEFAULT_BREAKER: &str = "upstream";
@@ -244,6 +264,13 @@ pub fn variable_for(field: &str) -> String {
     }
 }
 
+/// The JSON configuration key that sets a config field the breaker
+/// component names in its errors (`fail-max`: `fail_max`, `name`:
+/// `breaker`); a field no key sets is given in parentheses.
+pub fn key_for(field: &str) -> String {
+    json::key(&variable_for(field))
+}
+
 /// The line a state change is logged as, in every host:
 /// `tripswitch: breaker NAME: closed -> open`, marked when another process
 /// (or instance) made the change.
@@ -267,6 +294,7 @@ mod tests {
             ("HOME", "/"),
             ("TRIPSWITCH_COMPONENT", "breaker.wasm"),
             ("TRIPSWITCH_WASMTIME", "/usr/bin/wasmtime"),
+            ("TRIPSWITCH_ENVOY", "/usr/bin/envoy"),
         ])
         .unwrap();
         assert_eq!(settings.breaker, "upstream");
