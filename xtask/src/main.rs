@@ -356,39 +356,24 @@ fn test() -> Result<(), String> {
             .current_dir(&plugins),
     )?;
     component()?;
-    run(
-        "clippy (plugins/: the settings and the Envoy filter's glue, natively)",
-        cargo()
-            .args([
-                "clippy",
-                "--release",
-                "--locked",
-                "-p",
-                "tripswitch-plugin-settings",
-                "-p",
-                "tripswitch-envoy",
-                "--all-targets",
-            ])
+    // The crates of plugins/ with native tests: the settings, the Envoy filter's glue.
+    let native = |task: &str| {
+        let mut command = cargo();
+        command
+            .args([task, "--release", "--locked", "--all-targets"])
+            .args(["-p", "tripswitch-plugin-settings", "-p", "tripswitch-envoy"])
             .arg("--target-dir")
             .arg(&plugins_target)
-            .args(["--", "-D", "warnings"])
-            .current_dir(&plugins),
+            .current_dir(&plugins);
+        command
+    };
+    run(
+        "clippy (plugins/: the settings and the Envoy filter's glue, natively)",
+        native("clippy").args(["--", "-D", "warnings"]),
     )?;
     run(
         "tests: the plugins' settings and the Envoy filter's glue",
-        cargo()
-            .args([
-                "test",
-                "--release",
-                "--locked",
-                "-p",
-                "tripswitch-plugin-settings",
-                "-p",
-                "tripswitch-envoy",
-            ])
-            .arg("--target-dir")
-            .arg(&plugins_target)
-            .current_dir(&plugins),
+        &mut native("test"),
     )?;
     run(
         "tests: core logic, host library, component integration, CLI, plugins, Envoy",
