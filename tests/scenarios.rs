@@ -49,6 +49,31 @@ fn builder(name: &str, config: &Value, clock: &ManualClock) -> tripswitch::Build
     if let Some(state) = config.get("fallbackState").and_then(Value::as_str) {
         builder = builder.fallback_state(state.parse::<State>().unwrap());
     }
+    if let Some(n) = number("failureRateThreshold") {
+        builder = builder.failure_rate_threshold(n as u8);
+    }
+    if let Some(n) = number("minimumCalls") {
+        builder = builder.minimum_calls(n as u32);
+    }
+    if let Some(ms) = number("windowMs") {
+        builder = builder.window(Duration::from_millis(ms));
+    }
+    if let Some(n) = number("windowCalls") {
+        builder = builder.window_calls(n as u32);
+    }
+    if let Some(ms) = number("slowCallMs") {
+        builder = builder.slow_call(Duration::from_millis(ms));
+    }
+    if let Some(n) = number("slowCallRateThreshold") {
+        builder = builder.slow_call_rate_threshold(n as u8);
+    }
+    let multiplier = config.get("backoffMultiplier").and_then(Value::as_f64);
+    let max = number("maxResetTimeoutMs");
+    if multiplier.is_some() || max.is_some() {
+        // A max left out is no cap.
+        let max = Duration::from_millis(max.unwrap_or(u64::MAX));
+        builder = builder.backoff(multiplier.unwrap_or(1.0), max);
+    }
     builder
 }
 
@@ -98,15 +123,21 @@ fn run(path: &Path) {
     // Memory that a `storage` step can make fail. It tells its version for
     // free while it works, and never blocks, as memory does.
     let storage = Faulty::new().telling_version().never_blocking();
-    let count = scenario
-        .get("breakers")
-        .and_then(Value::as_u64)
-        .unwrap_or(1) as usize;
+    // One config for every breaker, or (`configs`) one each.
+    let configs = scenario.get("configs").and_then(Value::as_array);
+    let count = configs.map(Vec::len).unwrap_or_else(|| {
+        scenario
+            .get("breakers")
+            .and_then(Value::as_u64)
+            .unwrap_or(1) as usize
+    });
     let heard: Vec<Recorder> = (0..count).map(|_| Recorder::default()).collect();
     let breakers: Vec<CircuitBreaker> = heard
         .iter()
-        .map(|recorder| {
-            builder("scenario", &scenario["config"], &clock)
+        .enumerate()
+        .map(|(i, recorder)| {
+            let config = configs.map_or(&scenario["config"], |configs| &configs[i]);
+            builder("scenario", config, &clock)
                 .storage(storage.clone())
                 .listener(recorder.clone())
                 .build()
@@ -203,9 +234,21 @@ fn run(path: &Path) {
                     "trialsInFlight": s.trials_in_flight,
                     "generation": s.generation,
                     "retryAfterMs": s.retry_after.map(|d| d.as_millis() as u64),
+                    "windowCalls": s.window.calls,
+                    "windowFailures": s.window.failures,
+                    "windowSlowCalls": s.window.slow_calls,
+                    "failureRate": s.window.failure_rate,
+                    "slowCallRate": s.window.slow_call_rate,
+                    "openDurationMs": s.open_duration.map(|d| d.as_millis() as u64),
+                    "retryAt": offset(s.retry_at_ms),
                 });
                 for (key, expected) in step["expect"].as_object().unwrap() {
-                    assert_eq!(&got[key], expected, "{at}: {key} in {got}");
+                    // Numbers compare as numbers (a rate of 75 is 75.0).
+                    let same = match (got[key].as_f64(), expected.as_f64()) {
+                        (Some(a), Some(b)) => a == b,
+                        _ => &got[key] == expected,
+                    };
+                    assert!(same, "{at}: {key} in {got}");
                 }
             }
             "events" => {

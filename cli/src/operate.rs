@@ -20,9 +20,6 @@ pub struct StatusArgs {
     /// Prints JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// The breakers' reset timeout in ms, for the time until a trial [component default].
-    #[arg(long)]
-    reset_timeout_ms: Option<u64>,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -36,16 +33,11 @@ pub struct ActionArgs {
     store: StoreArgs,
 }
 
-fn breaker(
-    name: &str,
-    storage: &Arc<dyn Storage>,
-    reset_timeout_ms: Option<u64>,
-) -> anyhow::Result<CircuitBreaker> {
-    let mut builder = CircuitBreaker::builder(name).storage(Arc::clone(storage));
-    if let Some(ms) = reset_timeout_ms {
-        builder = builder.reset_timeout(Duration::from_millis(ms));
-    }
-    builder
+/// A breaker on the stored record, with the component's defaults: the
+/// record says when a trial is allowed and what its window holds.
+fn breaker(name: &str, storage: &Arc<dyn Storage>) -> anyhow::Result<CircuitBreaker> {
+    CircuitBreaker::builder(name)
+        .storage(Arc::clone(storage))
         .build()
         .with_context(|| format!("making breaker {name:?}"))
 }
@@ -60,7 +52,7 @@ pub fn act(action: Action, args: &ActionArgs) -> anyhow::Result<()> {
         .load(&args.name)
         .with_context(|| format!("reading breaker {:?}", args.name))?
         .is_some();
-    let breaker = breaker(&args.name, &storage, None)?;
+    let breaker = breaker(&args.name, &storage)?;
     // A corrupt record has no state to show; the action overwrites it.
     let before = breaker
         .state()
@@ -97,7 +89,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut unreadable = Vec::new();
     for name in &names {
-        match breaker(name, &storage, args.reset_timeout_ms)?.snapshot() {
+        match breaker(name, &storage)?.snapshot() {
             Ok(snapshot) => rows.push((name.clone(), snapshot)),
             // One bad record does not hide the others.
             Err(error) => unreadable.push((name.clone(), error.to_string())),
@@ -125,12 +117,26 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
         return result;
     }
     println!(
-        "{:<24} {:<12} {:>8} {:>9} {:>6} {:<24} {:>10} {:>10}",
-        "NAME", "STATE", "FAILURES", "SUCCESSES", "TRIALS", "OPENED AT", "RETRY IN", "GENERATION"
+        "{:<24} {:<12} {:>8} {:>9} {:>6} {:<24} {:>11} {:>16} {:>10}",
+        "NAME",
+        "STATE",
+        "FAILURES",
+        "SUCCESSES",
+        "TRIALS",
+        "OPENED AT",
+        "RETRY IN",
+        "WINDOW",
+        "GENERATION"
     );
+    let mut estimated = false;
     for (name, s) in &rows {
+        // A record from before format 3 keeps no trial time: the wait is
+        // the component's default reset timeout's, an estimate.
+        let estimate =
+            s.retry_after.is_some() && s.opened_at_ms.is_some() && s.retry_at_ms.is_none();
+        estimated |= estimate;
         println!(
-            "{:<24} {:<12} {:>8} {:>9} {:>6} {:<24} {:>10} {:>10}",
+            "{:<24} {:<12} {:>8} {:>9} {:>6} {:<24} {:>11} {:>16} {:>10}",
             name,
             s.state.as_str(),
             s.failures,
@@ -139,12 +145,27 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
             s.opened_at_ms.map_or_else(|| "-".to_string(), timestamp),
             s.retry_after.map_or_else(
                 || "-".to_string(),
-                |wait| format!("{} ms", wait.as_millis())
+                |wait| format!("{}{} ms", if estimate { "~" } else { "" }, wait.as_millis())
             ),
+            window(s),
             s.generation
         );
     }
+    if estimated {
+        println!(
+            "~ estimated with the default reset timeout: the record predates the trial time it now keeps"
+        );
+    }
     result
+}
+
+/// The window's counts: `calls/failed/slow` (`-` when it holds nothing).
+fn window(s: &Snapshot) -> String {
+    let w = &s.window;
+    if w.calls == 0 {
+        return "-".to_string();
+    }
+    format!("{}/{}/{}", w.calls, w.failures, w.slow_calls)
 }
 
 fn timestamp(ms: u64) -> String {

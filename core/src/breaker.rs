@@ -123,13 +123,19 @@ pub enum BreakerError {
     Corrupt(String),
     /// Other writers won every one of [`MAX_ATTEMPTS`] tries.
     Contended(String),
+    /// The stored record keeps a window of another shape than this
+    /// breaker's config: processes sharing a breaker must agree on it.
+    Mismatch(String),
 }
 
 impl BreakerError {
     /// The error's message.
     pub fn message(&self) -> &str {
         match self {
-            BreakerError::Storage(m) | BreakerError::Corrupt(m) | BreakerError::Contended(m) => m,
+            BreakerError::Storage(m)
+            | BreakerError::Corrupt(m)
+            | BreakerError::Contended(m)
+            | BreakerError::Mismatch(m) => m,
         }
     }
 }
@@ -255,7 +261,7 @@ impl<P: Port> Breaker<P> {
                 quiet_success: view
                     .cached
                     .as_ref()
-                    .is_some_and(|(_, r)| machine::success_is_quiet(r, &permit)),
+                    .is_some_and(|(_, r)| machine::success_is_quiet(&self.config, r, &permit)),
                 degraded: None,
             }),
             Err(rejection) => Err(Refusal {
@@ -286,6 +292,9 @@ impl<P: Port> Breaker<P> {
         }
         let cached = self.view.borrow().cached.clone();
         let decide = |record: &Record| {
+            if let Err(error) = self.window_matches(record) {
+                return (None, Err(error));
+            }
             let next = machine::report(&self.config, record, permit, outcome, now);
             let reported = match &next {
                 Some(next) => Reported {
@@ -297,7 +306,7 @@ impl<P: Port> Breaker<P> {
                     state: record.state,
                 },
             };
-            (next, reported)
+            (next, Ok(reported))
         };
         if let Some((version, record)) = cached
             && decide(&record).0.is_some()
@@ -307,10 +316,35 @@ impl<P: Port> Breaker<P> {
             } else {
                 Loaded::Present(version, record)
             };
-            return self.write_loop(now, start, false, decide).map(|(r, _)| r);
+            return self
+                .write_loop(now, start, false, decide)
+                .and_then(|(r, _)| r);
         }
         let start = self.load(now)?;
-        self.write_loop(now, start, false, decide).map(|(r, _)| r)
+        self.write_loop(now, start, false, decide)
+            .and_then(|(r, _)| r)
+    }
+
+    /// Whether a stored record's window has this breaker's shape (a record
+    /// with none yet takes this breaker's).
+    fn window_matches(&self, record: &Record) -> Result<(), BreakerError> {
+        let Some(stored) = record.window.as_ref().map(|w| w.shape()) else {
+            return Ok(());
+        };
+        if self.config.window == Some(stored) {
+            return Ok(());
+        }
+        let ours = match self.config.window {
+            Some(shape) => format!("{} ({})", shape.describe(), shape.field()),
+            None => "no window (no failure-rate-threshold or slow-call-ms)".to_owned(),
+        };
+        Err(BreakerError::Mismatch(format!(
+            "breaker {:?}: the stored record keeps {} ({}); this breaker's config has {ours}: \
+             every process sharing a breaker must configure the same window",
+            self.name,
+            stored.describe(),
+            stored.field()
+        )))
     }
 
     /// The breaker's state at `now`, read fresh from the storage.
@@ -335,7 +369,10 @@ impl<P: Port> Breaker<P> {
             None => self.load(now)?,
         };
         self.write_loop(now, start, true, |record| {
-            (Some(machine::operate(record, action, now)), ())
+            (
+                Some(machine::operate(&self.config, record, action, now)),
+                (),
+            )
         })
         .map(drop)
     }

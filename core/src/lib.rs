@@ -1,5 +1,6 @@
 //! The tripswitch circuit breaker, with no bindings: a pure state machine
-//! (`machine`), its defaults (`config`), its stored bytes (`record`) and the
+//! (`machine`), its defaults (`config`), its stored bytes (`record`), the
+//! failure-rate window (`window`) and the
 //! storage loop over a host's [`breaker::Port`] (`breaker`). The component
 //! (`guest/`) and the Envoy filter (`plugins/envoy/`) are bindings over it.
 
@@ -9,3 +10,4 @@ pub mod breaker;
 pub mod config;
 pub mod machine;
 pub mod record;
+pub mod window;

@@ -17,6 +17,7 @@
 //!   action, so a permit from before either counts nothing.
 
 use crate::config::Config;
+use crate::window::{Counts, Shape, Totals};
 
 /// Where a circuit stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -85,6 +86,10 @@ pub enum Reason {
     TimeoutElapsed,
     /// An operator acted.
     Operator,
+    /// The window's failure rate reached its threshold.
+    FailureRate,
+    /// The window's slow-call rate reached its threshold.
+    SlowCallRate,
 }
 
 /// The right to make one call.
@@ -128,6 +133,14 @@ pub struct Record {
     pub reason: Reason,
     /// When the state last changed (or an operator last acted), in Unix ms.
     pub changed_at_ms: u64,
+    /// Opens in a row, each after a failed trial (0 once closed); sets the backoff.
+    pub opens: u32,
+    /// When a trial becomes allowed (none: a record from before format 3,
+    /// whose open lasts the reset timeout from opened-at).
+    pub retry_at_ms: Option<u64>,
+    /// The failure-rate window's counts in this closed period (none: no
+    /// window, or nothing counted yet).
+    pub window: Option<Counts>,
 }
 
 impl Default for Record {
@@ -141,12 +154,15 @@ impl Default for Record {
             trials: Vec::new(),
             reason: Reason::Recovered,
             changed_at_ms: 0,
+            opens: 0,
+            retry_at_ms: None,
+            window: None,
         }
     }
 }
 
 /// A breaker's state as seen at one instant (the effective state).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
     /// The effective state: open with its timeout elapsed reads half-open.
     pub state: State,
@@ -164,6 +180,14 @@ pub struct Snapshot {
     pub retry_after_ms: Option<u64>,
     /// The stored version it was read at (0: absent); set by the storage loop.
     pub version: u64,
+    /// What the failure-rate window holds now (all zero without a window).
+    pub window: Totals,
+    /// How long the current (or last) open lasts, in ms: the reset timeout
+    /// with the backoff applied (none: never opened).
+    pub open_duration_ms: Option<u64>,
+    /// When a trial becomes allowed, as the record says (none: not open, or
+    /// a record from before format 3, whose trial time follows the config).
+    pub retry_at_ms: Option<u64>,
 }
 
 impl Record {
@@ -178,8 +202,15 @@ impl Record {
             generation: self.generation.wrapping_add(1),
             reason,
             changed_at_ms: now,
+            window: None,
             ..self.clone()
         }
+    }
+
+    /// When the open circuit admits a trial.
+    fn retry_at(&self, config: &Config) -> u64 {
+        self.retry_at_ms
+            .unwrap_or_else(|| self.opened_at().saturating_add(config.reset_timeout_ms))
     }
 
     /// Trial issue times that are still live at `now`.
@@ -200,23 +231,34 @@ fn trial_expired(config: &Config, issued: u64, now: u64) -> bool {
     now >= issued.saturating_add(config.trial_timeout_ms)
 }
 
-/// Open with a new opened-at: where a trip or a failed trial leads.
-fn opened(record: &Record, reason: Reason, now: u64) -> Record {
+/// Open with a new opened-at: where a trip or a failed trial leads. A
+/// failed trial makes one more open in a row (the backoff grows); a trip
+/// from closed is the first; an operator's open keeps the count.
+fn opened(config: &Config, record: &Record, reason: Reason, now: u64) -> Record {
+    let opens = match reason {
+        Reason::TrialFailed => record.opens.saturating_add(1),
+        Reason::Operator => record.opens,
+        _ => 1,
+    };
     Record {
         opened_at_ms: Some(now),
         successes: 0,
         trials: Vec::new(),
+        opens,
+        retry_at_ms: Some(now.saturating_add(config.open_duration_ms(opens.max(1)))),
         ..record.moved_to(State::Open, reason, now)
     }
 }
 
-/// Closed with every counter reset.
+/// Closed with every counter reset, the backoff included.
 fn closed(record: &Record, reason: Reason, now: u64) -> Record {
     Record {
         failures: 0,
         successes: 0,
         opened_at_ms: None,
         trials: Vec::new(),
+        opens: 0,
+        retry_at_ms: None,
         ..record.moved_to(State::Closed, reason, now)
     }
 }
@@ -245,7 +287,7 @@ pub fn acquire(
         State::Closed | State::Disabled => (None, Ok(permit(record.generation, false))),
         State::ForcedOpen => (None, Err(Rejection::ForcedOpen)),
         State::Open => {
-            let ready_at = record.opened_at().saturating_add(config.reset_timeout_ms);
+            let ready_at = record.retry_at(config);
             if now < ready_at {
                 (None, Err(Rejection::Open(ready_at - now)))
             } else {
@@ -285,26 +327,11 @@ pub fn report(
     if permit.generation != record.generation {
         return None;
     }
+    let slow = config
+        .slow_call_ms
+        .is_some_and(|limit| now.saturating_sub(permit.issued_at_ms) > limit);
     match (record.state, permit.trial) {
-        (State::Closed, false) => match outcome {
-            Outcome::Success if record.failures != 0 => Some(Record {
-                failures: 0,
-                ..record.clone()
-            }),
-            Outcome::Failure => {
-                let failures = record.failures.saturating_add(1);
-                let counted = Record {
-                    failures,
-                    ..record.clone()
-                };
-                if failures >= config.fail_max {
-                    Some(opened(&counted, Reason::Tripped, now))
-                } else {
-                    Some(counted)
-                }
-            }
-            Outcome::Success | Outcome::Ignored => None,
-        },
+        (State::Closed, false) => counted(config, record, outcome, slow, now),
         (State::HalfOpen, true) => {
             let mut trials = record.live_trials(config, now);
             let slot = trials.iter().position(|&t| t == permit.issued_at_ms)?;
@@ -314,7 +341,9 @@ pub fn report(
                     trials,
                     ..record.clone()
                 }),
-                Outcome::Failure => Some(opened(record, Reason::TrialFailed, now)),
+                Outcome::Failure => Some(opened(config, record, Reason::TrialFailed, now)),
+                // A trial slower than slow-call-ms is a failed trial.
+                Outcome::Success if slow => Some(opened(config, record, Reason::TrialFailed, now)),
                 Outcome::Success => {
                     let successes = record.successes.saturating_add(1);
                     if successes >= config.success_threshold {
@@ -331,6 +360,59 @@ pub fn report(
         }
         _ => None,
     }
+}
+
+/// A closed circuit's record after a non-trial call ended: the consecutive
+/// count and the window take the outcome; the first rule it satisfies
+/// opens the circuit (the failure rate, the slow-call rate, then the
+/// consecutive failures). None when nothing changes.
+fn counted(
+    config: &Config,
+    record: &Record,
+    outcome: Outcome,
+    slow: bool,
+    now: u64,
+) -> Option<Record> {
+    let failed = match outcome {
+        Outcome::Ignored => return None,
+        Outcome::Failure => true,
+        Outcome::Success => false,
+    };
+    let mut next = record.clone();
+    next.failures = if failed {
+        record.failures.saturating_add(1)
+    } else {
+        0
+    };
+    if let Some(shape) = config.window {
+        let window = next.window.get_or_insert_with(|| Counts::empty(shape));
+        window.add(now, failed, slow);
+        let totals = window.totals(now);
+        let minimum = match shape {
+            Shape::Calls { calls } => config.minimum_calls.min(calls),
+            Shape::Time { .. } => config.minimum_calls,
+        };
+        if totals.calls >= minimum {
+            let reached = |part: u32, threshold: u8| {
+                u64::from(part) * 100 >= u64::from(threshold) * u64::from(totals.calls)
+            };
+            if config
+                .failure_rate_threshold
+                .is_some_and(|t| reached(totals.failed, t))
+            {
+                return Some(opened(config, &next, Reason::FailureRate, now));
+            }
+            if config.slow_call_ms.is_some()
+                && reached(totals.slow, config.slow_call_rate_threshold)
+            {
+                return Some(opened(config, &next, Reason::SlowCallRate, now));
+            }
+        }
+    }
+    if config.consecutive && failed && next.failures >= config.fail_max {
+        return Some(opened(config, &next, Reason::Tripped, now));
+    }
+    (next != *record).then_some(next)
 }
 
 /// Whether writing `next` over `record` opened the circuit: a trip from
@@ -358,12 +440,13 @@ pub fn report_never_writes(permit: &Permit, outcome: Outcome) -> bool {
     !permit.trial && outcome == Outcome::Ignored
 }
 
-/// Whether reporting a success for `permit` against `record` would write nothing.
-pub fn success_is_quiet(record: &Record, permit: &Permit) -> bool {
+/// Whether reporting a success for `permit` against `record` would write
+/// nothing (with a window, every success counts).
+pub fn success_is_quiet(config: &Config, record: &Record, permit: &Permit) -> bool {
     permit.generation == record.generation
         && !permit.trial
         && match record.state {
-            State::Closed => record.failures == 0,
+            State::Closed => record.failures == 0 && config.window.is_none(),
             State::Disabled => true,
             _ => false,
         }
@@ -372,18 +455,19 @@ pub fn success_is_quiet(record: &Record, permit: &Permit) -> bool {
 /// The record an operator action writes, whatever was stored. It always
 /// starts a new generation, even when the state stays, so that permits issued
 /// before it (trials above all) count nothing.
-pub fn operate(record: &Record, action: Action, now: u64) -> Record {
-    let mut next = operated(record, action, now);
+pub fn operate(config: &Config, record: &Record, action: Action, now: u64) -> Record {
+    let mut next = operated(config, record, action, now);
     next.generation = record.generation.wrapping_add(1);
     next.reason = Reason::Operator;
     next.changed_at_ms = now;
+    next.window = None;
     next
 }
 
-fn operated(record: &Record, action: Action, now: u64) -> Record {
+fn operated(config: &Config, record: &Record, action: Action, now: u64) -> Record {
     let by = Reason::Operator;
     match action {
-        Action::Open => opened(record, by, now),
+        Action::Open => opened(config, record, by, now),
         Action::Close => closed(record, by, now),
         Action::HalfOpen => half_opened(record, Vec::new(), by, now),
         Action::ForceOpen => Record {
@@ -414,6 +498,17 @@ pub fn snapshot(config: &Config, record: &Record, now: u64) -> Snapshot {
         generation: record.generation,
         retry_after_ms: None,
         version: 0,
+        window: record
+            .window
+            .as_ref()
+            .map_or_else(Totals::default, |w| w.totals(now)),
+        open_duration_ms: record.opened_at_ms.map(|opened| {
+            record.retry_at_ms.map_or_else(
+                || config.open_duration_ms(record.opens.max(1)),
+                |at| at.saturating_sub(opened),
+            )
+        }),
+        retry_at_ms: record.retry_at_ms.filter(|_| record.state == State::Open),
     };
     match acquire(config, record, now).1 {
         Err(Rejection::Open(ms) | Rejection::HalfOpenFull(ms)) => snap.retry_after_ms = Some(ms),
@@ -439,6 +534,7 @@ mod tests {
             half_open_max_calls: 2,
             trial_timeout_ms: 500,
             fallback_state: State::Closed,
+            ..Config::default()
         }
     }
 
@@ -600,12 +696,12 @@ mod tests {
     #[test]
     fn forced_open_rejects_and_disabled_records_nothing() {
         let cfg = config();
-        let forced = operate(&Record::default(), Action::ForceOpen, 5);
+        let forced = operate(&config(), &Record::default(), Action::ForceOpen, 5);
         assert_eq!(
             acquire(&cfg, &forced, u64::MAX).1,
             Err(Rejection::ForcedOpen)
         );
-        let disabled = operate(&forced, Action::Disable, 6);
+        let disabled = operate(&config(), &forced, Action::Disable, 6);
         let (write, permit) = acquire(&cfg, &disabled, 7);
         assert_eq!(write, None);
         assert_eq!(
@@ -621,12 +717,12 @@ mod tests {
         let permit = closed_permit(&record);
         record = report(&cfg, &record, &permit, Outcome::Failure, 1).unwrap();
         assert_eq!(record.generation, 0, "a count is no transition");
-        let closed = operate(&record, Action::Close, 1);
+        let closed = operate(&config(), &record, Action::Close, 1);
         assert_eq!(closed.generation, 1);
         assert_eq!(report(&cfg, &closed, &permit, Outcome::Failure, 2), None);
-        let opened = operate(&closed, Action::Open, 2);
+        let opened = operate(&config(), &closed, Action::Open, 2);
         assert_eq!(opened.generation, 2);
-        assert_eq!(operate(&opened, Action::Open, 3).generation, 3);
+        assert_eq!(operate(&config(), &opened, Action::Open, 3).generation, 3);
     }
 
     #[test]
@@ -634,7 +730,7 @@ mod tests {
         let cfg = config();
         let (first, trial) = acquire(&cfg, &open_at(0), 1000);
         let (first, trial) = (first.unwrap(), trial.unwrap());
-        let reset = operate(&first, Action::HalfOpen, 1000);
+        let reset = operate(&config(), &first, Action::HalfOpen, 1000);
         let (second, _) = acquire(&cfg, &reset, 1000);
         assert_eq!(
             report(&cfg, &second.unwrap(), &trial, Outcome::Success, 1000),
@@ -653,7 +749,7 @@ mod tests {
         assert_eq!(after.state, State::HalfOpen);
         assert_eq!(after.retry_after_ms, None);
         assert_eq!(
-            snapshot(&cfg, &operate(&record, Action::ForceOpen, 0), 0).retry_after_ms,
+            snapshot(&cfg, &operate(&config(), &record, Action::ForceOpen, 0), 0).retry_after_ms,
             None
         );
     }

@@ -1,29 +1,44 @@
-//! The stored bytes of a breaker's record (format 2; format 1 is read too).
+//! The stored bytes of a breaker's record (format 3; formats 1 and 2 are
+//! read too, and written as format 3 at the next change).
 //!
 //! ```text
-//! byte 0     format: 2 (1 from tripswitch 0.1, read but never written)
+//! byte 0     format: 3 (1 from tripswitch 0.1, 2 from contract 0.2's first
+//!            release; read but never written)
 //! byte 1     state: 0 closed, 1 open, 2 half-open, 3 forced-open, 4 disabled
 //! varint     failures
 //! varint     successes
 //! varint     generation
 //! varint     opened-at-ms + 1 (0 = none)
 //! varint     number of trials in flight, then one varint per trial: its issue time (ms)
-//! byte       (format 2) reason: 0 tripped, 1 trial-failed, 2 recovered,
-//!            3 timeout-elapsed, 4 operator
-//! varint     (format 2) when the state last changed (ms)
+//! byte       (format 2+) reason: 0 tripped, 1 trial-failed, 2 recovered,
+//!            3 timeout-elapsed, 4 operator, 5 failure-rate, 6 slow-call-rate
+//! varint     (format 2+) when the state last changed (ms)
+//! varint     (format 3) opens in a row
+//! varint     (format 3) retry-at-ms + 1 (0 = none)
+//! byte       (format 3) window: 0 none, 1 time, 2 calls; then
+//!            time:  varint window ms, varint head bucket index, then ten
+//!                   buckets of varint calls, failed, slow (by index mod 10)
+//!            calls: varint window calls, varint calls kept, then the calls,
+//!                   oldest first, four to a byte (2 bits: failed, slow)
 //! ```
 //! Varints are unsigned LEB128 (7 bits a byte, low bits first). A fresh
-//! closed record is 9 bytes. A format-1 record's reason is the one its state
+//! closed record is 12 bytes. Formats 1 and 2 have no backoff (an open
+//! lasts the reset timeout from opened-at) and no window. A format-1 record's reason is the one its state
 //! implies (open: tripped, half-open: timeout-elapsed, closed: recovered,
 //! forced-open and disabled: operator) and its change time is its opened-at
 //! (0 if none).
 
+use std::collections::VecDeque;
+
 use crate::machine::{Reason, Record, State};
+use crate::window::{BUCKETS, Bucket, Counts};
 
 /// The format byte this build writes.
-pub const FORMAT: u8 = 2;
+pub const FORMAT: u8 = 3;
 /// The format of tripswitch 0.1, which this build reads.
 pub const FORMAT_1: u8 = 1;
+/// The format of contract 0.2's first records, which this build reads.
+pub const FORMAT_2: u8 = 2;
 
 /// Encodes a record.
 pub fn encode(record: &Record) -> Vec<u8> {
@@ -43,16 +58,87 @@ pub fn encode(record: &Record) -> Vec<u8> {
     }
     out.push(reason_code(record.reason));
     put(&mut out, record.changed_at_ms);
+    put(&mut out, u64::from(record.opens));
+    put(
+        &mut out,
+        record.retry_at_ms.map_or(0, |t| t.saturating_add(1)),
+    );
+    match &record.window {
+        None => out.push(0),
+        Some(Counts::Time { ms, head, buckets }) => {
+            out.push(1);
+            put(&mut out, *ms);
+            put(&mut out, *head);
+            for bucket in buckets.iter() {
+                put(&mut out, u64::from(bucket.calls));
+                put(&mut out, u64::from(bucket.failed));
+                put(&mut out, u64::from(bucket.slow));
+            }
+        }
+        Some(Counts::Calls { calls, ring }) => {
+            out.push(2);
+            put(&mut out, u64::from(*calls));
+            put(&mut out, ring.len() as u64);
+            let mut packed = vec![0u8; ring.len().div_ceil(4)];
+            for (i, flags) in ring.iter().enumerate() {
+                packed[i / 4] |= (flags & 3) << ((i % 4) * 2);
+            }
+            out.extend_from_slice(&packed);
+        }
+    }
     out
+}
+
+/// Reads a window's counts (format 3).
+fn window(reader: &mut Reader) -> Result<Option<Counts>, String> {
+    match reader.byte("window kind")? {
+        0 => Ok(None),
+        1 => {
+            let ms = reader.varint("window ms")?;
+            let head = reader.varint("window head")?;
+            let mut buckets = [Bucket::default(); BUCKETS];
+            for bucket in &mut buckets {
+                bucket.calls = reader.u32("bucket calls")?;
+                bucket.failed = reader.u32("bucket failed")?;
+                bucket.slow = reader.u32("bucket slow")?;
+            }
+            Ok(Some(Counts::Time {
+                ms,
+                head,
+                buckets: Box::new(buckets),
+            }))
+        }
+        2 => {
+            let calls = reader.u32("window calls")?;
+            let kept = reader.varint("calls kept")?;
+            if kept > u64::from(calls) {
+                return Err(format!("{kept} calls kept in a window of {calls}"));
+            }
+            let bytes = (kept as usize).div_ceil(4);
+            if bytes > reader.remaining() {
+                return Err(format!(
+                    "{kept} calls kept exceed the {} bytes left",
+                    reader.remaining()
+                ));
+            }
+            let packed = &reader.bytes[reader.at..reader.at + bytes];
+            reader.at += bytes;
+            let ring: VecDeque<u8> = (0..kept as usize)
+                .map(|i| (packed[i / 4] >> ((i % 4) * 2)) & 3)
+                .collect();
+            Ok(Some(Counts::Calls { calls, ring }))
+        }
+        code => Err(format!("unknown window kind {code}")),
+    }
 }
 
 /// Decodes a record, or says what is wrong with the bytes.
 pub fn decode(bytes: &[u8]) -> Result<Record, String> {
     let mut reader = Reader { bytes, at: 0 };
     let format = reader.byte("format byte")?;
-    if format != FORMAT && format != FORMAT_1 {
+    if !(FORMAT_1..=FORMAT).contains(&format) {
         return Err(format!(
-            "unknown record format {format} (this build reads formats {FORMAT_1} and {FORMAT})"
+            "unknown record format {format} (this build reads formats {FORMAT_1} to {FORMAT})"
         ));
     }
     let code = reader.byte("state")?;
@@ -78,6 +164,15 @@ pub fn decode(bytes: &[u8]) -> Result<Record, String> {
         let reason = reason_from_code(code).ok_or_else(|| format!("unknown reason code {code}"))?;
         (reason, reader.varint("changed-at")?)
     };
+    let (opens, retry_at_ms, window) = if format == FORMAT {
+        (
+            reader.u32("opens")?,
+            reader.varint("retry-at")?.checked_sub(1),
+            window(&mut reader)?,
+        )
+    } else {
+        (0, None, None)
+    };
     if reader.remaining() != 0 {
         return Err(format!(
             "{} unexpected bytes after the record",
@@ -93,6 +188,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, String> {
         trials,
         reason,
         changed_at_ms,
+        opens,
+        retry_at_ms,
+        window,
     })
 }
 
@@ -113,6 +211,8 @@ fn reason_code(reason: Reason) -> u8 {
         Reason::Recovered => 2,
         Reason::TimeoutElapsed => 3,
         Reason::Operator => 4,
+        Reason::FailureRate => 5,
+        Reason::SlowCallRate => 6,
     }
 }
 
@@ -123,6 +223,8 @@ fn reason_from_code(code: u8) -> Option<Reason> {
         2 => Reason::Recovered,
         3 => Reason::TimeoutElapsed,
         4 => Reason::Operator,
+        5 => Reason::FailureRate,
+        6 => Reason::SlowCallRate,
         _ => return None,
     })
 }
@@ -203,8 +305,19 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn a_fresh_record_is_nine_bytes() {
-        assert_eq!(encode(&Record::default()), vec![2, 0, 0, 0, 0, 0, 0, 2, 0]);
+    fn a_fresh_record_is_twelve_bytes() {
+        assert_eq!(
+            encode(&Record::default()),
+            vec![3, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn a_format_2_record_reads_with_no_backoff_and_no_window() {
+        let open = decode(&[2, 1, 3, 0, 4, 11, 0, 0, 10]).unwrap();
+        assert_eq!(open.state, State::Open);
+        assert_eq!((open.opens, open.retry_at_ms, open.window), (0, None, None));
+        assert_eq!(open.generation, 4);
     }
 
     #[test]
@@ -227,7 +340,7 @@ mod tests {
 
     #[test]
     fn corrupt_bytes_say_what_is_wrong() {
-        let cases: [(&[u8], &str); 10] = [
+        let cases: [(&[u8], &str); 15] = [
             (&[], "format byte missing"),
             (&[9], "unknown record format 9"),
             (&[1, 7], "unknown state code 7"),
@@ -241,6 +354,23 @@ mod tests {
             (&[2, 0, 0, 0, 0, 0, 0], "reason missing"),
             (&[2, 0, 0, 0, 0, 0, 0, 9, 0], "unknown reason code 9"),
             (&[2, 0, 0, 0, 0, 0, 0, 2, 0, 1], "1 unexpected bytes"),
+            (&[3, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0], "window kind missing"),
+            (
+                &[3, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 7],
+                "unknown window kind 7",
+            ),
+            (
+                &[3, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 2, 3, 4],
+                "4 calls kept in a window of 3",
+            ),
+            (
+                &[3, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 2, 9, 9],
+                "9 calls kept exceed",
+            ),
+            (
+                &[3, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 100, 0],
+                "bucket calls missing",
+            ),
         ];
         for (bytes, message) in cases {
             let err = decode(bytes).unwrap_err();
@@ -273,7 +403,37 @@ mod tests {
             Just(Reason::Recovered),
             Just(Reason::TimeoutElapsed),
             Just(Reason::Operator),
+            Just(Reason::FailureRate),
+            Just(Reason::SlowCallRate),
         ]
+    }
+
+    fn any_window() -> impl Strategy<Value = Option<Counts>> {
+        let bucket =
+            (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(calls, failed, slow)| Bucket {
+                calls,
+                failed,
+                slow,
+            });
+        let time = (
+            any::<u64>(),
+            any::<u64>(),
+            proptest::array::uniform10(bucket),
+        )
+            .prop_map(|(ms, head, buckets)| Counts::Time {
+                ms,
+                head,
+                buckets: Box::new(buckets),
+            });
+        let calls = (1u32..200).prop_flat_map(|calls| {
+            proptest::collection::vec(0u8..4, 0..=calls as usize).prop_map(move |ring| {
+                Counts::Calls {
+                    calls,
+                    ring: ring.into(),
+                }
+            })
+        });
+        proptest::option::of(prop_oneof![time, calls])
     }
 
     proptest! {
@@ -287,9 +447,13 @@ mod tests {
             trials in proptest::collection::vec(any::<u64>(), 0..8),
             reason in any_reason(),
             changed_at_ms: u64,
+            opens: u32,
+            retry_at_ms in proptest::option::of(0..u64::MAX),
+            window in any_window(),
         ) {
             let record = Record {
                 state, failures, successes, opened_at_ms, generation, trials, reason, changed_at_ms,
+                opens, retry_at_ms, window,
             };
             prop_assert_eq!(decode(&encode(&record)), Ok(record));
         }

@@ -78,6 +78,14 @@ impl GuestCircuitBreaker for Resource {
             half_open_max_calls: config.half_open_max_calls,
             trial_timeout_ms: config.trial_timeout_ms,
             fallback_state: config.fallback_state.map(from_wit),
+            failure_rate_threshold: config.failure_rate_threshold,
+            minimum_calls: config.minimum_calls,
+            window_ms: config.window_ms,
+            window_calls: config.window_calls,
+            slow_call_ms: config.slow_call_ms,
+            slow_call_rate_threshold: config.slow_call_rate_threshold,
+            backoff_multiplier: config.backoff_multiplier,
+            max_reset_timeout_ms: config.max_reset_timeout_ms,
         };
         let config = Config::resolve(&name, &options)
             .map_err(|e| wit::ConfigError::Invalid((e.field.to_string(), e.reason)))?;
@@ -138,6 +146,13 @@ impl GuestCircuitBreaker for Resource {
             generation: snap.generation,
             retry_after_ms: snap.retry_after_ms,
             version: snap.version,
+            window_calls: snap.window.calls,
+            window_failures: snap.window.failed,
+            window_slow_calls: snap.window.slow,
+            failure_rate: snap.window.failure_rate(),
+            slow_call_rate: snap.window.slow_call_rate(),
+            open_duration_ms: snap.open_duration_ms,
+            retry_at_ms: snap.retry_at_ms,
         })
     }
 
@@ -192,6 +207,7 @@ fn error(error: BreakerError) -> wit::BreakerError {
         BreakerError::Storage(message) => wit::BreakerError::Storage(message),
         BreakerError::Corrupt(message) => wit::BreakerError::Corrupt(message),
         BreakerError::Contended(message) => wit::BreakerError::Contended(message),
+        BreakerError::Mismatch(message) => wit::BreakerError::Mismatch(message),
     }
 }
 
@@ -202,6 +218,8 @@ fn reason(reason: Reason) -> wit::Reason {
         Reason::Recovered => wit::Reason::Recovered,
         Reason::TimeoutElapsed => wit::Reason::TimeoutElapsed,
         Reason::Operator => wit::Reason::Operator,
+        Reason::FailureRate => wit::Reason::FailureRate,
+        Reason::SlowCallRate => wit::Reason::SlowCallRate,
     }
 }
 

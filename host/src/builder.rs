@@ -16,7 +16,7 @@ use crate::storage::{MemoryStorage, Storage};
 use crate::types::State;
 
 /// A breaker's knobs; every one left unset takes the component's default.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct Config {
@@ -32,6 +32,22 @@ pub struct Config {
     pub trial_timeout_ms: Option<u64>,
     /// What calls meet while the storage fails.
     pub fallback_state: Option<State>,
+    /// The failure rate (percent, 1-100) at which the window opens the circuit.
+    pub failure_rate_threshold: Option<u8>,
+    /// Calls the window must hold before its rates count.
+    pub minimum_calls: Option<u32>,
+    /// A time window of this many ms.
+    pub window_ms: Option<u64>,
+    /// A count window of the last this many calls.
+    pub window_calls: Option<u32>,
+    /// A call reported more than this many ms after its permit is slow.
+    pub slow_call_ms: Option<u64>,
+    /// The slow-call rate (percent, 1-100) at which the window opens the circuit.
+    pub slow_call_rate_threshold: Option<u8>,
+    /// Each open after a failed trial waits this many times the one before.
+    pub backoff_multiplier: Option<f64>,
+    /// The longest an open waits, in ms.
+    pub max_reset_timeout_ms: Option<u64>,
 }
 
 impl From<&Config> for wit::Config {
@@ -43,6 +59,14 @@ impl From<&Config> for wit::Config {
             half_open_max_calls: config.half_open_max_calls,
             trial_timeout_ms: config.trial_timeout_ms,
             fallback_state: config.fallback_state.map(Into::into),
+            failure_rate_threshold: config.failure_rate_threshold,
+            minimum_calls: config.minimum_calls,
+            window_ms: config.window_ms,
+            window_calls: config.window_calls,
+            slow_call_ms: config.slow_call_ms,
+            slow_call_rate_threshold: config.slow_call_rate_threshold,
+            backoff_multiplier: config.backoff_multiplier,
+            max_reset_timeout_ms: config.max_reset_timeout_ms,
         }
     }
 }
@@ -113,6 +137,52 @@ impl Builder {
     /// (default: the storage's suggestion, else the component's default).
     pub fn fallback_state(mut self, state: State) -> Self {
         self.config.fallback_state = Some(state);
+        self
+    }
+
+    /// Opens the circuit when the window's failure rate reaches `percent`
+    /// (1-100); with it, consecutive failures open it only if
+    /// [`fail_max`](Self::fail_max) is set too.
+    pub fn failure_rate_threshold(mut self, percent: u8) -> Self {
+        self.config.failure_rate_threshold = Some(percent);
+        self
+    }
+
+    /// Calls the window must hold before its rates count.
+    pub fn minimum_calls(mut self, calls: u32) -> Self {
+        self.config.minimum_calls = Some(calls);
+        self
+    }
+
+    /// A time window of this length (ten buckets of a tenth each).
+    pub fn window(mut self, length: Duration) -> Self {
+        self.config.window_ms = Some(crate::millis(length));
+        self
+    }
+
+    /// A count window of the last `calls` calls.
+    pub fn window_calls(mut self, calls: u32) -> Self {
+        self.config.window_calls = Some(calls);
+        self
+    }
+
+    /// A call that takes longer than `limit` is slow, whatever its outcome.
+    pub fn slow_call(mut self, limit: Duration) -> Self {
+        self.config.slow_call_ms = Some(crate::millis(limit));
+        self
+    }
+
+    /// Opens the circuit when the window's slow-call rate reaches `percent`.
+    pub fn slow_call_rate_threshold(mut self, percent: u8) -> Self {
+        self.config.slow_call_rate_threshold = Some(percent);
+        self
+    }
+
+    /// Each open after a failed trial waits `multiplier` times the one
+    /// before, at most `max`.
+    pub fn backoff(mut self, multiplier: f64, max: Duration) -> Self {
+        self.config.backoff_multiplier = Some(multiplier);
+        self.config.max_reset_timeout_ms = Some(crate::millis(max));
         self
     }
 

@@ -45,7 +45,7 @@ pub use permit::Permit;
 pub use redis_storage::{RedisStorage, RedisStorageBuilder};
 pub use runtime::{COMPONENT, Runtime};
 pub use storage::{Entry, MemoryStorage, Storage, StorageError, SwapResult};
-pub use types::{Action, Outcome, Reason, Snapshot, State, StateChange};
+pub use types::{Action, Outcome, Reason, Snapshot, State, StateChange, WindowTotals};
 
 /// A duration in whole milliseconds, saturating.
 pub(crate) fn millis(duration: std::time::Duration) -> u64 {

@@ -193,6 +193,10 @@ pub enum Reason {
     TimeoutElapsed,
     /// An operator acted.
     Operator,
+    /// The window's failure rate reached its threshold.
+    FailureRate,
+    /// The window's slow-call rate reached its threshold.
+    SlowCallRate,
 }
 
 impl Reason {
@@ -204,6 +208,8 @@ impl Reason {
             Reason::Recovered => "recovered",
             Reason::TimeoutElapsed => "timeout-elapsed",
             Reason::Operator => "operator",
+            Reason::FailureRate => "failure-rate",
+            Reason::SlowCallRate => "slow-call-rate",
         }
     }
 }
@@ -222,12 +228,14 @@ impl From<wit::Reason> for Reason {
             wit::Reason::Recovered => Reason::Recovered,
             wit::Reason::TimeoutElapsed => Reason::TimeoutElapsed,
             wit::Reason::Operator => Reason::Operator,
+            wit::Reason::FailureRate => Reason::FailureRate,
+            wit::Reason::SlowCallRate => Reason::SlowCallRate,
         }
     }
 }
 
 /// A breaker's state as seen at one instant.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Snapshot {
     /// The effective state: an open circuit whose timeout elapsed reads half-open.
@@ -250,6 +258,34 @@ pub struct Snapshot {
     pub retry_after: Option<Duration>,
     /// The stored version it was read at (0: the key is absent).
     pub version: u64,
+    /// What the failure-rate window holds now (all zero without a window).
+    pub window: WindowTotals,
+    /// How long the current (or last) open lasts, the backoff applied
+    /// (none: never opened).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "open_duration_ms", with = "millis_opt")
+    )]
+    pub open_duration: Option<Duration>,
+    /// When a trial becomes allowed, in Unix ms, as the record says (none:
+    /// not open, or a record from before format 3).
+    pub retry_at_ms: Option<u64>,
+}
+
+/// What a failure-rate window holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct WindowTotals {
+    /// Calls counted.
+    pub calls: u32,
+    /// Of those, failed.
+    pub failures: u32,
+    /// Of those, slow.
+    pub slow_calls: u32,
+    /// Failed calls in percent of calls (none: no calls).
+    pub failure_rate: Option<f32>,
+    /// Slow calls in percent of calls (none: no calls).
+    pub slow_call_rate: Option<f32>,
 }
 
 /// `Option<Duration>` as whole milliseconds in serialized form.
@@ -279,6 +315,15 @@ impl From<wit::Snapshot> for Snapshot {
             generation: s.generation,
             retry_after: s.retry_after_ms.map(Duration::from_millis),
             version: s.version,
+            window: WindowTotals {
+                calls: s.window_calls,
+                failures: s.window_failures,
+                slow_calls: s.window_slow_calls,
+                failure_rate: s.failure_rate,
+                slow_call_rate: s.slow_call_rate,
+            },
+            open_duration: s.open_duration_ms.map(Duration::from_millis),
+            retry_at_ms: s.retry_at_ms,
         }
     }
 }

@@ -13,7 +13,14 @@ export type Outcome = 'success' | 'failure' | 'ignored';
 export type Action = 'open' | 'close' | 'half-open' | 'force-open' | 'disable';
 
 /** Why the state last changed. */
-export type Reason = 'tripped' | 'trial-failed' | 'recovered' | 'timeout-elapsed' | 'operator';
+export type Reason =
+  | 'tripped'
+  | 'trial-failed'
+  | 'recovered'
+  | 'timeout-elapsed'
+  | 'operator'
+  | 'failure-rate'
+  | 'slow-call-rate';
 
 /** A stored record and its version. */
 export interface Entry {
@@ -67,6 +74,22 @@ export interface CircuitBreakerOptions {
   trialTimeout?: number;
   /** What calls meet while the storage fails. */
   fallbackState?: State;
+  /** The window's failure rate (percent, 1-100) that opens the circuit; with it, failMax applies only if set. */
+  failureRateThreshold?: number;
+  /** Calls the window must hold before its rates count. */
+  minimumCalls?: number;
+  /** A time window of this many ms (ten buckets of a tenth each). */
+  window?: number;
+  /** A count window of the last this many calls (not with `window`). */
+  windowCalls?: number;
+  /** A call that takes longer than this many ms is slow; a slow trial fails. */
+  slowCall?: number;
+  /** The window's slow-call rate (percent, 1-100) that opens the circuit. */
+  slowCallRateThreshold?: number;
+  /** Each open after a failed trial waits this many times the one before. */
+  backoffMultiplier?: number;
+  /** The longest an open waits, in ms. */
+  maxResetTimeout?: number;
   /** Errors that count as successes: Error classes, or predicates. */
   exclude?: ((error: unknown) => boolean) | (new (...args: any[]) => Error) | Array<((error: unknown) => boolean) | (new (...args: any[]) => Error)>;
   /** Where the state lives (default: a MemoryStorage of its own). */
@@ -88,6 +111,19 @@ export interface Snapshot {
   retryAfterMs: number | undefined;
   /** The stored version it was read at (0: the key is absent). */
   version: number;
+  /** What the failure-rate window holds now. */
+  window: {
+    calls: number;
+    failures: number;
+    slowCalls: number;
+    /** Percent; undefined while the window holds no calls. */
+    failureRate: number | undefined;
+    slowCallRate: number | undefined;
+  };
+  /** How long the current (or last) open lasts, the backoff applied. */
+  openDurationMs: number | undefined;
+  /** When a trial becomes allowed, as the record says (undefined: not open, or an older record). */
+  retryAtMs: number | undefined;
 }
 
 /** The detail of a `stateChange`, `open`, `halfOpen` or `close` event. */

@@ -22,6 +22,14 @@ const OPTION_OF_FIELD = {
   'half-open-max-calls': 'halfOpenMaxCalls',
   'trial-timeout-ms': 'trialTimeout',
   'fallback-state': 'fallbackState',
+  'failure-rate-threshold': 'failureRateThreshold',
+  'minimum-calls': 'minimumCalls',
+  'window-ms': 'window',
+  'window-calls': 'windowCalls',
+  'slow-call-ms': 'slowCall',
+  'slow-call-rate-threshold': 'slowCallRateThreshold',
+  'backoff-multiplier': 'backoffMultiplier',
+  'max-reset-timeout-ms': 'maxResetTimeout',
 };
 const MAX_U32 = 2 ** 32 - 1;
 
@@ -103,13 +111,35 @@ function millis(options, key, name) {
   return BigInt(value);
 }
 
+/** A percentage option: a whole number (the component says which are valid). */
+function percent(options, key, name) {
+  const value = options[key];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw new TypeError(`${name}: ${key} must be a whole number (a percentage), got ${describe(value)}`);
+  }
+  if (value < 0 || value > 255) {
+    throw new RangeError(`${name}: ${key} must be a percentage from 1 to 100, got ${value}`);
+  }
+  return value;
+}
+
+/** A decimal option (the component says which are valid). */
+function decimal(options, key, name) {
+  const value = options[key];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number') {
+    throw new TypeError(`${name}: ${key} must be a number, got ${describe(value)}`);
+  }
+  return value;
+}
+
 function describe(value) {
   return typeof value === 'string' ? JSON.stringify(value) : `${value} (${typeof value})`;
 }
 
 const KNOWN_OPTIONS = new Set([
-  'failMax', 'resetTimeout', 'successThreshold', 'halfOpenMaxCalls', 'trialTimeout',
-  'fallbackState', 'exclude', 'storage', 'clock', 'signal',
+  ...Object.values(OPTION_OF_FIELD), 'exclude', 'storage', 'clock', 'signal',
 ]);
 
 function checkOptions(name, options) {
@@ -154,6 +184,14 @@ function checkOptions(name, options) {
       halfOpenMaxCalls: count(options, 'halfOpenMaxCalls', name),
       trialTimeoutMs: millis(options, 'trialTimeout', name),
       fallbackState,
+      failureRateThreshold: percent(options, 'failureRateThreshold', name),
+      minimumCalls: count(options, 'minimumCalls', name),
+      windowMs: millis(options, 'window', name),
+      windowCalls: count(options, 'windowCalls', name),
+      slowCallMs: millis(options, 'slowCall', name),
+      slowCallRateThreshold: percent(options, 'slowCallRateThreshold', name),
+      backoffMultiplier: decimal(options, 'backoffMultiplier', name),
+      maxResetTimeoutMs: millis(options, 'maxResetTimeout', name),
     },
     storage,
     clock,
@@ -197,7 +235,9 @@ export class CircuitBreaker extends EventTarget {
    * @param {string} name The breaker's name: its key in the storage.
    * @param {object} [options] See the README: failMax, resetTimeout (ms),
    *   successThreshold, halfOpenMaxCalls, trialTimeout (ms), fallbackState,
-   *   exclude, storage, clock, signal.
+   *   failureRateThreshold (%), minimumCalls, window (ms), windowCalls,
+   *   slowCall (ms), slowCallRateThreshold (%), backoffMultiplier,
+   *   maxResetTimeout (ms), exclude, storage, clock, signal.
    */
   constructor(name, options = {}) {
     super();
@@ -225,18 +265,31 @@ export class CircuitBreaker extends EventTarget {
     return this.snapshot().state;
   }
 
-  /** State, counters, opened-at, trials in flight, generation and retry-after, now. */
+  /**
+   * State, counters, opened-at, trials in flight, generation, retry-after,
+   * the window's counts and rates, and the open's duration, now.
+   */
   snapshot() {
     const s = this.#settled((guest, now) => guest.snapshot(now));
+    const number = (value) => (value === undefined ? undefined : Number(value));
     return {
       state: s.state,
       failures: s.failures,
       successes: s.successes,
-      openedAtMs: s.openedAtMs === undefined ? undefined : Number(s.openedAtMs),
+      openedAtMs: number(s.openedAtMs),
       trialsInFlight: s.trialsInFlight,
       generation: Number(s.generation),
-      retryAfterMs: s.retryAfterMs === undefined ? undefined : Number(s.retryAfterMs),
+      retryAfterMs: number(s.retryAfterMs),
       version: Number(s.version),
+      window: {
+        calls: s.windowCalls,
+        failures: s.windowFailures,
+        slowCalls: s.windowSlowCalls,
+        failureRate: s.failureRate,
+        slowCallRate: s.slowCallRate,
+      },
+      openDurationMs: number(s.openDurationMs),
+      retryAtMs: number(s.retryAtMs),
     };
   }
 

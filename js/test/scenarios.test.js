@@ -14,7 +14,13 @@ const START = 1_000_000;
 
 /** Scenario config (WIT names, ms) to constructor options. */
 function options(config, clock, storage) {
-  const rename = { resetTimeoutMs: 'resetTimeout', trialTimeoutMs: 'trialTimeout' };
+  const rename = {
+    resetTimeoutMs: 'resetTimeout',
+    trialTimeoutMs: 'trialTimeout',
+    windowMs: 'window',
+    slowCallMs: 'slowCall',
+    maxResetTimeoutMs: 'maxResetTimeout',
+  };
   const out = { clock, storage };
   for (const [key, value] of Object.entries(config)) out[rename[key] ?? key] = value;
   return out;
@@ -28,6 +34,14 @@ const OPTION_OF_FIELD = {
   'reset-timeout-ms': 'resetTimeout',
   'trial-timeout-ms': 'trialTimeout',
   'fallback-state': 'fallbackState',
+  'failure-rate-threshold': 'failureRateThreshold',
+  'minimum-calls': 'minimumCalls',
+  'window-ms': 'window',
+  'window-calls': 'windowCalls',
+  'slow-call-ms': 'slowCall',
+  'slow-call-rate-threshold': 'slowCallRateThreshold',
+  'backoff-multiplier': 'backoffMultiplier',
+  'max-reset-timeout-ms': 'maxResetTimeout',
   name: 'name',
 };
 
@@ -81,8 +95,10 @@ for (const file of files) {
     const storage = new Switch();
     const heard = [];
     const outages = [];
-    const breakers = Array.from({ length: scenario.breakers ?? 1 }, (_, i) => {
-      const breaker = new CircuitBreaker('scenario', options(scenario.config, clock, storage));
+    const count = scenario.configs?.length ?? scenario.breakers ?? 1;
+    const breakers = Array.from({ length: count }, (_, i) => {
+      const config = scenario.configs?.[i] ?? scenario.config;
+      const breaker = new CircuitBreaker('scenario', options(config, clock, storage));
       heard[i] = [];
       outages[i] = 0;
       breaker.addEventListener('stateChange', (e) => {
@@ -147,6 +163,13 @@ for (const file of files) {
             ...s,
             openedAt: s.openedAtMs === undefined ? null : s.openedAtMs - START,
             retryAfterMs: s.retryAfterMs ?? null,
+            windowCalls: s.window.calls,
+            windowFailures: s.window.failures,
+            windowSlowCalls: s.window.slowCalls,
+            failureRate: s.window.failureRate ?? null,
+            slowCallRate: s.window.slowCallRate ?? null,
+            openDurationMs: s.openDurationMs ?? null,
+            retryAt: s.retryAtMs === undefined ? null : s.retryAtMs - START,
           };
           for (const [key, expected] of Object.entries(step.expect)) assert.deepEqual(got[key], expected, `${at}: ${key}`);
           break;

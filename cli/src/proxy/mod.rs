@@ -156,6 +156,14 @@ fn check_knobs(settings: &Settings) -> anyhow::Result<()> {
             Fallback::Open => State::Open,
             Fallback::ForcedOpen => State::ForcedOpen,
         }),
+        failure_rate_threshold: knobs.failure_rate_threshold,
+        minimum_calls: knobs.minimum_calls,
+        window_ms: knobs.window_ms,
+        window_calls: knobs.window_calls,
+        slow_call_ms: knobs.slow_call_ms,
+        slow_call_rate_threshold: knobs.slow_call_rate_threshold,
+        backoff_multiplier: knobs.backoff_multiplier,
+        max_reset_timeout_ms: knobs.max_reset_timeout_ms,
     };
     let built = CircuitBreaker::builder(settings.breaker.clone())
         .config(config)

@@ -201,6 +201,7 @@ fn a_remote_observer_tells_the_writers_time_generation_and_reason() {
         half_open_max_calls: 1,
         trial_timeout_ms: 10,
         fallback_state: State::Closed,
+        ..Config::default()
     };
     let shared = Shared::new(&cfg, 2, 0);
     let breakers = instances(&cfg, &shared, 2);

@@ -301,7 +301,7 @@ proptest! {
                         if let Ok(admission) = &got {
                             prop_assert_eq!(
                                 admission.quiet_success,
-                                machine::success_is_quiet(&decided, &admission.permit),
+                                machine::success_is_quiet(breakers[w].config(), &decided, &admission.permit),
                                 "quiet success of {:?} on {:?}", admission, decided
                             );
                             prop_assert_eq!(&admission.degraded, &None);
@@ -350,7 +350,7 @@ proptest! {
                         );
                     } else {
                         prop_assert_eq!(got, Ok(()));
-                        prop_assert_eq!(shared.stored().1, machine::operate(&before.1, action, now));
+                        prop_assert_eq!(shared.stored().1, machine::operate(&cfg, &before.1, action, now));
                     }
                 }
                 Op::Snapshot(w) => {
@@ -788,7 +788,7 @@ fn repairing_a_corrupt_record_fires_from_the_state_last_seen() {
             generation: warm_up.map_or(0, |r| r.generation),
             ..Record::default()
         };
-        let written = machine::operate(&made_up, action, 10);
+        let written = machine::operate(&cfg, &made_up, action, 10);
         assert_eq!(
             *port.entry.borrow(),
             Some(Stored {
@@ -865,7 +865,7 @@ proptest! {
         port.put(corrupt_bytes(), corrupt_version);
         prop_assert_eq!(breaker.operate(action, now + 1), Ok(()));
         let made_up = Record { generation: known, ..Record::default() };
-        let written = machine::operate(&made_up, action, now + 1);
+        let written = machine::operate(&cfg, &made_up, action, now + 1);
         prop_assert_eq!(written.state, target(action));
         prop_assert_eq!(written.generation, known + 1);
         prop_assert_eq!(

@@ -75,7 +75,7 @@ proptest! {
                     }
                 }
                 Op::Operate(action, _) => {
-                    rec = machine::operate(&rec, action, now);
+                    rec = machine::operate(&cfg, &rec, action, now);
                     model.operate(action, now);
                 }
                 Op::Snapshot(_) => {}
@@ -235,11 +235,11 @@ proptest! {
 #[test]
 fn an_operators_half_open_voids_the_trials_before_it() {
     let cfg = tiny();
-    let open = machine::operate(&Record::default(), Action::Open, 0);
+    let open = machine::operate(&cfg, &Record::default(), Action::Open, 0);
     let (Some(half_open), Ok(voided)) = machine::acquire(&cfg, &open, 1) else {
         panic!("the reset timeout elapsed: a trial is due");
     };
-    let reset = machine::operate(&half_open, Action::HalfOpen, 1);
+    let reset = machine::operate(&cfg, &half_open, Action::HalfOpen, 1);
     assert_eq!(reset.state, half_open.state);
     assert_eq!(
         reset.generation,
@@ -275,6 +275,7 @@ fn every_transition_notes_its_reason_and_time() {
         half_open_max_calls: 1,
         trial_timeout_ms: 10,
         fallback_state: State::Closed,
+        ..Config::default()
     };
     let noted = |r: &Record| (r.state, r.reason, r.changed_at_ms, r.generation);
     let fresh = Record::default();
@@ -313,7 +314,7 @@ fn every_transition_notes_its_reason_and_time() {
     assert_eq!(noted(&recovered), (State::Closed, Reason::Recovered, 27, 5));
     assert!(!machine::tripped(&half_open, &recovered));
 
-    let closed_again = machine::operate(&recovered, Action::Close, 30);
+    let closed_again = machine::operate(&cfg, &recovered, Action::Close, 30);
     assert_eq!(
         noted(&closed_again),
         (State::Closed, Reason::Operator, 30, 6),
@@ -325,7 +326,7 @@ fn every_transition_notes_its_reason_and_time() {
         (Action::ForceOpen, State::ForcedOpen),
         (Action::Disable, State::Disabled),
     ] {
-        let operated = machine::operate(&recovered, action, 31);
+        let operated = machine::operate(&cfg, &recovered, action, 31);
         assert_eq!(noted(&operated), (state, Reason::Operator, 31, 6));
     }
 }

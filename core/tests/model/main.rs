@@ -13,6 +13,7 @@ mod reuse;
 mod shared;
 mod storage;
 mod strategies;
+mod windows;
 
 /// The one storage key every breaker in these tests shares.
 pub const KEY: &str = "shared";

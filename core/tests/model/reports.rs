@@ -281,6 +281,7 @@ fn a_report_says_whether_it_tripped_and_the_state_after() {
         half_open_max_calls: 2,
         trial_timeout_ms: 10,
         fallback_state: State::Closed,
+        ..Config::default()
     };
     let shared = Shared::new(&cfg, 2, 0);
     let breakers = instances(&cfg, &shared, 2);

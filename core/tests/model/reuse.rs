@@ -151,6 +151,7 @@ fn acquire_at_version_loads_unless_the_version_is_the_cached_one() {
         half_open_max_calls: 1,
         trial_timeout_ms: 100,
         fallback_state: State::Closed,
+        ..Config::default()
     };
     let shared = Shared::new(&cfg, 3, 0);
     let breakers = instances(&cfg, &shared, 3);
@@ -341,6 +342,7 @@ fn each_kind_of_answer_holds_as_long_as_it_stands() {
         half_open_max_calls: 2,
         trial_timeout_ms: 50,
         fallback_state: State::Closed,
+        ..Config::default()
     };
     let holds = |version, until_ms| Some(Holds { version, until_ms });
     let answer = |rec: Option<&Record>, cfg: &Config, now| {

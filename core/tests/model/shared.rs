@@ -213,6 +213,7 @@ proptest! {
             half_open_max_calls: 1,
             trial_timeout_ms: 1_000_000,
             fallback_state: State::Closed,
+            ..Config::default()
         };
         let shared = Shared::new(&cfg, n, 100);
         let breakers = instances(&cfg, &shared, n);

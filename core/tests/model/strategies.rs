@@ -75,6 +75,7 @@ pub fn config() -> impl Strategy<Value = Config> {
                 half_open_max_calls,
                 trial_timeout_ms,
                 fallback_state: State::Closed,
+                ..Config::default()
             }
         },
     )
@@ -89,6 +90,7 @@ pub fn tiny() -> Config {
         half_open_max_calls: 1,
         trial_timeout_ms: 1,
         fallback_state: State::Closed,
+        ..Config::default()
     }
 }
 
@@ -191,6 +193,7 @@ pub fn wide_config() -> impl Strategy<Value = Config> {
                 half_open_max_calls,
                 trial_timeout_ms,
                 fallback_state,
+                ..Config::default()
             },
         )
 }
@@ -227,6 +230,7 @@ pub fn wide_record() -> impl Strategy<Value = Record> {
                 trials,
                 reason,
                 changed_at_ms,
+                ..Record::default()
             },
         )
 }
@@ -298,6 +302,7 @@ pub fn any_record() -> impl Strategy<Value = Record> {
                     trials,
                     reason,
                     changed_at_ms,
+                    ..Record::default()
                 }
             },
         )

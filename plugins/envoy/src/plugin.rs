@@ -6,7 +6,7 @@ use tripswitch_core::machine::State;
 use tripswitch_plugin_settings::{Fallback, Settings, StatusSet, key_for};
 
 /// What one filter configuration makes: a breaker and the statuses that fail.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Plugin {
     /// The breaker's name (its shared-data key).
     pub breaker: String,
@@ -32,6 +32,14 @@ impl Plugin {
                 Fallback::Open => State::Open,
                 Fallback::ForcedOpen => State::ForcedOpen,
             }),
+            failure_rate_threshold: knobs.failure_rate_threshold,
+            minimum_calls: knobs.minimum_calls,
+            window_ms: knobs.window_ms,
+            window_calls: knobs.window_calls,
+            slow_call_ms: knobs.slow_call_ms,
+            slow_call_rate_threshold: knobs.slow_call_rate_threshold,
+            backoff_multiplier: knobs.backoff_multiplier,
+            max_reset_timeout_ms: knobs.max_reset_timeout_ms,
         };
         let config = Config::resolve(&settings.breaker, &options)
             .map_err(|invalid| format!("{}: {}", key_for(invalid.field), invalid.reason))?;

@@ -56,6 +56,14 @@ impl Middleware {
                 Fallback::Open => State::Open,
                 Fallback::ForcedOpen => State::ForcedOpen,
             }),
+            failure_rate_threshold: knobs.failure_rate_threshold,
+            minimum_calls: knobs.minimum_calls,
+            window_ms: knobs.window_ms,
+            window_calls: knobs.window_calls,
+            slow_call_ms: knobs.slow_call_ms,
+            slow_call_rate_threshold: knobs.slow_call_rate_threshold,
+            backoff_multiplier: knobs.backoff_multiplier,
+            max_reset_timeout_ms: knobs.max_reset_timeout_ms,
         };
         let breaker = CircuitBreaker::create(&settings.breaker, config).map_err(
             |ConfigError::Invalid((field, reason))| format!("{}: {reason}", variable_for(&field)),

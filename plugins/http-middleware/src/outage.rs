@@ -52,7 +52,8 @@ impl Outage {
         }
         let (BreakerError::Storage(message)
         | BreakerError::Corrupt(message)
-        | BreakerError::Contended(message)) = error;
+        | BreakerError::Contended(message)
+        | BreakerError::Mismatch(message)) = error;
         eprintln!("tripswitch: breaker {breaker}: could not record an outcome: {message}");
     }
 }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::{KNOWN, NUMERIC, PREFIX, Settings, SettingsError};
+use crate::{DECIMAL, KNOWN, NUMERIC, PREFIX, Settings, SettingsError};
 
 /// The JSON key of a variable (`TRIPSWITCH_FAIL_MAX`: `fail_max`); other
 /// text is returned as it is.
@@ -54,8 +54,16 @@ impl Settings {
                     Some(n) => n.to_string(),
                     None => return Err(fail(format!("{n} is not a whole number in range"))),
                 },
-                Value::String(text) if !NUMERIC.contains(&variable.as_str()) => text.clone(),
-                _ if NUMERIC.contains(&variable.as_str()) => {
+                Value::Number(n) if DECIMAL.contains(&variable.as_str()) => n.to_string(),
+                Value::String(text)
+                    if !NUMERIC.contains(&variable.as_str())
+                        && !DECIMAL.contains(&variable.as_str()) =>
+                {
+                    text.clone()
+                }
+                _ if NUMERIC.contains(&variable.as_str())
+                    || DECIMAL.contains(&variable.as_str()) =>
+                {
                     return Err(fail(format!(
                         "a JSON number is expected, not {}",
                         kind(value)
@@ -112,10 +120,32 @@ mod tests {
                 half_open_max_calls: Some(4),
                 trial_timeout_ms: Some(900),
                 fallback_state: Some(Fallback::ForcedOpen),
+                ..Knobs::default()
             }
         );
         assert!(settings.failure_status.contains(429) && !settings.failure_status.contains(500));
         assert_eq!(settings.kv_store, "breakers");
+    }
+
+    #[test]
+    fn the_backoff_multiplier_is_a_decimal_number() {
+        let settings =
+            Settings::from_json(r#"{"backoff_multiplier": 1.5, "failure_rate_threshold": 50}"#)
+                .unwrap();
+        assert_eq!(settings.knobs.backoff_multiplier, Some(1.5));
+        assert_eq!(settings.knobs.failure_rate_threshold, Some(50));
+        assert_eq!(
+            Settings::from_json(r#"{"backoff_multiplier": 2}"#)
+                .unwrap()
+                .knobs
+                .backoff_multiplier,
+            Some(2.0)
+        );
+        let error = Settings::from_json(r#"{"backoff_multiplier": "2"}"#).unwrap_err();
+        assert!(
+            error.problem.contains("a JSON number is expected"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -38,9 +38,25 @@ pub const FALLBACK_STATE: &str = "TRIPSWITCH_FALLBACK_STATE";
 pub const FAILURE_STATUS: &str = "TRIPSWITCH_FAILURE_STATUS";
 /// The key-value store the Spin storage adapter opens; default "default".
 pub const KV_STORE: &str = "TRIPSWITCH_KV_STORE";
+/// The failure rate (percent) at which the window opens the circuit.
+pub const FAILURE_RATE_THRESHOLD: &str = "TRIPSWITCH_FAILURE_RATE_THRESHOLD";
+/// Calls the window must hold before its rates count.
+pub const MINIMUM_CALLS: &str = "TRIPSWITCH_MINIMUM_CALLS";
+/// A time window of this many ms.
+pub const WINDOW_MS: &str = "TRIPSWITCH_WINDOW_MS";
+/// A count window of the last this many calls.
+pub const WINDOW_CALLS: &str = "TRIPSWITCH_WINDOW_CALLS";
+/// A call that takes longer than this many ms is slow.
+pub const SLOW_CALL_MS: &str = "TRIPSWITCH_SLOW_CALL_MS";
+/// The slow-call rate (percent) at which the window opens the circuit.
+pub const SLOW_CALL_RATE_THRESHOLD: &str = "TRIPSWITCH_SLOW_CALL_RATE_THRESHOLD";
+/// Each open after a failed trial waits this many times the one before.
+pub const BACKOFF_MULTIPLIER: &str = "TRIPSWITCH_BACKOFF_MULTIPLIER";
+/// The longest an open waits, in ms.
+pub const MAX_RESET_TIMEOUT_MS: &str = "TRIPSWITCH_MAX_RESET_TIMEOUT_MS";
 
 /// Every variable we read, for the message about an unknown one.
-pub const KNOWN: [&str; 9] = [
+pub const KNOWN: [&str; 17] = [
     BREAKER,
     FAIL_MAX,
     RESET_TIMEOUT_MS,
@@ -50,17 +66,35 @@ pub const KNOWN: [&str; 9] = [
     FALLBACK_STATE,
     FAILURE_STATUS,
     KV_STORE,
+    FAILURE_RATE_THRESHOLD,
+    MINIMUM_CALLS,
+    WINDOW_MS,
+    WINDOW_CALLS,
+    SLOW_CALL_MS,
+    SLOW_CALL_RATE_THRESHOLD,
+    BACKOFF_MULTIPLIER,
+    MAX_RESET_TIMEOUT_MS,
 ];
 
 /// The variables whose values are whole numbers (JSON numbers in a JSON
-/// configuration); the others are text.
-pub const NUMERIC: [&str; 5] = [
+/// configuration); the others are text, but for [`DECIMAL`].
+pub const NUMERIC: [&str; 12] = [
     FAIL_MAX,
     RESET_TIMEOUT_MS,
     SUCCESS_THRESHOLD,
     HALF_OPEN_MAX_CALLS,
     TRIAL_TIMEOUT_MS,
+    FAILURE_RATE_THRESHOLD,
+    MINIMUM_CALLS,
+    WINDOW_MS,
+    WINDOW_CALLS,
+    SLOW_CALL_MS,
+    SLOW_CALL_RATE_THRESHOLD,
+    MAX_RESET_TIMEOUT_MS,
 ];
+
+/// The variables whose values are decimal numbers (JSON numbers too).
+pub const DECIMAL: [&str; 1] = [BACKOFF_MULTIPLIER];
 
 /// Variables of tripswitch's own build and tests that share our prefix but
 /// are not plugin settings: ignored, never reported as unknown.
@@ -89,7 +123,7 @@ pub enum Fallback {
 }
 
 /// The breaker's knobs; `None` leaves the component's default.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Knobs {
     /// See [`FAIL_MAX`].
     pub fail_max: Option<u32>,
@@ -103,6 +137,22 @@ pub struct Knobs {
     pub trial_timeout_ms: Option<u64>,
     /// See [`FALLBACK_STATE`].
     pub fallback_state: Option<Fallback>,
+    /// See [`FAILURE_RATE_THRESHOLD`].
+    pub failure_rate_threshold: Option<u8>,
+    /// See [`MINIMUM_CALLS`].
+    pub minimum_calls: Option<u32>,
+    /// See [`WINDOW_MS`].
+    pub window_ms: Option<u64>,
+    /// See [`WINDOW_CALLS`].
+    pub window_calls: Option<u32>,
+    /// See [`SLOW_CALL_MS`].
+    pub slow_call_ms: Option<u64>,
+    /// See [`SLOW_CALL_RATE_THRESHOLD`].
+    pub slow_call_rate_threshold: Option<u8>,
+    /// See [`BACKOFF_MULTIPLIER`].
+    pub backoff_multiplier: Option<f64>,
+    /// See [`MAX_RESET_TIMEOUT_MS`].
+    pub max_reset_timeout_ms: Option<u64>,
 }
 
 /// A set of HTTP statuses, as inclusive ranges.
@@ -144,7 +194,7 @@ fn status(text: &str, part: &str) -> Result<u16, String> {
 }
 
 /// The plugin's settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     /// The breaker's name.
     pub breaker: String,
@@ -211,6 +261,22 @@ impl Settings {
                     knobs.half_open_max_calls = Some(number(value).map_err(fail)?)
                 }
                 TRIAL_TIMEOUT_MS => knobs.trial_timeout_ms = Some(number(value).map_err(fail)?),
+                FAILURE_RATE_THRESHOLD => {
+                    knobs.failure_rate_threshold = Some(number(value).map_err(fail)?)
+                }
+                MINIMUM_CALLS => knobs.minimum_calls = Some(number(value).map_err(fail)?),
+                WINDOW_MS => knobs.window_ms = Some(number(value).map_err(fail)?),
+                WINDOW_CALLS => knobs.window_calls = Some(number(value).map_err(fail)?),
+                SLOW_CALL_MS => knobs.slow_call_ms = Some(number(value).map_err(fail)?),
+                SLOW_CALL_RATE_THRESHOLD => {
+                    knobs.slow_call_rate_threshold = Some(number(value).map_err(fail)?)
+                }
+                BACKOFF_MULTIPLIER => {
+                    knobs.backoff_multiplier = Some(decimal(value).map_err(fail)?)
+                }
+                MAX_RESET_TIMEOUT_MS => {
+                    knobs.max_reset_timeout_ms = Some(number(value).map_err(fail)?)
+                }
                 FALLBACK_STATE => {
                     knobs.fallback_state = Some(match value.trim() {
                         "closed" => Fallback::Closed,
@@ -247,6 +313,13 @@ fn number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{value:?} is not a whole number in range"))
+}
+
+fn decimal(value: &str) -> Result<f64, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number"))
 }
 
 /// The variable that sets a config field the breaker component names in
@@ -328,12 +401,48 @@ mod tests {
                 half_open_max_calls: Some(4),
                 trial_timeout_ms: Some(900),
                 fallback_state: Some(Fallback::ForcedOpen),
+                ..Knobs::default()
             }
         );
         let statuses = &settings.failure_status;
         assert!(statuses.contains(429) && statuses.contains(503));
         assert!(!statuses.contains(500) && !statuses.contains(505));
         assert_eq!(settings.kv_store, "breakers");
+    }
+
+    #[test]
+    fn the_window_and_backoff_knobs_are_read() {
+        let settings = parse(&[
+            (FAILURE_RATE_THRESHOLD, "50"),
+            (MINIMUM_CALLS, "20"),
+            (WINDOW_MS, "10000"),
+            (WINDOW_CALLS, "100"),
+            (SLOW_CALL_MS, "250"),
+            (SLOW_CALL_RATE_THRESHOLD, "80"),
+            (BACKOFF_MULTIPLIER, "1.5"),
+            (MAX_RESET_TIMEOUT_MS, "300000"),
+        ])
+        .unwrap();
+        assert_eq!(
+            settings.knobs,
+            Knobs {
+                failure_rate_threshold: Some(50),
+                minimum_calls: Some(20),
+                window_ms: Some(10_000),
+                window_calls: Some(100),
+                slow_call_ms: Some(250),
+                slow_call_rate_threshold: Some(80),
+                backoff_multiplier: Some(1.5),
+                max_reset_timeout_ms: Some(300_000),
+                ..Knobs::default()
+            }
+        );
+        assert!(parse(&[(FAILURE_RATE_THRESHOLD, "300")]).is_err(), "a u8");
+        let error = parse(&[(BACKOFF_MULTIPLIER, "twice")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "TRIPSWITCH_BACKOFF_MULTIPLIER: \"twice\" is not a number"
+        );
     }
 
     #[test]
