@@ -28,6 +28,10 @@ pub struct DemoArgs {
     /// Share of calls that fail while the dependency is down (0 to 1).
     #[arg(long, default_value_t = 1.0, value_parser = parse_rate)]
     outage_failure_rate: f64,
+    /// While the dependency is down, every other call fails (a 50 % rate
+    /// that never makes two failures in a row); overrides --outage-failure-rate.
+    #[arg(long)]
+    outage_alternating: bool,
     /// Share of calls that fail while the dependency is up (0 to 1).
     #[arg(long, default_value_t = 0.05, value_parser = parse_rate)]
     failure_rate: f64,
@@ -42,9 +46,10 @@ pub struct DemoArgs {
     name: String,
     #[command(flatten)]
     store: crate::store::StoreArgs,
-    /// Breaker: consecutive failures that open the circuit.
-    #[arg(long, default_value_t = 3)]
-    fail_max: u32,
+    /// Breaker: consecutive failures that open the circuit [3; none with
+    /// --failure-rate-threshold].
+    #[arg(long)]
+    fail_max: Option<u32>,
     /// Breaker: how long the circuit stays open before a trial, in ms.
     #[arg(long, default_value_t = 1000)]
     reset_timeout_ms: u64,
@@ -54,6 +59,36 @@ pub struct DemoArgs {
     /// Breaker: trials in flight at once in half-open [component default].
     #[arg(long)]
     half_open_max_calls: Option<u32>,
+    /// Breaker: the window's failure rate (percent) that opens the circuit.
+    #[arg(long)]
+    failure_rate_threshold: Option<u8>,
+    /// Breaker: calls the window must hold before its rates count [component default].
+    #[arg(long)]
+    minimum_calls: Option<u32>,
+    /// Breaker: a time window of this many ms [component default].
+    #[arg(long)]
+    window_ms: Option<u64>,
+    /// Breaker: a count window of the last this many calls.
+    #[arg(long)]
+    window_calls: Option<u32>,
+    /// Breaker: a call slower than this many ms is slow.
+    #[arg(long)]
+    slow_call_ms: Option<u64>,
+    /// Breaker: the window's slow-call rate (percent) that opens the circuit.
+    #[arg(long)]
+    slow_call_rate_threshold: Option<u8>,
+    /// Breaker: each open after a failed trial waits this many times longer.
+    #[arg(long)]
+    backoff_multiplier: Option<f64>,
+    /// Breaker: the longest an open waits, in ms.
+    #[arg(long)]
+    max_reset_timeout_ms: Option<u64>,
+}
+
+/// The demo's fail-max: the flag, else 3 unless a failure-rate rule replaces it.
+fn fail_max(args: &DemoArgs) -> Option<u32> {
+    args.fail_max
+        .or_else(|| args.failure_rate_threshold.is_none().then_some(3))
 }
 
 fn parse_range(text: &str) -> Result<Range<u64>, String> {
@@ -104,10 +139,11 @@ impl Listener for Printer {
     fn state_change(&self, _breaker: &str, change: &StateChange) {
         let at = change.at_ms.saturating_sub(self.start_ms);
         say!(
-            "  {}  state {} -> {}",
+            "  {}  state {} -> {} ({})",
             stamp(at),
             change.previous,
-            change.current
+            change.current,
+            change.reason
         );
         let key = format!("{} -> {}", change.previous, change.current);
         *self
@@ -159,36 +195,54 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     };
     let start_ms = clock.now_ms();
     let tally = Arc::new(Mutex::new(Tally::default()));
-    let mut builder = CircuitBreaker::builder(args.name.clone())
+    let config = tripswitch::Config {
+        fail_max: fail_max(args),
+        success_threshold: args.success_threshold,
+        half_open_max_calls: args.half_open_max_calls,
+        failure_rate_threshold: args.failure_rate_threshold,
+        minimum_calls: args.minimum_calls,
+        window_ms: args.window_ms,
+        window_calls: args.window_calls,
+        slow_call_ms: args.slow_call_ms,
+        slow_call_rate_threshold: args.slow_call_rate_threshold,
+        backoff_multiplier: args.backoff_multiplier,
+        max_reset_timeout_ms: args.max_reset_timeout_ms,
+        ..tripswitch::Config::default()
+    };
+    let builder = CircuitBreaker::builder(args.name.clone())
+        .config(config)
         .storage(args.store.storage()?)
-        .fail_max(args.fail_max)
         .reset_timeout(Duration::from_millis(args.reset_timeout_ms))
         .clock(clock.clone())
         .listener(Printer {
             start_ms,
             tally: tally.clone(),
         });
-    if let Some(n) = args.success_threshold {
-        builder = builder.success_threshold(n);
-    }
-    if let Some(n) = args.half_open_max_calls {
-        builder = builder.half_open_max_calls(n);
-    }
     let breaker = builder
         .build()
         .with_context(|| format!("making the demo's breaker {:?}", args.name))?;
 
+    let rule = match (fail_max(args), args.failure_rate_threshold) {
+        (Some(n), None) => format!("fail-max {n}"),
+        (None, Some(rate)) => format!("failure rate {rate} %"),
+        (Some(n), Some(rate)) => format!("fail-max {n} or failure rate {rate} %"),
+        (None, None) => "the default rule".to_string(),
+    };
     say!(
-        "breaker {:?} in {}: fail-max {}, reset-timeout {} ms; a call every {} ms for {} ms; \
-         dependency down from {} to {} ms; seed {}{}",
+        "breaker {:?} in {}: {rule}, reset-timeout {} ms; a call every {} ms for {} ms; \
+         dependency down from {} to {} ms{}; seed {}{}",
         breaker.name(),
         args.store.describe(),
-        args.fail_max,
         args.reset_timeout_ms,
         args.interval_ms,
         args.duration_ms,
         args.outage.start,
         args.outage.end,
+        if args.outage_alternating {
+            ", every other call failing"
+        } else {
+            ""
+        },
         args.seed,
         if args.virtual_clock {
             " (virtual clock)"
@@ -213,7 +267,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         } else {
             args.failure_rate
         };
-        let fails = rng.f64() < rate;
+        let fails = if down && args.outage_alternating {
+            n % 2 == 1
+        } else {
+            rng.f64() < rate
+        };
         let mut trial = false;
         // The call's own fate, and a note if the breaker could not record it.
         let mut unrecorded = None;

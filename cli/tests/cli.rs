@@ -39,6 +39,33 @@ fn the_demo_opens_rejects_trials_and_closes() {
 }
 
 #[test]
+fn a_failure_rate_trips_where_consecutive_failures_never_reach_fail_max() {
+    // Every other call fails while the dependency is down: never two in a row.
+    let consecutive = stdout(&tripswitch(&["demo", "--virtual", "--outage-alternating"]));
+    assert!(!consecutive.contains("state "), "fail-max 3 never trips:\n{consecutive}");
+    let rated = tripswitch(&[
+        "demo",
+        "--virtual",
+        "--outage-alternating",
+        "--failure-rate-threshold",
+        "40",
+        "--minimum-calls",
+        "10",
+        "--window-ms",
+        "1000",
+    ]);
+    assert!(rated.status.success(), "{rated:?}");
+    let text = stdout(&rated);
+    for expected in [
+        "failure rate 40 %",
+        "state closed -> open (failure-rate)",
+        "state half-open -> closed (recovered)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
 fn the_same_seed_gives_the_same_run() {
     let args = ["demo", "--virtual", "--seed", "11", "--failure-rate", "0.3"];
     let strip = |o: Output| {
@@ -53,10 +80,14 @@ fn the_same_seed_gives_the_same_run() {
 
 #[test]
 fn bad_options_name_the_problem() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["demo", "--fail-max", "0"],
             "invalid fail-max: must be at least 1",
+        ),
+        (
+            &["demo", "--failure-rate-threshold", "150"],
+            "invalid failure-rate-threshold: must be a percentage from 1 to 100",
         ),
         (
             &["demo", "--outage", "9..3"],
