@@ -1,6 +1,8 @@
 //! Four OS processes share one breaker through one Redis: their failures add
 //! up to exactly fail-max, exactly half-open-max-calls trials run across
-//! them, and one success closes the breaker for all.
+//! them, and one success closes the breaker for all; with a failure-rate
+//! window, their outcomes add up in one window, exactly, and the circuit
+//! opens when the combined rate crosses the threshold.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -16,13 +18,24 @@ struct Worker {
 
 impl Worker {
     fn start(url: &str, fail_max: u32, reset_ms: u64, half_open_max: u32) -> Worker {
+        let args = [fail_max, reset_ms as u32, half_open_max].map(|n| n.to_string());
+        Worker::spawn(url, &args)
+    }
+
+    /// A worker whose breaker opens on a failure rate (percent) once its
+    /// time window holds `minimum` calls; no fail-max.
+    fn rated(url: &str, rate: u8, minimum: u32, window_ms: u64) -> Worker {
+        let args = ["-".to_string(), "1000".into(), "1".into()]
+            .into_iter()
+            .chain([rate.to_string(), minimum.to_string(), window_ms.to_string()])
+            .collect::<Vec<_>>();
+        Worker::spawn(url, &args)
+    }
+
+    fn spawn(url: &str, args: &[String]) -> Worker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tripswitch-worker"))
             .args([url, "procs", "shared"])
-            .args([
-                fail_max.to_string(),
-                reset_ms.to_string(),
-                half_open_max.to_string(),
-            ])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -139,5 +152,57 @@ fn four_processes_share_one_breaker() {
         all(&mut workers, "state")
             .iter()
             .all(|a| a == "closed failures=0")
+    );
+}
+
+#[test]
+fn four_processes_share_one_failure_rate_window_exactly() {
+    let server = RedisServer::start();
+    let mut workers: Vec<Worker> = (0..4)
+        .map(|_| Worker::rated(&server.url(), 50, 20, 60_000))
+        .collect();
+    assert!(all(&mut workers, "clock 1000").iter().all(|a| a == "ok"));
+
+    // Worker 0 fails every call, the others succeed: worker 0 alone is at
+    // 100 %, the breaker they share at 25 %, so it stays closed.
+    for _ in 0..10 {
+        assert_eq!(workers[0].ask("fail"), "failed tripped=false");
+        for worker in &mut workers[1..] {
+            assert_eq!(worker.ask("succeed"), "ok");
+        }
+    }
+    assert!(
+        all(&mut workers, "window")
+            .iter()
+            .all(|a| a == "calls=40 failed=10"),
+        "every process reads one window holding every outcome"
+    );
+
+    // Now every call fails: 10 + k failed of 40 + k reaches 50 % at k = 20.
+    let mut answers = Vec::new();
+    for _ in 0..8 {
+        for worker in workers.iter_mut() {
+            answers.push(worker.ask("fail"));
+        }
+    }
+    let tripped: Vec<usize> = answers
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| *a == "failed tripped=true")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(tripped, vec![19], "{answers:?}");
+    assert!(
+        answers[..19].iter().all(|a| a == "failed tripped=false"),
+        "{answers:?}"
+    );
+    assert!(
+        answers[20..].iter().all(|a| a == "rejected Open"),
+        "{answers:?}"
+    );
+    assert!(
+        all(&mut workers, "state")
+            .iter()
+            .all(|a| a.starts_with("open"))
     );
 }

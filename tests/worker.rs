@@ -1,9 +1,10 @@
 //! A worker process for the many-process tests: one breaker on a shared
 //! Redis, driven line by line over stdin on a virtual clock.
 //!
-//! Usage: `tripswitch-worker URL NAMESPACE NAME FAIL_MAX RESET_MS HALF_OPEN_MAX`.
+//! Usage: `tripswitch-worker URL NAMESPACE NAME FAIL_MAX RESET_MS HALF_OPEN_MAX
+//! [FAILURE_RATE MINIMUM_CALLS WINDOW_MS]`; a FAIL_MAX of `-` leaves it unset.
 //! Commands: `clock MS`, `fail`, `succeed`, `acquire`, `success`, `failure`,
-//! `state`. Each answers one line on stdout.
+//! `state`, `window`. Each answers one line on stdout.
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -12,8 +13,12 @@ use tripswitch::{CallError, CircuitBreaker, ManualClock, Permit, RedisStorage};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [url, namespace, name, fail_max, reset_ms, half_open_max] = args.as_slice() else {
-        eprintln!("usage: tripswitch-worker URL NAMESPACE NAME FAIL_MAX RESET_MS HALF_OPEN_MAX");
+    let (fixed, window) = args.split_at(args.len().min(6));
+    let [url, namespace, name, fail_max, reset_ms, half_open_max] = fixed else {
+        eprintln!(
+            "usage: tripswitch-worker URL NAMESPACE NAME FAIL_MAX RESET_MS HALF_OPEN_MAX \
+             [FAILURE_RATE MINIMUM_CALLS WINDOW_MS]"
+        );
         std::process::exit(2);
     };
     let number = |text: &str| -> u64 {
@@ -31,17 +36,24 @@ fn main() {
             eprintln!("{e}");
             std::process::exit(2)
         });
-    let breaker = CircuitBreaker::builder(name.clone())
-        .fail_max(number(fail_max) as u32)
+    let mut builder = CircuitBreaker::builder(name.clone())
         .reset_timeout(Duration::from_millis(number(reset_ms)))
         .half_open_max_calls(number(half_open_max) as u32)
         .storage(storage)
-        .clock(clock.clone())
-        .build()
-        .unwrap_or_else(|e| {
-            eprintln!("{e}");
-            std::process::exit(2)
-        });
+        .clock(clock.clone());
+    if fail_max != "-" {
+        builder = builder.fail_max(number(fail_max) as u32);
+    }
+    if let [rate, minimum, window_ms] = window {
+        builder = builder
+            .failure_rate_threshold(number(rate) as u8)
+            .minimum_calls(number(minimum) as u32)
+            .window(Duration::from_millis(number(window_ms)));
+    }
+    let breaker = builder.build().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2)
+    });
     let mut held: Option<Permit> = None;
     let stdout = std::io::stdout();
     for line in std::io::stdin().lock().lines() {
@@ -79,6 +91,10 @@ fn main() {
             },
             ["state"] => match breaker.snapshot() {
                 Ok(s) => format!("{} failures={}", s.state, s.failures),
+                Err(error) => format!("error {error}"),
+            },
+            ["window"] => match breaker.snapshot() {
+                Ok(s) => format!("calls={} failed={}", s.window.calls, s.window.failures),
                 Err(error) => format!("error {error}"),
             },
             other => format!("unknown command {other:?}"),

@@ -42,7 +42,10 @@ fn the_demo_opens_rejects_trials_and_closes() {
 fn a_failure_rate_trips_where_consecutive_failures_never_reach_fail_max() {
     // Every other call fails while the dependency is down: never two in a row.
     let consecutive = stdout(&tripswitch(&["demo", "--virtual", "--outage-alternating"]));
-    assert!(!consecutive.contains("state "), "fail-max 3 never trips:\n{consecutive}");
+    assert!(
+        !consecutive.contains("state "),
+        "fail-max 3 never trips:\n{consecutive}"
+    );
     let rated = tripswitch(&[
         "demo",
         "--virtual",
