@@ -59,16 +59,19 @@ fn client_commands(server: &RedisServer) -> u64 {
         .sum()
 }
 
-fn tripswitch(server: &RedisServer, threads: usize) -> (f64, f64) {
+fn tripswitch(server: &RedisServer, threads: usize, window: bool) -> (f64, f64) {
     let storage = RedisStorage::builder(server.url())
         .namespace("bench")
         .response_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
-    let breaker = CircuitBreaker::builder("bench")
-        .storage(storage)
-        .build()
-        .unwrap();
+    let mut builder = CircuitBreaker::builder(if window { "bench-window" } else { "bench" });
+    if window {
+        builder = builder
+            .failure_rate_threshold(50)
+            .window(Duration::from_secs(30));
+    }
+    let breaker = builder.storage(storage).build().unwrap();
     for _ in 0..200 {
         breaker.call(|| Ok::<_, ()>(1)).unwrap();
     }
@@ -121,9 +124,13 @@ fn main() {
     println!("| callers | breaker | calls/s | Redis commands per call |");
     println!("|---|---|---|---|");
     for threads in [1, 8] {
-        let (ts_rate, ts_cmds) = tripswitch(&server, threads);
+        let (ts_rate, ts_cmds) = tripswitch(&server, threads, false);
+        let (window_rate, window_cmds) = tripswitch(&server, threads, true);
         let (py_rate, py_cmds) = pybreaker(&server, threads);
         println!("| {threads} | tripswitch | {ts_rate:.0} | {ts_cmds:.2} |");
+        println!(
+            "| {threads} | tripswitch, failure-rate window | {window_rate:.0} | {window_cmds:.2} |"
+        );
         println!("| {threads} | pybreaker 1.4.1 | {py_rate:.0} | {py_cmds:.2} |");
         println!("| {threads} | ratio | {:.1}x | |", ts_rate / py_rate);
     }
