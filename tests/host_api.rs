@@ -316,3 +316,51 @@ fn a_reused_answer_never_outlives_a_change_to_the_record() {
         ))
     ));
 }
+
+#[test]
+fn window_outcomes_are_held_and_merged_by_flush_drop_and_the_flush_thread() {
+    let storage = MemoryStorage::new();
+    let clock = clock();
+    let holding = || {
+        builder("held", &clock)
+            .storage(storage.clone())
+            .failure_rate_threshold(50)
+            .flush_interval(Duration::from_millis(100))
+            .build()
+            .unwrap()
+    };
+    let reader = builder("held", &clock)
+        .storage(storage.clone())
+        .failure_rate_threshold(50)
+        .flush_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    let calls = |breaker: &CircuitBreaker| breaker.snapshot().unwrap().window.calls;
+    let holder = holding();
+    for _ in 0..3 {
+        holder.call(|| Ok::<_, ()>(())).unwrap();
+    }
+    assert_eq!(calls(&reader), 0, "held, not in the record");
+    holder.flush().unwrap();
+    assert_eq!(calls(&reader), 3);
+    holder.call(|| Ok::<_, ()>(())).unwrap();
+    drop(holder);
+    assert_eq!(
+        calls(&reader),
+        4,
+        "dropping the breaker merges what it held"
+    );
+
+    // The flush thread merges outcomes once they fall due on the breaker's clock.
+    let holder = holding();
+    holder.call(|| Ok::<_, ()>(())).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(calls(&reader), 4, "not due yet");
+    clock.advance(Duration::from_millis(100));
+    let start = std::time::Instant::now();
+    while calls(&reader) != 5 {
+        assert!(start.elapsed() < Duration::from_secs(5), "never merged");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(holder);
+}

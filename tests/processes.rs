@@ -23,11 +23,14 @@ impl Worker {
     }
 
     /// A worker whose breaker opens on a failure rate (percent) once its
-    /// time window holds `minimum` calls; no fail-max.
-    fn rated(url: &str, rate: u8, minimum: u32, window_ms: u64) -> Worker {
+    /// time window holds `minimum` calls; no fail-max; it holds outcomes up
+    /// to `flush_ms` (0: none).
+    fn rated(url: &str, rate: u8, minimum: u32, window_ms: u64, flush_ms: u64) -> Worker {
+        let window = [rate.to_string(), minimum.to_string(), window_ms.to_string()];
         let args = ["-".to_string(), "1000".into(), "1".into()]
             .into_iter()
-            .chain([rate.to_string(), minimum.to_string(), window_ms.to_string()])
+            .chain(window)
+            .chain([flush_ms.to_string()])
             .collect::<Vec<_>>();
         Worker::spawn(url, &args)
     }
@@ -158,8 +161,9 @@ fn four_processes_share_one_breaker() {
 #[test]
 fn four_processes_share_one_failure_rate_window_exactly() {
     let server = RedisServer::start();
+    // Every outcome merged at once: the trip falls on the exact call.
     let mut workers: Vec<Worker> = (0..4)
-        .map(|_| Worker::rated(&server.url(), 50, 20, 60_000))
+        .map(|_| Worker::rated(&server.url(), 50, 20, 60_000, 0))
         .collect();
     assert!(all(&mut workers, "clock 1000").iter().all(|a| a == "ok"));
 
@@ -200,6 +204,74 @@ fn four_processes_share_one_failure_rate_window_exactly() {
         answers[20..].iter().all(|a| a == "rejected Open"),
         "{answers:?}"
     );
+    assert!(
+        all(&mut workers, "state")
+            .iter()
+            .all(|a| a.starts_with("open"))
+    );
+}
+
+#[test]
+fn four_processes_holding_outcomes_merge_them_exactly() {
+    let server = RedisServer::start();
+    let mut workers: Vec<Worker> = (0..4)
+        .map(|_| Worker::rated(&server.url(), 50, 20, 60_000, 60_000))
+        .collect();
+    assert!(all(&mut workers, "clock 1000").iter().all(|a| a == "ok"));
+    server.reset_stats();
+    // What the clients sent (the script's own hget and hset left out).
+    let commands = |server: &RedisServer| {
+        server
+            .command_counts()
+            .into_iter()
+            .filter(|(name, _)| name != "hget" && name != "hset")
+            .map(|(_, calls)| calls)
+            .sum::<u64>()
+    };
+    // 25 calls each, one in four failing in every process: held, not written.
+    for round in 0..25 {
+        for worker in workers.iter_mut() {
+            if round % 4 == 0 {
+                assert_eq!(worker.ask("fail"), "failed tripped=false");
+            } else {
+                assert_eq!(worker.ask("succeed"), "ok");
+            }
+        }
+    }
+    // Held: 100 calls cost a load each, and no write.
+    assert!(
+        commands(&server) <= 100 + 8,
+        "{:?}",
+        server.command_counts()
+    );
+    server.reset_stats();
+    // Each process, in turn, merges what it holds in one compare-and-swap
+    // (and one retry, its cached version being stale); the totals are exact.
+    for worker in workers.iter_mut() {
+        assert_eq!(worker.ask("flush"), "ok");
+    }
+    let counts = server.command_counts();
+    let swaps = counts.get("evalsha").copied().unwrap_or(0);
+    assert!(swaps <= 4 * 2, "a swap each, a retry at most: {counts:?}");
+    assert!(
+        all(&mut workers, "window")
+            .iter()
+            .all(|a| a == "calls=100 failed=28"),
+        "every outcome, once"
+    );
+    // Every call fails now: the rate crosses 50 % at 100 more failures
+    // across the four; each process holds its own until a merge would trip
+    // by what it knows, and a flush merges the rest. Then it is open for all.
+    for _ in 0..25 {
+        for worker in workers.iter_mut() {
+            let answer = worker.ask("fail");
+            assert!(
+                answer.starts_with("failed") || answer == "rejected Open",
+                "{answer}"
+            );
+        }
+    }
+    all(&mut workers, "flush");
     assert!(
         all(&mut workers, "state")
             .iter()

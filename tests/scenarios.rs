@@ -67,6 +67,9 @@ fn builder(name: &str, config: &Value, clock: &ManualClock) -> tripswitch::Build
     if let Some(n) = number("slowCallRateThreshold") {
         builder = builder.slow_call_rate_threshold(n as u8);
     }
+    if let Some(ms) = number("flushIntervalMs") {
+        builder = builder.flush_interval(Duration::from_millis(ms));
+    }
     let multiplier = config.get("backoffMultiplier").and_then(Value::as_f64);
     let max = number("maxResetTimeoutMs");
     if multiplier.is_some() || max.is_some() {

@@ -2,9 +2,10 @@
 //! Redis, driven line by line over stdin on a virtual clock.
 //!
 //! Usage: `tripswitch-worker URL NAMESPACE NAME FAIL_MAX RESET_MS HALF_OPEN_MAX
-//! [FAILURE_RATE MINIMUM_CALLS WINDOW_MS]`; a FAIL_MAX of `-` leaves it unset.
-//! Commands: `clock MS`, `fail`, `succeed`, `acquire`, `success`, `failure`,
-//! `state`, `window`. Each answers one line on stdout.
+//! [FAILURE_RATE MINIMUM_CALLS WINDOW_MS FLUSH_INTERVAL_MS]`; a FAIL_MAX of `-`
+//! leaves it unset. Commands: `clock MS`, `fail`, `succeed`, `acquire`,
+//! `success`, `failure`, `state`, `window`, `flush`. Each answers one line on
+//! stdout.
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -17,7 +18,7 @@ fn main() {
     let [url, namespace, name, fail_max, reset_ms, half_open_max] = fixed else {
         eprintln!(
             "usage: tripswitch-worker URL NAMESPACE NAME FAIL_MAX RESET_MS HALF_OPEN_MAX \
-             [FAILURE_RATE MINIMUM_CALLS WINDOW_MS]"
+             [FAILURE_RATE MINIMUM_CALLS WINDOW_MS FLUSH_INTERVAL_MS]"
         );
         std::process::exit(2);
     };
@@ -44,11 +45,12 @@ fn main() {
     if fail_max != "-" {
         builder = builder.fail_max(number(fail_max) as u32);
     }
-    if let [rate, minimum, window_ms] = window {
+    if let [rate, minimum, window_ms, flush_ms] = window {
         builder = builder
             .failure_rate_threshold(number(rate) as u8)
             .minimum_calls(number(minimum) as u32)
-            .window(Duration::from_millis(number(window_ms)));
+            .window(Duration::from_millis(number(window_ms)))
+            .flush_interval(Duration::from_millis(number(flush_ms)));
     }
     let breaker = builder.build().unwrap_or_else(|e| {
         eprintln!("{e}");
@@ -91,6 +93,10 @@ fn main() {
             },
             ["state"] => match breaker.snapshot() {
                 Ok(s) => format!("{} failures={}", s.state, s.failures),
+                Err(error) => format!("error {error}"),
+            },
+            ["flush"] => match breaker.flush() {
+                Ok(()) => "ok".to_string(),
                 Err(error) => format!("error {error}"),
             },
             ["window"] => match breaker.snapshot() {

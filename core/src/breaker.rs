@@ -5,11 +5,15 @@
 use std::cell::RefCell;
 
 use crate::config::Config;
-use crate::machine::{self, Action, Outcome, Permit, Reason, Record, Rejection, Snapshot, State};
+use crate::machine::{
+    self, Action, Held, Outcome, Permit, Reason, Record, Rejection, Snapshot, State,
+};
 use crate::record;
 
 /// Writes tried against conflicting writers before a change gives up.
 pub const MAX_ATTEMPTS: usize = 64;
+/// Outcomes an instance holds at most before it merges them, however young.
+pub const MAX_HELD: usize = 1024;
 
 /// A stored value and its version.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,12 +182,28 @@ impl Default for View {
     }
 }
 
+/// Window outcomes this instance holds, not yet merged into the record.
+struct Holding {
+    /// The generation they were reported under.
+    generation: u64,
+    /// When the first of them was reported.
+    since_ms: u64,
+    /// In the order they were reported.
+    outcomes: Vec<Held>,
+    /// The cached record's version the projection was made on.
+    base_version: u64,
+    /// The cached record with every held outcome merged: what a merge
+    /// would write if nobody else wrote meanwhile.
+    projected: Record,
+}
+
 /// One named breaker, as one instance sees it.
 pub struct Breaker<P> {
     name: String,
     config: Config,
     port: P,
     view: RefCell<View>,
+    held: RefCell<Option<Holding>>,
 }
 
 impl<P: Port> Breaker<P> {
@@ -194,6 +214,7 @@ impl<P: Port> Breaker<P> {
             config,
             port,
             view: RefCell::new(View::default()),
+            held: RefCell::new(None),
         }
     }
 
@@ -290,6 +311,13 @@ impl<P: Port> Breaker<P> {
                 state: self.view.borrow().seen,
             });
         }
+        if let Some(reported) = self.hold(permit, outcome, now)? {
+            return Ok(reported);
+        }
+        // Held outcomes go first, so that this one counts after them.
+        if self.held.borrow().is_some() {
+            self.merge_held(now)?;
+        }
         let cached = self.view.borrow().cached.clone();
         let decide = |record: &Record| {
             if let Err(error) = self.window_matches(record) {
@@ -325,6 +353,132 @@ impl<P: Port> Breaker<P> {
             .and_then(|(r, _)| r)
     }
 
+    /// Holds a window outcome instead of writing it, when the component may
+    /// (see [`machine::holdable`]); merges what it holds at once when the
+    /// merged counts would open the circuit, when the oldest held outcome is
+    /// flush-interval old, or when it holds [`MAX_HELD`]. None: report it now.
+    fn hold(
+        &self,
+        permit: &Permit,
+        outcome: Outcome,
+        now: u64,
+    ) -> Result<Option<Reported>, BreakerError> {
+        let held = {
+            let view = self.view.borrow();
+            let Some((_, record)) = view.cached.as_ref() else {
+                return Ok(None);
+            };
+            let Some(held) = machine::holdable(&self.config, record, permit, outcome, now) else {
+                return Ok(None);
+            };
+            self.window_matches(record)?;
+            held
+        };
+        if self
+            .held
+            .borrow()
+            .as_ref()
+            .is_some_and(|h| h.generation != permit.generation)
+        {
+            self.merge_held(now)?;
+        }
+        let view = self.view.borrow();
+        let Some((version, record)) = view.cached.as_ref() else {
+            return Ok(None);
+        };
+        let due = {
+            let mut slot = self.held.borrow_mut();
+            let holding = slot.get_or_insert_with(|| Holding {
+                generation: permit.generation,
+                since_ms: now,
+                outcomes: Vec::new(),
+                base_version: *version,
+                projected: record.clone(),
+            });
+            holding.outcomes.push(held);
+            if holding.base_version == *version {
+                // One more outcome on the projection.
+                machine::absorb(&self.config, &mut holding.projected, held);
+            } else {
+                // The cached record changed (loaded since): project them all again.
+                let mut projected = record.clone();
+                for outcome in &holding.outcomes {
+                    machine::absorb(&self.config, &mut projected, *outcome);
+                }
+                holding.projected = projected;
+                holding.base_version = *version;
+            }
+            holding.projected.state != State::Closed
+                || now.saturating_sub(holding.since_ms) >= self.config.flush_interval_ms
+                || holding.outcomes.len() >= MAX_HELD
+        };
+        drop(view);
+        if due {
+            return self.merge_held(now).map(Some);
+        }
+        Ok(Some(Reported {
+            tripped: false,
+            state: State::Closed,
+        }))
+    }
+
+    /// Merges the window outcomes this instance holds into the stored record,
+    /// in one compare-and-swap; outcomes of an older generation count
+    /// nowhere. Hosts call it from a timer and before they drop a breaker,
+    /// so that an idle instance does not sit on outcomes.
+    pub fn flush(&self, now: u64) -> Result<(), BreakerError> {
+        self.merge_held(now).map(drop)
+    }
+
+    /// When the outcomes this instance holds are due to be merged (none:
+    /// it holds none): a host calls [`Breaker::flush`] by then.
+    pub fn flush_due(&self) -> Option<u64> {
+        self.held
+            .borrow()
+            .as_ref()
+            .map(|h| h.since_ms.saturating_add(self.config.flush_interval_ms))
+    }
+
+    fn merge_held(&self, now: u64) -> Result<Reported, BreakerError> {
+        let Some(holding) = self.held.borrow_mut().take() else {
+            return Ok(Reported {
+                tripped: false,
+                state: self.view.borrow().seen,
+            });
+        };
+        let cached = self.view.borrow().cached.clone();
+        let start = match cached {
+            Some((0, _)) => Loaded::Absent,
+            Some((version, record)) => Loaded::Present(version, record),
+            None => match self.load(now) {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    *self.held.borrow_mut() = Some(holding);
+                    return Err(error);
+                }
+            },
+        };
+        let merged = self
+            .write_loop(now, start, false, |record| {
+                if let Err(error) = self.window_matches(record) {
+                    return (None, Err(error));
+                }
+                let next =
+                    machine::merge(&self.config, record, holding.generation, &holding.outcomes);
+                let reported = Reported {
+                    tripped: next.as_ref().is_some_and(|n| machine::tripped(record, n)),
+                    state: next.as_ref().map_or(record.state, |n| n.state),
+                };
+                (next, Ok(reported))
+            })
+            .and_then(|(reported, _)| reported);
+        if let Err(BreakerError::Storage(_) | BreakerError::Contended(_)) = &merged {
+            // Nothing was written: keep them for the next try.
+            *self.held.borrow_mut() = Some(holding);
+        }
+        merged
+    }
+
     /// Whether a stored record's window has this breaker's shape (a record
     /// with none yet takes this breaker's).
     fn window_matches(&self, record: &Record) -> Result<(), BreakerError> {
@@ -351,17 +505,28 @@ impl<P: Port> Breaker<P> {
     pub fn snapshot(&self, now: u64) -> Result<Snapshot, BreakerError> {
         let loaded = self.load(now)?;
         let version = loaded.version();
-        let mut snapshot = match loaded {
-            Loaded::Absent => machine::snapshot(&self.config, &Record::default(), now),
-            Loaded::Present(_, record) => machine::snapshot(&self.config, &record, now),
+        let record = match loaded {
+            Loaded::Absent => Record::default(),
+            Loaded::Present(_, record) => record,
             Loaded::Corrupt(_, message) => return Err(BreakerError::Corrupt(message)),
         };
+        // What this instance holds counts in what it shows, while closed.
+        let shown = self
+            .held
+            .borrow()
+            .as_ref()
+            .and_then(|h| machine::merge(&self.config, &record, h.generation, &h.outcomes))
+            .filter(|merged| merged.state == State::Closed)
+            .unwrap_or(record);
+        let mut snapshot = machine::snapshot(&self.config, &shown, now);
         snapshot.version = version;
         Ok(snapshot)
     }
 
     /// Applies an operator action; a corrupt stored record is overwritten.
+    /// Held outcomes are dropped: the action starts a new generation.
     pub fn operate(&self, action: Action, now: u64) -> Result<(), BreakerError> {
+        self.held.borrow_mut().take();
         let cached = self.view.borrow().cached.clone();
         let start = match cached {
             Some((0, _)) => Loaded::Absent,

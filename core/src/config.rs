@@ -25,6 +25,8 @@ pub const MAX_WINDOW_CALLS: u32 = 10_000;
 pub const DEFAULT_SLOW_CALL_RATE_THRESHOLD: u8 = 100;
 /// How much longer each open after a failed trial waits, unless configured.
 pub const DEFAULT_BACKOFF_MULTIPLIER: f64 = 1.0;
+/// How long an instance may hold window outcomes before merging them, unless configured.
+pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 1000;
 /// The longest breaker name, in bytes.
 pub const MAX_NAME_BYTES: usize = 256;
 
@@ -59,6 +61,8 @@ pub struct Options {
     pub backoff_multiplier: Option<f64>,
     /// See [`Config::max_reset_timeout_ms`].
     pub max_reset_timeout_ms: Option<u64>,
+    /// See [`Config::flush_interval_ms`].
+    pub flush_interval_ms: Option<u64>,
 }
 
 /// A complete, valid configuration.
@@ -95,6 +99,9 @@ pub struct Config {
     pub backoff_multiplier: f64,
     /// The longest an open waits, in ms.
     pub max_reset_timeout_ms: u64,
+    /// How long an instance may hold window outcomes before merging them
+    /// into the record, in ms (0: merge every report at once).
+    pub flush_interval_ms: u64,
 }
 
 /// A refused configuration: the field's name (as in the WIT) and why.
@@ -272,6 +279,9 @@ impl Config {
             slow_call_rate_threshold,
             backoff_multiplier,
             max_reset_timeout_ms,
+            flush_interval_ms: options
+                .flush_interval_ms
+                .unwrap_or(DEFAULT_FLUSH_INTERVAL_MS),
         })
     }
 
@@ -321,6 +331,7 @@ mod tests {
                 slow_call_rate_threshold: 100,
                 backoff_multiplier: 1.0,
                 max_reset_timeout_ms: u64::MAX,
+                flush_interval_ms: 1000,
             }
         );
     }

@@ -327,9 +327,7 @@ pub fn report(
     if permit.generation != record.generation {
         return None;
     }
-    let slow = config
-        .slow_call_ms
-        .is_some_and(|limit| now.saturating_sub(permit.issued_at_ms) > limit);
+    let slow = slow(config, permit, now);
     match (record.state, permit.trial) {
         (State::Closed, false) => counted(config, record, outcome, slow, now),
         (State::HalfOpen, true) => {
@@ -363,9 +361,8 @@ pub fn report(
 }
 
 /// A closed circuit's record after a non-trial call ended: the consecutive
-/// count and the window take the outcome; the first rule it satisfies
-/// opens the circuit (the failure rate, the slow-call rate, then the
-/// consecutive failures). None when nothing changes.
+/// count and the window take the outcome (see [`take`]). None when nothing
+/// changes.
 fn counted(
     config: &Config,
     record: &Record,
@@ -378,16 +375,24 @@ fn counted(
         Outcome::Failure => true,
         Outcome::Success => false,
     };
-    let mut next = record.clone();
+    let next = take(config, record.clone(), failed, slow, now);
+    (next != *record).then_some(next)
+}
+
+/// A closed record after one more outcome, reported at `at`: the
+/// consecutive count and the window take it; the first rule it satisfies
+/// opens the circuit (the failure rate, the slow-call rate, then the
+/// consecutive failures).
+fn take(config: &Config, mut next: Record, failed: bool, slow: bool, at: u64) -> Record {
     next.failures = if failed {
-        record.failures.saturating_add(1)
+        next.failures.saturating_add(1)
     } else {
         0
     };
     if let Some(shape) = config.window {
         let window = next.window.get_or_insert_with(|| Counts::empty(shape));
-        window.add(now, failed, slow);
-        let totals = window.totals(now);
+        window.add(at, failed, slow);
+        let totals = window.totals(at);
         let minimum = match shape {
             Shape::Calls { calls } => config.minimum_calls.min(calls),
             Shape::Time { .. } => config.minimum_calls,
@@ -400,19 +405,104 @@ fn counted(
                 .failure_rate_threshold
                 .is_some_and(|t| reached(totals.failed, t))
             {
-                return Some(opened(config, &next, Reason::FailureRate, now));
+                return opened(config, &next, Reason::FailureRate, at);
             }
             if config.slow_call_ms.is_some()
                 && reached(totals.slow, config.slow_call_rate_threshold)
             {
-                return Some(opened(config, &next, Reason::SlowCallRate, now));
+                return opened(config, &next, Reason::SlowCallRate, at);
             }
         }
     }
     if config.consecutive && failed && next.failures >= config.fail_max {
-        return Some(opened(config, &next, Reason::Tripped, now));
+        return opened(config, &next, Reason::Tripped, at);
+    }
+    next
+}
+
+/// An outcome an instance holds before merging it into the record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// When it was reported (Unix ms).
+    pub at_ms: u64,
+    /// The call failed.
+    pub failed: bool,
+    /// The call was slow.
+    pub slow: bool,
+}
+
+/// The outcome as an instance may hold it instead of writing it now: a
+/// non-trial, non-ignored outcome of the stored generation, in closed, with
+/// a window and a flush interval, whose only effect is on the window (with
+/// the consecutive rule on, a success while no failure is counted). None:
+/// report it now.
+pub fn holdable(
+    config: &Config,
+    record: &Record,
+    permit: &Permit,
+    outcome: Outcome,
+    now: u64,
+) -> Option<Held> {
+    if config.flush_interval_ms == 0
+        || config.window.is_none()
+        || permit.trial
+        || record.state != State::Closed
+        || permit.generation != record.generation
+    {
+        return None;
+    }
+    let failed = match outcome {
+        Outcome::Ignored => return None,
+        Outcome::Failure => true,
+        Outcome::Success => false,
+    };
+    if config.consecutive && (failed || record.failures != 0) {
+        return None;
+    }
+    Some(Held {
+        at_ms: now,
+        failed,
+        slow: slow(config, permit, now),
+    })
+}
+
+/// The record after merging outcomes held under `generation`, in the order
+/// given; none when there is nothing to write (they belong to an older
+/// generation, or the circuit is no longer closed: they count nowhere). The
+/// first outcome that opens the circuit ends the merge; those after it
+/// count nowhere, as reports after an open would.
+pub fn merge(config: &Config, record: &Record, generation: u64, held: &[Held]) -> Option<Record> {
+    if record.state != State::Closed || record.generation != generation {
+        return None;
+    }
+    let mut next = record.clone();
+    for outcome in held {
+        next = take(config, next, outcome.failed, outcome.slow, outcome.at_ms);
+        if next.state != State::Closed {
+            break;
+        }
     }
     (next != *record).then_some(next)
+}
+
+/// Merges one held outcome into a projection of the record, in place (see
+/// [`merge`]); a projection that is no longer closed takes nothing more.
+pub fn absorb(config: &Config, projected: &mut Record, held: Held) {
+    if projected.state == State::Closed {
+        *projected = take(
+            config,
+            std::mem::take(projected),
+            held.failed,
+            held.slow,
+            held.at_ms,
+        );
+    }
+}
+
+fn slow(config: &Config, permit: &Permit, now: u64) -> bool {
+    config
+        .slow_call_ms
+        .is_some_and(|limit| now.saturating_sub(permit.issued_at_ms) > limit)
 }
 
 /// Whether writing `next` over `record` opened the circuit: a trip from

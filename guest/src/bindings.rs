@@ -86,6 +86,7 @@ impl GuestCircuitBreaker for Resource {
             slow_call_rate_threshold: config.slow_call_rate_threshold,
             backoff_multiplier: config.backoff_multiplier,
             max_reset_timeout_ms: config.max_reset_timeout_ms,
+            flush_interval_ms: config.flush_interval_ms,
         };
         let config = Config::resolve(&name, &options)
             .map_err(|e| wit::ConfigError::Invalid((e.field.to_string(), e.reason)))?;
@@ -131,6 +132,7 @@ impl GuestCircuitBreaker for Resource {
             .map(|Reported { tripped, state }| wit::Reported {
                 tripped,
                 state: to_wit(state),
+                flush_by_ms: self.0.flush_due(),
             })
             .map_err(error)
     }
@@ -165,6 +167,10 @@ impl GuestCircuitBreaker for Resource {
             wit::Action::Disable => Action::Disable,
         };
         self.0.operate(action, now_ms).map_err(error)
+    }
+
+    fn flush(&self, now_ms: u64) -> Result<(), wit::BreakerError> {
+        self.0.flush(now_ms).map_err(error)
     }
 }
 

@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tripswitch::{Builder, CircuitBreaker};
+use tripswitch::CircuitBreaker;
 
 fn calls(c: &mut Criterion) {
     let mut group = c.benchmark_group("call");
@@ -33,27 +33,60 @@ fn calls(c: &mut Criterion) {
     group.bench_function("rejection", |b| {
         b.iter(|| open.call(|| Ok::<u64, ()>(black_box(1))))
     });
-    // A window that never trips: a slow-call rule no call meets, and
-    // consecutive failures that never reach fail-max.
-    let windows: [(&str, fn(Builder) -> Builder); 2] = [
-        ("count window", |b| b.window_calls(100)),
-        ("time window", |b| b.window(Duration::from_secs(30))),
-    ];
-    for (window, shape) in windows {
-        let rated = |name: &str| {
-            shape(CircuitBreaker::builder(name))
-                .slow_call(Duration::from_secs(3600))
-                .fail_max(u32::MAX)
+    // Windows that never trip: a failure-rate rule whose minimum no run
+    // reaches (a count window's minimum is its size: it gets successes only).
+    let time_window = |name: &str, flush: Duration| {
+        CircuitBreaker::builder(name)
+            .failure_rate_threshold(100)
+            .minimum_calls(u32::MAX)
+            .window(Duration::from_secs(30))
+            .flush_interval(flush)
+            .build()
+            .unwrap()
+    };
+    let held = Duration::from_secs(1);
+    let cases = [
+        (
+            "success, time window, held",
+            time_window("bench-tw-s", held),
+            true,
+        ),
+        (
+            "failure, time window, held",
+            time_window("bench-tw-f", held),
+            false,
+        ),
+        (
+            "success, time window, flush 0",
+            time_window("bench-tw0-s", Duration::ZERO),
+            true,
+        ),
+        (
+            "failure, time window, flush 0",
+            time_window("bench-tw0-f", Duration::ZERO),
+            false,
+        ),
+        (
+            "success, count window, held",
+            CircuitBreaker::builder("bench-cw-s")
+                .failure_rate_threshold(100)
+                .window_calls(100)
                 .build()
-                .unwrap()
-        };
-        let succeeding = rated(&format!("bench-{window}-success"));
-        group.bench_function(format!("success, {window}"), |b| {
-            b.iter(|| succeeding.call(|| Ok::<u64, ()>(black_box(1))))
-        });
-        let failing = rated(&format!("bench-{window}-failure"));
-        group.bench_function(format!("failure, {window}"), |b| {
-            b.iter(|| failing.call(|| Err::<u64, u64>(black_box(1))))
+                .unwrap(),
+            true,
+        ),
+    ];
+    for (label, breaker, succeeds) in &cases {
+        group.bench_function(*label, |b| {
+            b.iter(|| {
+                breaker.call(|| {
+                    if *succeeds {
+                        Ok::<u64, u64>(black_box(1))
+                    } else {
+                        Err(black_box(1))
+                    }
+                })
+            })
         });
     }
     group.finish();

@@ -6,6 +6,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use wasmtime::component::ResourceAny;
 
@@ -42,12 +43,59 @@ pub(crate) struct Inner {
     pub exclusions: Vec<Exclusion>,
     pub teller: Teller,
     pub memo: Memo,
+    /// Whether the flush thread has been asked to merge held outcomes.
+    pub flush_scheduled: AtomicBool,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // Outcomes held in idle instances are merged before the resource goes.
+        let _ = flush_inner(self);
         self.runtime.retire(self.id);
     }
+}
+
+/// Merges the window outcomes that idle instances hold for a breaker. (One
+/// checked out by another thread at that moment merges at its next report,
+/// or at the next flush.)
+pub(crate) fn flush_inner(inner: &Inner) -> Result<(), Error> {
+    let now = inner.clock.now_ms();
+    let mut result = Ok(());
+    for mut instance in inner.runtime.take_holding(inner.id) {
+        let Some(&resource) = instance.breakers.get(&inner.id) else {
+            continue;
+        };
+        instance.store.data_mut().begin(&inner.storage);
+        instance.enter();
+        let called = instance
+            .bindings
+            .tripswitch_breaker_breaker()
+            .circuit_breaker()
+            .call_flush(&mut instance.store, resource, now);
+        let state = instance.store.data_mut();
+        state.storage = None;
+        let announced = std::mem::take(&mut state.announced);
+        let source = state.storage_error.take();
+        match called {
+            // A trap discards the instance (and what it held).
+            Err(error) => {
+                result = Err(Error::Component(format!(
+                    "breaker {:?}: the component failed and its instance was discarded: {error:#}",
+                    inner.name
+                )));
+                continue;
+            }
+            Ok(Ok(())) => {
+                instance.holding.remove(&inner.id);
+            }
+            Ok(Err(error)) => result = Err(Error::from_breaker(error, source)),
+        }
+        inner
+            .teller
+            .changes(&inner.name, &inner.listeners, &announced);
+        inner.runtime.checkin(instance);
+    }
+    result
 }
 
 impl std::fmt::Debug for CircuitBreaker {
@@ -248,6 +296,13 @@ impl CircuitBreaker {
         self.settle(answer, effects.storage_error)
     }
 
+    /// Merges the window outcomes this breaker's idle instances hold into
+    /// the record now (the flush thread does it when they fall due, and
+    /// dropping the last clone of the breaker does it too).
+    pub fn flush(&self) -> Result<(), Error> {
+        flush_inner(&self.inner)
+    }
+
     /// Operator: opens the circuit now.
     pub fn open(&self) -> Result<(), Error> {
         self.operate(Action::Open)
@@ -302,13 +357,36 @@ impl CircuitBreaker {
         before: impl FnOnce(&Result<wit::Reported, wit::BreakerError>),
     ) -> Result<wit::Reported, Error> {
         let now = self.inner.clock.now_ms();
+        let id = self.inner.id;
         let (answer, effects) = self.invoke(|instance, resource| {
-            instance
+            let answer = instance
                 .bindings
                 .tripswitch_breaker_breaker()
                 .circuit_breaker()
-                .call_report(&mut instance.store, resource, permit, outcome.into(), now)
+                .call_report(&mut instance.store, resource, permit, outcome.into(), now)?;
+            // The component says whether this instance now holds outcomes.
+            // (An error leaves what it held as it was.)
+            match &answer {
+                Ok(wit::Reported {
+                    flush_by_ms: Some(_),
+                    ..
+                }) => {
+                    instance.holding.insert(id);
+                }
+                Ok(_) => {
+                    instance.holding.remove(&id);
+                }
+                Err(_) => {}
+            }
+            Ok(answer)
         })?;
+        if let Ok(wit::Reported {
+            flush_by_ms: Some(due),
+            ..
+        }) = &answer
+        {
+            crate::flusher::schedule(&self.inner, *due);
+        }
         before(&answer);
         self.tell(&effects.announced);
         self.settle(answer, effects.storage_error)

@@ -48,6 +48,8 @@ pub struct Config {
     pub backoff_multiplier: Option<f64>,
     /// The longest an open waits, in ms.
     pub max_reset_timeout_ms: Option<u64>,
+    /// How long an instance may hold window outcomes before merging them, in ms.
+    pub flush_interval_ms: Option<u64>,
 }
 
 impl From<&Config> for wit::Config {
@@ -67,6 +69,7 @@ impl From<&Config> for wit::Config {
             slow_call_rate_threshold: config.slow_call_rate_threshold,
             backoff_multiplier: config.backoff_multiplier,
             max_reset_timeout_ms: config.max_reset_timeout_ms,
+            flush_interval_ms: config.flush_interval_ms,
         }
     }
 }
@@ -186,6 +189,15 @@ impl Builder {
         self
     }
 
+    /// How long the breaker may hold window outcomes before merging them
+    /// into the record in one write (zero: every report writes). A
+    /// background thread merges them when they are due, and dropping the
+    /// last clone of the breaker merges what is held.
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.config.flush_interval_ms = Some(crate::millis(interval));
+        self
+    }
+
     /// Counts errors of type `E` for which `predicate` holds as successes.
     pub fn exclude<E: 'static>(
         mut self,
@@ -229,6 +241,7 @@ impl Builder {
         }
         let breaker = CircuitBreaker::from_inner(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            flush_scheduled: std::sync::atomic::AtomicBool::new(false),
             name: self.name,
             config: wit::Config::from(&self.config),
             runtime: self.runtime.unwrap_or_else(|| Runtime::embedded().clone()),

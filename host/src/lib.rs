@@ -25,6 +25,7 @@ mod breaker;
 mod builder;
 pub mod clock;
 mod error;
+mod flusher;
 mod listener;
 mod memo;
 mod permit;

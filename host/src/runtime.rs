@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceAny};
 use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 
@@ -179,8 +179,17 @@ impl Runtime {
         Ok(instance)
     }
 
-    /// Puts an instance back for the next caller.
+    /// Puts an instance back for the next caller. One that holds window
+    /// outcomes goes to the shared pool, where a flush can reach it.
     pub(crate) fn checkin(&self, instance: Box<Instance>) {
+        if !instance.holding.is_empty() {
+            self.inner
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(instance);
+            return;
+        }
         let mut spare = Some(instance);
         let _ = LOCAL.try_with(|slot| {
             let held = slot.take();
@@ -200,6 +209,17 @@ impl Runtime {
         }
     }
 
+    /// Takes the idle instances that hold window outcomes of `breaker`.
+    #[allow(clippy::vec_box)] // moved between pools as boxes
+    pub(crate) fn take_holding(&self, breaker: u64) -> Vec<Box<Instance>> {
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let (holding, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut *idle)
+            .into_iter()
+            .partition(|instance| instance.holding.contains(&breaker));
+        *idle = rest;
+        holding
+    }
+
     /// Asks every instance to drop a breaker's guest resource.
     pub(crate) fn retire(&self, breaker: u64) {
         self.inner
@@ -213,6 +233,7 @@ impl Runtime {
     fn sweep(&self, instance: &mut Instance, retired_count: usize) {
         let retired = self.inner.retired.lock().unwrap_or_else(|e| e.into_inner());
         for id in retired.iter().skip(instance.swept) {
+            instance.holding.remove(id);
             if let Some(resource) = instance.breakers.remove(id) {
                 instance.enter();
                 // A failed drop only leaks guest memory in this instance.
@@ -260,6 +281,7 @@ impl Runtime {
             store,
             bindings,
             breakers: FxHashMap::default(),
+            holding: FxHashSet::default(),
             // Breakers retired before this instance existed have nothing here.
             swept: self.inner.retired_count.load(Ordering::Acquire),
         }))
@@ -272,6 +294,8 @@ pub(crate) struct Instance {
     pub bindings: Tripswitch,
     /// Guest resources by breaker id.
     pub breakers: FxHashMap<u64, ResourceAny>,
+    /// The breakers whose window outcomes this instance holds, unmerged.
+    pub holding: FxHashSet<u64>,
     swept: usize,
 }
 

@@ -90,6 +90,8 @@ export interface CircuitBreakerOptions {
   backoffMultiplier?: number;
   /** The longest an open waits, in ms. */
   maxResetTimeout?: number;
+  /** How long the breaker may hold window outcomes before merging them, in ms (0: every report writes). */
+  flushInterval?: number;
   /** Errors that count as successes: Error classes, or predicates. */
   exclude?: ((error: unknown) => boolean) | (new (...args: any[]) => Error) | Array<((error: unknown) => boolean) | (new (...args: any[]) => Error)>;
   /** Where the state lives (default: a MemoryStorage of its own). */
@@ -166,6 +168,10 @@ export declare class CircuitBreaker extends EventTarget {
   wrap<A extends unknown[], R>(fn: (...args: A) => R | Promise<R>): (...args: A) => Promise<R>;
   acquire(): Permit;
   operate(action: Action): void;
+  /** Merges the window outcomes this breaker holds into the record now. */
+  flush(): void;
+  /** Merges what the breaker holds and stops its flush timer. */
+  dispose(): void;
   open(): void;
   close(): void;
   halfOpen(): void;

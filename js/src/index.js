@@ -30,6 +30,7 @@ const OPTION_OF_FIELD = {
   'slow-call-rate-threshold': 'slowCallRateThreshold',
   'backoff-multiplier': 'backoffMultiplier',
   'max-reset-timeout-ms': 'maxResetTimeout',
+  'flush-interval-ms': 'flushInterval',
 };
 const MAX_U32 = 2 ** 32 - 1;
 
@@ -124,6 +125,12 @@ function percent(options, key, name) {
   return value;
 }
 
+/** A number of milliseconds that may be 0. */
+function flushMillis(options, key, name) {
+  if (options[key] === 0) return 0n;
+  return millis(options, key, name);
+}
+
 /** A decimal option (the component says which are valid). */
 function decimal(options, key, name) {
   const value = options[key];
@@ -192,6 +199,7 @@ function checkOptions(name, options) {
       slowCallRateThreshold: percent(options, 'slowCallRateThreshold', name),
       backoffMultiplier: decimal(options, 'backoffMultiplier', name),
       maxResetTimeoutMs: millis(options, 'maxResetTimeout', name),
+      flushIntervalMs: flushMillis(options, 'flushInterval', name),
     },
     storage,
     clock,
@@ -230,6 +238,8 @@ export class CircuitBreaker extends EventTarget {
   #memo = undefined;
   /** Event types that have ever had a listener (never shrinks, so no event is lost). */
   #heard = new Set();
+  /** The timer that merges held window outcomes when they fall due. */
+  #flushTimer = undefined;
 
   /**
    * @param {string} name The breaker's name: its key in the storage.
@@ -320,6 +330,42 @@ export class CircuitBreaker extends EventTarget {
       throw new RangeError(`${this.#name}: action must be one of ${Object.values(ACTION_OF_METHOD).join(', ')}, got ${describe(action)}`);
     }
     this.#settled((guest, now) => guest.operate(action, now));
+  }
+
+  /**
+   * Merges the window outcomes this breaker holds into the record now (a
+   * timer does it when they fall due; call `dispose()` when done with the
+   * breaker).
+   */
+  flush() {
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    this.#settled((guest, now) => guest.flush(now));
+  }
+
+  /** Merges what the breaker holds and stops its timer: call it when done with the breaker. */
+  dispose() {
+    this.flush();
+  }
+
+  [Symbol.dispose]() {
+    this.dispose();
+  }
+
+  /** Asks for a flush when the component says held outcomes fall due. */
+  #flushBy(dueMs) {
+    if (dueMs === undefined || this.#flushTimer !== undefined) return;
+    const wait = Math.max(0, Number(dueMs) - Math.floor(this.#clock()));
+    this.#flushTimer = setTimeout(() => {
+      this.#flushTimer = undefined;
+      try {
+        this.flush();
+      } catch (error) {
+        this.#emit('error', { error });
+      }
+    }, wait);
+    // An idle process is not kept alive for it (Node); browsers have no unref.
+    this.#flushTimer.unref?.();
   }
 
   /** Operator: opens the circuit now. */
@@ -504,6 +550,7 @@ export class CircuitBreaker extends EventTarget {
       },
     );
     if (outcome === 'success') this.#emit('success', {});
+    this.#flushBy(reported.flushByMs);
     return reported.tripped;
   }
 

@@ -250,3 +250,27 @@ test('a deleted key never hands out an old version, so no stale answer is reused
   assert.equal(b.acquire().report('failure'), true);
   assert.throws(() => a.acquire(), (e) => e.reason === 'open', 'a asks again and hears open');
 });
+
+test('window outcomes are held and merged by flush(), dispose() and the timer', async () => {
+  const storage = new MemoryStorage();
+  const { clock, options } = clocked({ storage, failureRateThreshold: 50, flushInterval: 20 });
+  const holder = new CircuitBreaker('held', options);
+  const reader = new CircuitBreaker('held', { ...options, flushInterval: 0 });
+  for (let i = 0; i < 3; i += 1) await holder.call(() => 'ok');
+  await assert.rejects(holder.call(boom), /boom/);
+  assert.equal(holder.snapshot().window.calls, 4, 'the holder counts what it holds');
+  assert.equal(reader.snapshot().window.calls, 0, 'not in the record yet');
+  holder.flush();
+  assert.deepEqual(reader.snapshot().window, {
+    calls: 4, failures: 1, slowCalls: 0, failureRate: 25, slowCallRate: 0,
+  });
+  await holder.call(() => 'ok');
+  holder.dispose();
+  assert.equal(reader.snapshot().window.calls, 5);
+  // The timer merges what falls due (20 ms on this clock, which it reads).
+  await holder.call(() => 'ok');
+  clock.now += 20;
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.equal(reader.snapshot().window.calls, 6);
+  assert.throws(() => new CircuitBreaker('x', { flushInterval: -1 }), /flushInterval/);
+});

@@ -20,6 +20,7 @@ function options(config, clock, storage) {
     windowMs: 'window',
     slowCallMs: 'slowCall',
     maxResetTimeoutMs: 'maxResetTimeout',
+    flushIntervalMs: 'flushInterval',
   };
   const out = { clock, storage };
   for (const [key, value] of Object.entries(config)) out[rename[key] ?? key] = value;
@@ -42,6 +43,7 @@ const OPTION_OF_FIELD = {
   'slow-call-rate-threshold': 'slowCallRateThreshold',
   'backoff-multiplier': 'backoffMultiplier',
   'max-reset-timeout-ms': 'maxResetTimeout',
+  'flush-interval-ms': 'flushInterval',
   name: 'name',
 };
 

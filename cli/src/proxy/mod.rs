@@ -164,6 +164,8 @@ fn check_knobs(settings: &Settings) -> anyhow::Result<()> {
         slow_call_rate_threshold: knobs.slow_call_rate_threshold,
         backoff_multiplier: knobs.backoff_multiplier,
         max_reset_timeout_ms: knobs.max_reset_timeout_ms,
+        // The plugin merges every report (its instances are dropped unflushed).
+        flush_interval_ms: Some(0),
     };
     let built = CircuitBreaker::builder(settings.breaker.clone())
         .config(config)

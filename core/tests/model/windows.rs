@@ -16,7 +16,7 @@ use crate::strategies::settings;
 
 /// A window that never trips in these runs: its thresholds need more calls
 /// than a run makes.
-fn counting(window_ms: Option<u64>, window_calls: Option<u32>) -> Config {
+fn counting(window_ms: Option<u64>, window_calls: Option<u32>, flush_interval_ms: u64) -> Config {
     Config::resolve(
         KEY,
         &Options {
@@ -25,6 +25,7 @@ fn counting(window_ms: Option<u64>, window_calls: Option<u32>) -> Config {
             window_ms,
             window_calls,
             slow_call_ms: Some(5),
+            flush_interval_ms: Some(flush_interval_ms),
             ..Options::default()
         },
     )
@@ -38,6 +39,7 @@ enum Step {
     Acquire(usize),
     Report(usize, Outcome, u64),
     Tick(u64),
+    Flush(usize),
 }
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
@@ -51,6 +53,7 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
             (0..4usize).prop_map(Step::Acquire),
             (0..64usize, outcome, 0..12u64).prop_map(|(p, o, d)| Step::Report(p, o, d)),
             (0..50u64).prop_map(Step::Tick),
+            (0..4usize).prop_map(Step::Flush),
         ],
         0..120,
     )
@@ -60,16 +63,23 @@ proptest! {
     #![proptest_config(settings())]
 
     /// Up to four instances over one storage, each with its own stale cache
-    /// (so their writes conflict and are recomputed), report outcomes in any
-    /// order: the window holds exactly the non-ignored outcomes reported,
-    /// the failed and the slow ones among them.
+    /// (so their writes conflict and are recomputed), each holding outcomes
+    /// and merging them at its own moments (a flush, the flush interval, a
+    /// report that cannot be held), report outcomes in any order: once every
+    /// instance has flushed, the window holds exactly the non-ignored
+    /// outcomes reported, the failed and the slow ones among them.
     #[test]
     fn window_totals_are_the_outcomes_reported(
         time in any::<bool>(),
+        flush_interval in prop_oneof![Just(0u64), 1..40u64, Just(1_000_000u64)],
         n in 1..=4usize,
         steps in steps(),
     ) {
-        let cfg = if time { counting(Some(100_000_000), None) } else { counting(None, Some(10_000)) };
+        let cfg = if time {
+            counting(Some(100_000_000), None, flush_interval)
+        } else {
+            counting(None, Some(10_000), flush_interval)
+        };
         let storage = Scripted::holding(None, 0);
         let breakers: Vec<_> = (0..n)
             .map(|_| Breaker::new(KEY.to_owned(), cfg.clone(), &storage))
@@ -98,7 +108,11 @@ proptest! {
                 }
                 Step::Report(..) => {}
                 Step::Tick(ms) => now += ms,
+                Step::Flush(w) => breakers[w % n].flush(now).expect("a flush"),
             }
+        }
+        for breaker in &breakers {
+            breaker.flush(now).unwrap();
         }
         let snapshot = breakers[0].snapshot(now).unwrap();
         prop_assert_eq!(snapshot.state, State::Closed);
@@ -253,6 +267,7 @@ fn a_window_of_another_shape_is_an_error_naming_the_field() {
     let calls = Options {
         failure_rate_threshold: Some(50),
         window_calls: Some(10),
+        flush_interval_ms: Some(0),
         ..Options::default()
     };
     assert!(!call(
@@ -292,4 +307,82 @@ fn a_window_of_another_shape_is_an_error_naming_the_field() {
         1,
         "nothing counted"
     );
+}
+
+#[test]
+fn an_instance_holds_window_outcomes_until_they_are_due_or_would_trip() {
+    let storage = Scripted::holding(None, 0);
+    let holding = breaker(
+        &storage,
+        Options {
+            failure_rate_threshold: Some(50),
+            minimum_calls: Some(4),
+            window_calls: Some(100),
+            flush_interval_ms: Some(1000),
+            ..Options::default()
+        },
+    );
+    // Held: nothing written, yet this instance shows them.
+    assert!(!call(&holding, Outcome::Success, 0, 0));
+    assert!(!call(&holding, Outcome::Success, 10, 0));
+    assert!(!call(&holding, Outcome::Failure, 20, 0));
+    assert_eq!(storage.swaps.get(), 0, "held, not written");
+    assert_eq!(holding.snapshot(20).unwrap().window.calls, 3);
+    assert_eq!(storage.record(), None);
+    // A failure that makes 2 of 4 (50 %) would open it: merged at once, and it trips.
+    assert!(call(&holding, Outcome::Failure, 30, 0));
+    assert_eq!(storage.record().unwrap().reason, Reason::FailureRate);
+
+    // Held outcomes become due after the flush interval, or on a flush.
+    let storage = Scripted::holding(None, 0);
+    let holding = breaker(
+        &storage,
+        Options {
+            failure_rate_threshold: Some(50),
+            flush_interval_ms: Some(1000),
+            ..Options::default()
+        },
+    );
+    assert!(!call(&holding, Outcome::Success, 0, 0));
+    assert!(!call(&holding, Outcome::Success, 100, 0));
+    assert!(!call(&holding, Outcome::Success, 999, 0));
+    let stored = |at| {
+        storage
+            .record()
+            .and_then(|r| r.window)
+            .map_or(0, |w| w.totals(at).calls)
+    };
+    assert_eq!(stored(999), 0);
+    assert!(
+        !call(&holding, Outcome::Success, 1000, 0),
+        "1000 ms after the first held"
+    );
+    assert_eq!(stored(1000), 4);
+    assert!(!call(&holding, Outcome::Failure, 1200, 0));
+    assert_eq!(stored(1300), 4);
+    holding.flush(1300).unwrap();
+    assert_eq!(stored(1300), 5);
+    holding.flush(1300).unwrap();
+    assert_eq!(stored(1300), 5, "a flush with nothing held writes nothing");
+}
+
+#[test]
+fn held_outcomes_of_an_older_generation_count_nowhere() {
+    let storage = Scripted::holding(None, 0);
+    let options = Options {
+        failure_rate_threshold: Some(50),
+        flush_interval_ms: Some(1000),
+        ..Options::default()
+    };
+    let holder = breaker(&storage, options.clone());
+    let operator = breaker(&storage, options);
+    assert!(!call(&holder, Outcome::Success, 0, 0));
+    assert!(!call(&holder, Outcome::Failure, 10, 0));
+    // Another instance opens and closes the circuit meanwhile: a new generation.
+    operator.operate(Action::Open, 20).unwrap();
+    operator.operate(Action::Close, 30).unwrap();
+    holder.flush(40).unwrap();
+    let record = storage.record().unwrap();
+    assert_eq!(record.state, State::Closed);
+    assert_eq!(record.window, None, "the held failure counts nowhere");
 }

@@ -40,6 +40,8 @@ impl Plugin {
             slow_call_rate_threshold: knobs.slow_call_rate_threshold,
             backoff_multiplier: knobs.backoff_multiplier,
             max_reset_timeout_ms: knobs.max_reset_timeout_ms,
+            // Envoy replaces a VM without warning (a reload): merge every report.
+            flush_interval_ms: Some(0),
         };
         let config = Config::resolve(&settings.breaker, &options)
             .map_err(|invalid| format!("{}: {}", key_for(invalid.field), invalid.reason))?;

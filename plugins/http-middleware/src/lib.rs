@@ -64,6 +64,8 @@ impl Middleware {
             slow_call_rate_threshold: knobs.slow_call_rate_threshold,
             backoff_multiplier: knobs.backoff_multiplier,
             max_reset_timeout_ms: knobs.max_reset_timeout_ms,
+            // This host drops instances without a flush: merge every report.
+            flush_interval_ms: Some(0),
         };
         let breaker = CircuitBreaker::create(&settings.breaker, config).map_err(
             |ConfigError::Invalid((field, reason))| format!("{}: {reason}", variable_for(&field)),
