@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
-use tripswitch::{Action, CircuitBreaker, Snapshot, Storage};
+use tripswitch::{Action, CircuitBreaker, Snapshot, State, Storage};
 
 use crate::store::StoreArgs;
 
@@ -130,10 +130,9 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
     );
     let mut estimated = false;
     for (name, s) in &rows {
-        // A record from before format 3 keeps no trial time: the wait is
-        // the component's default reset timeout's, an estimate.
-        let estimate =
-            s.retry_after.is_some() && s.opened_at_ms.is_some() && s.retry_at_ms.is_none();
+        // An open record from before format 3 keeps no trial time: the
+        // wait is the component's default reset timeout's, an estimate.
+        let estimate = s.state == State::Open && s.retry_at_ms.is_none();
         estimated |= estimate;
         println!(
             "{:<24} {:<12} {:>8} {:>9} {:>6} {:<24} {:>11} {:>16} {:>10}",

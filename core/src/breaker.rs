@@ -401,11 +401,7 @@ impl<P: Port> Breaker<P> {
                 machine::absorb(&self.config, &mut holding.projected, held);
             } else {
                 // The cached record changed (loaded since): project them all again.
-                let mut projected = record.clone();
-                for outcome in &holding.outcomes {
-                    machine::absorb(&self.config, &mut projected, *outcome);
-                }
-                holding.projected = projected;
+                holding.projected = machine::project(&self.config, record, &holding.outcomes);
                 holding.base_version = *version;
             }
             holding.projected.state != State::Closed

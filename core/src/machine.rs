@@ -475,14 +475,18 @@ pub fn merge(config: &Config, record: &Record, generation: u64, held: &[Held]) -
     if record.state != State::Closed || record.generation != generation {
         return None;
     }
+    let next = project(config, record, held);
+    (next != *record).then_some(next)
+}
+
+/// `record` with `held` merged, in order, as far as it stays closed (see
+/// [`merge`], which also checks the generation).
+pub fn project(config: &Config, record: &Record, held: &[Held]) -> Record {
     let mut next = record.clone();
     for outcome in held {
-        next = take(config, next, outcome.failed, outcome.slow, outcome.at_ms);
-        if next.state != State::Closed {
-            break;
-        }
+        absorb(config, &mut next, *outcome);
     }
-    (next != *record).then_some(next)
+    next
 }
 
 /// Merges one held outcome into a projection of the record, in place (see

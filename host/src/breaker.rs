@@ -55,6 +55,36 @@ impl Drop for Inner {
     }
 }
 
+impl Inner {
+    /// Runs one call into the component on `instance` with this breaker's
+    /// storage, and collects what else the call produced. On a trap the
+    /// caller drops the instance rather than pooling it.
+    fn run_on<R>(
+        &self,
+        instance: &mut Instance,
+        resource: ResourceAny,
+        call: impl FnOnce(&mut Instance, ResourceAny) -> wasmtime::Result<R>,
+    ) -> Result<(R, Effects), Error> {
+        instance.store.data_mut().begin(&self.storage);
+        instance.enter();
+        let answer = call(instance, resource).map_err(|e| self.trapped(e))?;
+        let state = instance.store.data_mut();
+        state.storage = None;
+        let effects = Effects {
+            announced: std::mem::take(&mut state.announced),
+            storage_error: state.storage_error.take(),
+        };
+        Ok((answer, effects))
+    }
+
+    fn trapped(&self, error: wasmtime::Error) -> Error {
+        Error::Component(format!(
+            "breaker {:?}: the component failed and its instance was discarded: {error:#}",
+            self.name
+        ))
+    }
+}
+
 /// Merges the window outcomes that idle instances hold for a breaker. (One
 /// checked out by another thread at that moment merges at its next report,
 /// or at the next flush.)
@@ -65,34 +95,30 @@ pub(crate) fn flush_inner(inner: &Inner) -> Result<(), Error> {
         let Some(&resource) = instance.breakers.get(&inner.id) else {
             continue;
         };
-        instance.store.data_mut().begin(&inner.storage);
-        instance.enter();
-        let called = instance
-            .bindings
-            .tripswitch_breaker_breaker()
-            .circuit_breaker()
-            .call_flush(&mut instance.store, resource, now);
-        let state = instance.store.data_mut();
-        state.storage = None;
-        let announced = std::mem::take(&mut state.announced);
-        let source = state.storage_error.take();
-        match called {
-            // A trap discards the instance (and what it held).
+        let flushed = inner.run_on(&mut instance, resource, |instance, resource| {
+            instance
+                .bindings
+                .tripswitch_breaker_breaker()
+                .circuit_breaker()
+                .call_flush(&mut instance.store, resource, now)
+        });
+        // A trap discards the instance (and what it held).
+        let (answer, effects) = match flushed {
+            Ok(done) => done,
             Err(error) => {
-                result = Err(Error::Component(format!(
-                    "breaker {:?}: the component failed and its instance was discarded: {error:#}",
-                    inner.name
-                )));
+                result = Err(error);
                 continue;
             }
-            Ok(Ok(())) => {
+        };
+        match answer {
+            Ok(()) => {
                 instance.holding.remove(&inner.id);
             }
-            Ok(Err(error)) => result = Err(Error::from_breaker(error, source)),
+            Err(error) => result = Err(Error::from_breaker(error, effects.storage_error)),
         }
         inner
             .teller
-            .changes(&inner.name, &inner.listeners, &announced);
+            .changes(&inner.name, &inner.listeners, &effects.announced);
         inner.runtime.checkin(instance);
     }
     result
@@ -422,18 +448,10 @@ impl CircuitBreaker {
     ) -> Result<(R, Effects), Error> {
         let runtime = &self.inner.runtime;
         let (resource, mut instance) = self.resource(runtime.checkout()?)?;
-        instance.store.data_mut().begin(&self.inner.storage);
-        instance.enter();
         // On a trap the instance is dropped here, not returned to the pool.
-        let answer = call(&mut instance, resource).map_err(|e| self.trapped(e))?;
-        let state = instance.store.data_mut();
-        state.storage = None;
-        let effects = Effects {
-            announced: std::mem::take(&mut state.announced),
-            storage_error: state.storage_error.take(),
-        };
+        let done = self.inner.run_on(&mut instance, resource, call)?;
         runtime.checkin(instance);
-        Ok((answer, effects))
+        Ok(done)
     }
 
     /// This breaker's guest resource in `instance`, created on first use.
@@ -447,7 +465,7 @@ impl CircuitBreaker {
             .tripswitch_breaker_breaker()
             .circuit_breaker()
             .call_create(&mut instance.store, &self.inner.name, self.inner.config)
-            .map_err(|e| self.trapped(e))?;
+            .map_err(|e| self.inner.trapped(e))?;
         match created {
             Ok(resource) => {
                 instance.breakers.insert(self.inner.id, resource);
@@ -458,12 +476,5 @@ impl CircuitBreaker {
                 Err(Error::InvalidConfig { field, reason })
             }
         }
-    }
-
-    fn trapped(&self, error: wasmtime::Error) -> Error {
-        Error::Component(format!(
-            "breaker {:?}: the component failed and its instance was discarded: {error:#}",
-            self.inner.name
-        ))
     }
 }
