@@ -105,9 +105,9 @@ impl Permit {
         self.record(outcome)
     }
 
-    /// Records `outcome`, telling listeners of an error no caller can be
-    /// told; returns whether it opened the circuit.
-    pub(crate) fn report_quietly(mut self, outcome: Outcome) -> bool {
+    /// Records `outcome`, telling the listeners (not the caller) of an error;
+    /// returns whether it opened the circuit.
+    pub fn report_quietly(mut self, outcome: Outcome) -> bool {
         self.reported = true;
         self.record_quietly(outcome)
     }

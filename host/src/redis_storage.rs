@@ -25,7 +25,7 @@ use crate::types::State;
 /// microseconds, not from 1: a key that was deleted, evicted or flushed never
 /// hands out a version it had before, so a writer holding an old version
 /// cannot overwrite the new record.
-const COMPARE_AND_SWAP: &str = r#"
+pub const COMPARE_AND_SWAP_SCRIPT: &str = r#"
 local current = redis.call('HGET', KEYS[1], 'v')
 local version
 if current == false then
@@ -181,7 +181,7 @@ impl RedisStorageBuilder {
                 response_timeout: self.response_timeout,
                 connect_timeout: self.connect_timeout,
                 retry_interval: self.retry_interval,
-                script: Script::new(COMPARE_AND_SWAP),
+                script: Script::new(COMPARE_AND_SWAP_SCRIPT),
                 idle: Mutex::new(Vec::new()),
                 down: Mutex::new(None),
             }),
@@ -221,7 +221,7 @@ impl RedisStorage {
 
     /// The Redis key that holds the breaker named `name`.
     pub fn key(&self, name: &str) -> String {
-        format!("{{{}}}", self.prefix() + name)
+        key_in(&self.inner.namespace, name)
     }
 
     /// The namespace, as given.
@@ -230,11 +230,7 @@ impl RedisStorage {
     }
 
     fn prefix(&self) -> String {
-        if self.inner.namespace.is_empty() {
-            "tripswitch:".to_string()
-        } else {
-            format!("{}:tripswitch:", self.inner.namespace)
-        }
+        prefix(&self.inner.namespace)
     }
 
     /// The names of the breakers stored in this namespace, sorted.
@@ -400,6 +396,19 @@ impl RedisStorage {
             "Redis {}: key {key:?} does not hold a tripswitch record ({what})",
             self.inner.address
         ))
+    }
+}
+
+/// The Redis key that holds the breaker named `name` in `namespace` (empty: none).
+pub fn key_in(namespace: &str, name: &str) -> String {
+    format!("{{{}}}", prefix(namespace) + name)
+}
+
+fn prefix(namespace: &str) -> String {
+    if namespace.is_empty() {
+        "tripswitch:".to_string()
+    } else {
+        format!("{namespace}:tripswitch:")
     }
 }
 

@@ -1,0 +1,489 @@
+"""pybreaker's CircuitBreaker on the tripswitch component: the same names
+and behaviours, with its known bugs fixed. Every decision is the
+component's; this class converts, runs the guarded call, and tells the
+listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import logging
+import types
+import weakref
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, TypeVar, Union
+
+from . import _knobs, _native
+from ._errors import CircuitBreakerError
+from ._listener import CircuitBreakerListener
+from ._states import (
+    STATE_CLOSED,
+    STATE_DISABLED,
+    STATE_FORCED_OPEN,
+    STATE_HALF_OPEN,
+    STATE_OPEN,
+    CircuitBreakerState,
+    state_object,
+)
+from ._storage import CircuitMemoryStorage, Storage, native_storage
+
+T = TypeVar("T")
+Exclusion = Union[type, Callable[[BaseException], bool]]
+
+logger = logging.getLogger("tripswitch")
+
+#: The operator action that puts an absent breaker in a storage's initial state.
+_ENTER = {
+    STATE_OPEN: "open",
+    STATE_HALF_OPEN: "half-open",
+    STATE_FORCED_OPEN: "force-open",
+    STATE_DISABLED: "disable",
+}
+
+_TRIPPED = "Failures threshold reached, circuit breaker opened"
+_TRIAL_FAILED = "Trial call failed, circuit breaker opened"
+_STILL_OPEN = "Timeout not elapsed yet, circuit breaker still open"
+
+
+def _calling_block() -> None:
+    """What listeners' before_call receive as `func` for a `calling()` block."""
+
+
+class CircuitBreaker:
+    """A circuit breaker named `name` (default `default`), its state in
+    `state_storage` (default: memory of its own).
+
+    pybreaker's arguments keep their names and order; a knob left None takes
+    the component's default (fail_max 5, reset_timeout 60 s, success_threshold
+    1). The keyword-only knobs are tripswitch's: trial limits and timeouts,
+    the fallback state, failure-rate and slow-call windows, backoff, and how
+    long window outcomes may be held before one write (`flush_interval`).
+    Times are in seconds (int, float or timedelta).
+    """
+
+    def __init__(
+        self,
+        fail_max: Optional[int] = None,
+        reset_timeout: Optional[float] = None,
+        success_threshold: Optional[int] = None,
+        exclude: Optional[Iterable[Exclusion]] = None,
+        listeners: Optional[Sequence[CircuitBreakerListener]] = None,
+        state_storage: Optional[Storage] = None,
+        name: Optional[str] = None,
+        throw_new_error_on_trip: bool = True,
+        *,
+        half_open_max_calls: Optional[int] = None,
+        trial_timeout: Optional[float] = None,
+        fallback_state: Optional[str] = None,
+        failure_rate_threshold: Optional[int] = None,
+        minimum_calls: Optional[int] = None,
+        window: Optional[float] = None,
+        window_calls: Optional[int] = None,
+        slow_call: Optional[float] = None,
+        slow_call_rate_threshold: Optional[int] = None,
+        backoff_multiplier: Optional[float] = None,
+        max_reset_timeout: Optional[float] = None,
+        flush_interval: Optional[float] = None,
+        clock: Optional[_native.ManualClock] = None,
+    ) -> None:
+        knobs = {argument: value for argument, value in locals().items() if argument in _knobs.ARGUMENTS}
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, not {type(name).__name__}")
+        if not isinstance(throw_new_error_on_trip, bool):
+            raise TypeError(f"throw_new_error_on_trip must be a bool, not {type(throw_new_error_on_trip).__name__}")
+        if clock is not None and not isinstance(clock, _native.ManualClock):
+            raise TypeError(f"clock must be a tripswitch.ManualClock or None, not {type(clock).__name__}")
+        self._storage = CircuitMemoryStorage() if state_storage is None else state_storage
+        self._native_storage = native_storage(self._storage)
+        self._excluded: List[Exclusion] = []
+        self.add_excluded_exceptions(*(exclude or ()))
+        self._listeners: List[CircuitBreakerListener] = []
+        self.add_listeners(*(listeners or ()))
+        self._name = name
+        self._throw_new_error_on_trip = throw_new_error_on_trip
+        self._clock = clock
+        self._knobs = knobs
+        self._config = _knobs.to_config(knobs)
+        self._breaker = self._build()
+        self._enter_initial_state()
+
+    # -- building -----------------------------------------------------------
+
+    def _build(self) -> _native.Breaker:
+        this = weakref.ref(self)
+
+        def on_change(change: _native.StateChange) -> None:
+            breaker = this()
+            if breaker is not None:
+                breaker._tell_change(change)
+
+        def on_error(error: Exception) -> None:
+            breaker = this()
+            if breaker is not None:
+                breaker._tell_error(error)
+
+        try:
+            return _native.Breaker(
+                self._name if self._name is not None else "default",
+                self._config,
+                self._native_storage,
+                self._clock,
+                on_change,
+                on_error,
+            )
+        except _native.ConfigError as refused:
+            field, reason = refused.args
+            argument = _knobs.argument_of(field) or field
+            raise ValueError(f"{argument}: {reason}") from None
+
+    def _enter_initial_state(self) -> None:
+        action = _ENTER.get(self._storage.initial_state)
+        if action is None:
+            return
+        try:
+            if self._breaker.snapshot().version == 0:
+                self._breaker.operate(action)
+        except _native.StorageError as error:
+            logger.warning("breaker %r: initial state not applied: %s", self.name, error)
+
+    def _rebuild(self, argument: str, value: Any) -> None:
+        knobs = dict(self._knobs, **{argument: value})
+        config = _knobs.to_config(knobs)
+        self._knobs, self._config = knobs, config
+        self._breaker = self._build()
+
+    # -- knobs (pybreaker's properties) ---------------------------------------
+
+    @property
+    def fail_max(self) -> Optional[int]:
+        """Consecutive failures that open the circuit (None: the component's default)."""
+        return self._knobs.get("fail_max")
+
+    @fail_max.setter
+    def fail_max(self, number: int) -> None:
+        self._rebuild("fail_max", number)
+
+    @property
+    def reset_timeout(self) -> Optional[float]:
+        """Seconds the circuit stays open before a trial (None: the component's default)."""
+        return self._knobs.get("reset_timeout")
+
+    @reset_timeout.setter
+    def reset_timeout(self, timeout: float) -> None:
+        self._rebuild("reset_timeout", timeout)
+
+    @property
+    def success_threshold(self) -> Optional[int]:
+        """Trial successes that close the circuit (None: the component's default)."""
+        return self._knobs.get("success_threshold")
+
+    @success_threshold.setter
+    def success_threshold(self, threshold: int) -> None:
+        self._rebuild("success_threshold", threshold)
+
+    @property
+    def name(self) -> Optional[str]:
+        """The name given (None: the breaker is stored as `default`)."""
+        return self._name
+
+    @name.setter
+    def name(self, name: str) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, not {type(name).__name__}")
+        self._name = name
+        self._breaker = self._build()
+
+    # -- state ----------------------------------------------------------------
+
+    def snapshot(self) -> _native.Snapshot:
+        """The breaker's state now, read from the storage (times in Unix ms)."""
+        return self._breaker.snapshot()
+
+    @property
+    def current_state(self) -> str:
+        """The effective state's name: an open circuit whose timeout elapsed reads half-open."""
+        return self._breaker.snapshot().state
+
+    @property
+    def state(self) -> CircuitBreakerState:
+        """The effective state, as a state object with `.name`."""
+        return state_object(self, self.current_state)
+
+    @state.setter
+    def state(self, state_str: str) -> None:
+        action = _ENTER.get(state_str, "close" if state_str == STATE_CLOSED else None)
+        if action is None:
+            raise ValueError(f"unknown state {state_str!r}")
+        self._breaker.operate(action)
+
+    @property
+    def fail_counter(self) -> int:
+        """Consecutive failures counted while closed."""
+        return self._breaker.snapshot().failures
+
+    @property
+    def success_counter(self) -> int:
+        """Trial successes counted in this half-open period."""
+        return self._breaker.snapshot().successes
+
+    def open(self) -> bool:
+        """Operator: opens the circuit now; returns `throw_new_error_on_trip`, as pybreaker's does."""
+        self._breaker.operate("open")
+        return self._throw_new_error_on_trip
+
+    def half_open(self) -> None:
+        """Operator: moves the circuit to half-open, admitting trials."""
+        self._breaker.operate("half-open")
+
+    def close(self) -> None:
+        """Operator: closes the circuit and resets its counters."""
+        self._breaker.operate("close")
+
+    def force_open(self) -> None:
+        """Operator: refuses every call until another operator action."""
+        self._breaker.operate("force-open")
+
+    def disable(self) -> None:
+        """Operator: admits every call and records nothing until another operator action."""
+        self._breaker.operate("disable")
+
+    def flush(self) -> None:
+        """Merges the window outcomes held in memory into the record now."""
+        self._breaker.flush()
+
+    # -- exclusions -----------------------------------------------------------
+
+    @property
+    def excluded_exceptions(self) -> tuple:
+        """The exception types and predicates that count as successes."""
+        return tuple(self._excluded)
+
+    def add_excluded_exception(self, exception: Exclusion) -> None:
+        """Counts exceptions of this type (or for which this predicate is true) as successes."""
+        if not (isinstance(exception, type) and issubclass(exception, BaseException)) and not callable(exception):
+            raise TypeError(f"exclude: {exception!r} is neither an exception type nor a predicate")
+        self._excluded.append(exception)
+
+    def add_excluded_exceptions(self, *exceptions: Exclusion) -> None:
+        """Adds each exception type or predicate."""
+        for exception in exceptions:
+            self.add_excluded_exception(exception)
+
+    def remove_excluded_exception(self, exception: Exclusion) -> None:
+        """Stops excluding an exception type or predicate."""
+        self._excluded.remove(exception)
+
+    def is_system_error(self, exception: BaseException) -> bool:
+        """Whether `exception` counts as a failure (it is not excluded)."""
+        for exclusion in self._excluded:
+            if isinstance(exclusion, type):
+                if isinstance(exception, exclusion):
+                    return False
+            elif exclusion(exception):
+                return False
+        return True
+
+    # -- listeners ------------------------------------------------------------
+
+    @property
+    def listeners(self) -> tuple:
+        """The listeners, in the order they hear events."""
+        return tuple(self._listeners)
+
+    def add_listener(self, listener: CircuitBreakerListener) -> None:
+        """Adds a listener."""
+        if not all(callable(getattr(listener, hook, None)) for hook in ("before_call", "failure", "success", "state_change")):
+            raise TypeError(
+                f"listeners: {listener!r} lacks CircuitBreakerListener's hooks (subclass CircuitBreakerListener)"
+            )
+        self._listeners.append(listener)
+
+    def add_listeners(self, *listeners: CircuitBreakerListener) -> None:
+        """Adds each listener."""
+        for listener in listeners:
+            self.add_listener(listener)
+
+    def remove_listener(self, listener: CircuitBreakerListener) -> None:
+        """Removes a listener."""
+        self._listeners.remove(listener)
+
+    def _tell_change(self, change: _native.StateChange) -> None:
+        old = state_object(self, change.previous)
+        new = state_object(self, change.current, change.reason, change.remote, change.at_ms)
+        for listener in list(self._listeners):
+            listener.state_change(self, old, new)
+
+    def _tell_error(self, error: Exception) -> None:
+        logger.warning("breaker %r: %s", self.name, error)
+        for listener in list(self._listeners):
+            hook = getattr(listener, "error", None)
+            if hook is not None:
+                hook(self, error)
+
+    # -- calls ----------------------------------------------------------------
+
+    def acquire(self) -> _native.Permit:
+        """Asks to make a call: a permit to report with success(), failure() or
+        ignore() (collected unreported, it records ignored); CircuitBreakerError
+        when the call may not run. Listeners are not told (tripswitch's permit API)."""
+        answer = self._breaker.acquire()
+        if type(answer) is _native.Refusal:
+            raise self._refused(answer)
+        return answer
+
+    def _refused(self, refusal: _native.Refusal) -> CircuitBreakerError:
+        if refusal.kind == "open":
+            message = f"{_STILL_OPEN}; retry after {refusal.retry_after_ms / 1000:g} s"
+        else:
+            message = refusal.message
+        return CircuitBreakerError(
+            message, reason=refusal.kind, state=refusal.state, retry_after_ms=refusal.retry_after_ms
+        )
+
+    def _admit(self, func: Callable[..., Any], args: tuple, kwargs: dict) -> _native.Permit:
+        permit = self.acquire()
+        try:
+            for listener in self._listeners:
+                listener.before_call(self, func, *args, **kwargs)
+        except BaseException:
+            permit.ignore(quiet=True)
+            raise
+        return permit
+
+    def _succeeded(self, permit: _native.Permit) -> None:
+        permit.success(quiet=True)
+        for listener in self._listeners:
+            listener.success(self)
+
+    def _failed(self, permit: _native.Permit, exc: BaseException) -> Optional[CircuitBreakerError]:
+        """Records a raised exception; the error to raise instead of it, if any."""
+        if not isinstance(exc, Exception):
+            # Cancelled, interrupted or exiting: the call did not finish.
+            permit.ignore(quiet=True)
+            return None
+        if not self.is_system_error(exc):
+            self._succeeded(permit)
+            return None
+        try:
+            for listener in self._listeners:
+                listener.failure(self, exc)
+        finally:
+            tripped = permit.failure(quiet=True)
+        if tripped and self._throw_new_error_on_trip:
+            message = _TRIAL_FAILED if permit.is_trial else _TRIPPED
+            return CircuitBreakerError(message, reason="tripped", state=STATE_OPEN)
+        return None
+
+    def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Calls `func(*args, **kwargs)` if the breaker admits it, and records what became of it."""
+        permit = self._admit(func, args, kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            error = self._failed(permit, exc)
+            if error is not None:
+                raise error from exc
+            raise
+        if isinstance(result, types.GeneratorType):
+            return self._guarded(permit, result)  # type: ignore[return-value]
+        self._succeeded(permit)
+        return result
+
+    def _guarded(self, permit: _native.Permit, generator: Iterator[Any]) -> Any:
+        """A generator's outcome is known when it finishes (closed early: ignored)."""
+        try:
+            value = yield from generator
+        except BaseException as exc:
+            error = self._failed(permit, exc)
+            if error is not None:
+                raise error from exc
+            raise
+        self._succeeded(permit)
+        return value
+
+    async def call_async(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Awaits `func(*args, **kwargs)` if the breaker admits it, and records
+        what became of it; a cancelled call records nothing. Storage I/O runs
+        on a worker thread, off the event loop."""
+        offload = self._breaker.may_block
+        permit = await asyncio.to_thread(self.acquire) if offload else self.acquire()
+        try:
+            for listener in self._listeners:
+                listener.before_call(self, func, *args, **kwargs)
+        except BaseException:
+            permit.ignore(quiet=True)
+            raise
+        try:
+            result = func(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        except BaseException as exc:
+            if offload:
+                error = await _finish(asyncio.to_thread(self._failed, permit, exc))
+            else:
+                error = self._failed(permit, exc)
+            if error is not None:
+                raise error from exc
+            raise
+        if offload:
+            await _finish(asyncio.to_thread(permit.success, True))
+        else:
+            permit.success(quiet=True)
+        for listener in self._listeners:
+            listener.success(self)
+        return result
+
+    @contextlib.contextmanager
+    def calling(self) -> Iterator[None]:
+        """A context manager: the `with` block runs as one guarded call."""
+        permit = self._admit(_calling_block, (), {})
+        try:
+            yield
+        except BaseException as exc:
+            error = self._failed(permit, exc)
+            if error is not None:
+                raise error from exc
+            raise
+        self._succeeded(permit)
+
+    def __call__(self, *call_args: Any, **call_kwargs: bool) -> Callable:
+        """A decorator: `@breaker` (or `@breaker()`) guards a function; an
+        `async def` function is guarded with `call_async`."""
+        call_async = call_kwargs.pop("__pybreaker_call_async", False)
+        if call_kwargs:
+            raise TypeError(f"unexpected arguments: {', '.join(call_kwargs)}")
+
+        def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+            if not callable(func):
+                raise TypeError(f"the breaker decorates functions, not {type(func).__name__}")
+            if call_async or inspect.iscoroutinefunction(func):
+
+                @functools.wraps(func)
+                async def guarded_async(*args: Any, **kwargs: Any) -> Any:
+                    return await self.call_async(func, *args, **kwargs)
+
+                return guarded_async
+
+            @functools.wraps(func)
+            def guarded(*args: Any, **kwargs: Any) -> Any:
+                return self.call(func, *args, **kwargs)
+
+            return guarded
+
+        if call_args:
+            return decorate(*call_args)
+        return decorate
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self._breaker.name!r}>"
+
+
+async def _finish(work: Any) -> Any:
+    """Awaits `work` to the end even if the awaiting task is cancelled meanwhile."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
