@@ -43,7 +43,9 @@ pub use error::{CallError, Error, Rejected};
 pub use listener::Listener;
 pub use permit::Permit;
 #[cfg(feature = "redis")]
-pub use redis_storage::{COMPARE_AND_SWAP_SCRIPT, RedisStorage, RedisStorageBuilder, key_in as redis_key};
+pub use redis_storage::{
+    COMPARE_AND_SWAP_SCRIPT, RedisStorage, RedisStorageBuilder, key_in as redis_key,
+};
 pub use runtime::{COMPONENT, Runtime};
 pub use storage::{Entry, MemoryStorage, Storage, StorageError, SwapResult};
 pub use types::{Action, Outcome, Reason, Snapshot, State, StateChange, WindowTotals};

@@ -17,7 +17,27 @@ use crate::values::{Refusal, Snapshot};
 #[pyclass(frozen, module = "tripswitch._native")]
 pub struct Breaker {
     inner: tripswitch::CircuitBreaker,
+    /// Whether the storage may wait on I/O.
     may_block: bool,
+    /// Whether the storage is written in Python (called with the GIL).
+    python_storage: bool,
+}
+
+impl Breaker {
+    fn run<T: Send>(&self, py: Python<'_>, work: impl FnOnce() -> T + Send) -> T {
+        run(py, self.python_storage, work)
+    }
+}
+
+/// Runs host work: without the GIL when the storage is Rust's; with it when
+/// the storage is Python's (`python_storage`), whose methods would take it
+/// back at once: handing it over and back only makes threads queue for it.
+fn run<T: Send>(py: Python<'_>, python_storage: bool, work: impl FnOnce() -> T + Send) -> T {
+    if python_storage {
+        work()
+    } else {
+        py.detach(work)
+    }
 }
 
 #[pymethods]
@@ -39,11 +59,11 @@ impl Breaker {
         let config: tripswitch::Config = pythonize::depythonize(config.as_any())
             .map_err(|e| PyValueError::new_err(format!("breaker config: {e}")))?;
         let mut builder = tripswitch::CircuitBreaker::builder(name).config(config);
-        let mut may_block = false;
+        let (mut may_block, mut python_storage) = (false, false);
         if let Some(storage) = storage {
-            let storage = storage::from_py(storage)?;
-            may_block = storage.may_block();
-            builder = builder.storage(storage);
+            let (rust, in_python) = storage::from_py(storage)?;
+            (may_block, python_storage) = (rust.may_block(), in_python);
+            builder = builder.storage(rust);
         }
         if let Some(clock) = clock {
             builder = builder.clock(clock.0.clone());
@@ -58,7 +78,11 @@ impl Breaker {
             on_error,
         });
         let inner = py.detach(|| builder.build()).map_err(to_py)?;
-        Ok(Breaker { inner, may_block })
+        Ok(Breaker {
+            inner,
+            may_block,
+            python_storage,
+        })
     }
 
     /// The breaker's name (its key in the storage).
@@ -73,10 +97,16 @@ impl Breaker {
         self.may_block
     }
 
+    /// Whether the storage is written in Python (its reports then go one at a time).
+    #[getter]
+    fn python_storage(&self) -> bool {
+        self.python_storage
+    }
+
     /// Asks to make a call: a `Permit`, or a `Refusal` when the call may not run.
     fn acquire(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        match py.detach(|| self.inner.acquire()) {
-            Ok(permit) => Ok(Py::new(py, Permit::new(permit))?.into_any()),
+        match self.run(py, || self.inner.acquire()) {
+            Ok(permit) => Ok(Py::new(py, Permit::new(permit, self.python_storage))?.into_any()),
             Err(tripswitch::Error::Rejected(rejected)) => {
                 Ok(Py::new(py, Refusal::from(rejected))?.into_any())
             }
@@ -86,7 +116,7 @@ impl Breaker {
 
     /// The breaker's state now, read from the storage.
     fn snapshot(&self, py: Python<'_>) -> PyResult<Snapshot> {
-        py.detach(|| self.inner.snapshot())
+        self.run(py, || self.inner.snapshot())
             .map(Snapshot::from)
             .map_err(to_py)
     }
@@ -95,12 +125,12 @@ impl Breaker {
     /// `force-open`, `disable`) now.
     fn operate(&self, py: Python<'_>, action: &str) -> PyResult<()> {
         let action: tripswitch::Action = action.parse().map_err(PyValueError::new_err)?;
-        py.detach(|| self.inner.operate(action)).map_err(to_py)
+        self.run(py, || self.inner.operate(action)).map_err(to_py)
     }
 
     /// Merges the window outcomes held in memory into the record now.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.inner.flush()).map_err(to_py)
+        self.run(py, || self.inner.flush()).map_err(to_py)
     }
 }
 
@@ -110,11 +140,13 @@ pub struct Permit {
     permit: Mutex<Option<tripswitch::Permit>>,
     trial: bool,
     degraded: Option<Arc<str>>,
+    python_storage: bool,
 }
 
 impl Permit {
-    fn new(permit: tripswitch::Permit) -> Permit {
+    fn new(permit: tripswitch::Permit, python_storage: bool) -> Permit {
         Permit {
+            python_storage,
             trial: permit.is_trial(),
             degraded: permit.degraded().map(Arc::from),
             permit: Mutex::new(Some(permit)),
@@ -133,9 +165,11 @@ impl Permit {
     fn report(&self, py: Python<'_>, outcome: tripswitch::Outcome, quiet: bool) -> PyResult<bool> {
         let permit = self.take()?;
         if quiet {
-            Ok(py.detach(|| permit.report_quietly(outcome)))
+            Ok(run(py, self.python_storage, || {
+                permit.report_quietly(outcome)
+            }))
         } else {
-            py.detach(|| permit.report(outcome)).map_err(to_py)
+            run(py, self.python_storage, || permit.report(outcome)).map_err(to_py)
         }
     }
 }
@@ -172,6 +206,7 @@ impl Permit {
     /// `quiet`: an error goes to the listeners, not the caller.
     #[pyo3(signature = (quiet = false))]
     fn ignore(&self, py: Python<'_>, quiet: bool) -> PyResult<()> {
-        self.report(py, tripswitch::Outcome::Ignored, quiet).map(drop)
+        self.report(py, tripswitch::Outcome::Ignored, quiet)
+            .map(drop)
     }
 }

@@ -34,7 +34,9 @@ impl tripswitch::Listener for Bridge {
 
     fn error(&self, _breaker: &str, error: &tripswitch::Error) {
         Bridge::call(&self.on_error, |py| {
-            Ok(crate::errors::to_py(error.clone()).into_value(py).into_any())
+            Ok(crate::errors::to_py(error.clone())
+                .into_value(py)
+                .into_any())
         });
     }
 }

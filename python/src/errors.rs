@@ -5,19 +5,19 @@ use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 
 create_exception!(
-    _native,
+    tripswitch,
     StorageError,
     PyException,
     "The breaker's storage failed (and no fallback state could answer)."
 );
 create_exception!(
-    _native,
+    tripswitch,
     BreakerError,
     PyException,
     "The breaker itself failed: a corrupt or mismatched record, contention, or the component."
 );
 create_exception!(
-    _native,
+    tripswitch,
     ConfigError,
     PyValueError,
     "The component refused a knob; args are (field, reason), the field as the contract names it."

@@ -3,8 +3,8 @@
 //! decision stays the component's, every storage call and the component run
 //! with the GIL released (a storage written in Python takes it back).
 
-mod bridge;
 mod breaker;
+mod bridge;
 mod clock;
 mod errors;
 mod storage;
@@ -19,6 +19,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<breaker::Permit>()?;
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<storage::MemoryStorage>()?;
+    m.add_class::<storage::RedisStorage>()?;
     m.add_class::<storage::Entry>()?;
     m.add_class::<storage::Written>()?;
     m.add_class::<storage::Conflict>()?;

@@ -27,6 +27,63 @@ impl MemoryStorage {
     }
 }
 
+/// Redis reached from Rust (standalone or cluster), with no GIL while it
+/// works; the same keys and script as `CircuitRedisStorage`.
+#[pyclass(frozen, module = "tripswitch._native")]
+pub struct RedisStorage(pub tripswitch::RedisStorage);
+
+#[pymethods]
+impl RedisStorage {
+    /// A storage on `nodes` (one URL; several, or `cluster`, for a cluster).
+    #[new]
+    #[pyo3(signature = (nodes, namespace, fallback_state, cluster, connect_timeout_ms, response_timeout_ms))]
+    fn new(
+        nodes: Vec<String>,
+        namespace: String,
+        fallback_state: Option<String>,
+        cluster: bool,
+        connect_timeout_ms: u64,
+        response_timeout_ms: u64,
+    ) -> PyResult<Self> {
+        let mut builder = if cluster {
+            tripswitch::RedisStorage::cluster_builder(nodes)
+        } else {
+            let [url] = <[String; 1]>::try_from(nodes).map_err(|nodes| {
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "url: {} addresses given for a standalone Redis; pass cluster=True",
+                    nodes.len()
+                ))
+            })?;
+            tripswitch::RedisStorage::builder(url)
+        };
+        builder = builder
+            .namespace(namespace)
+            .connect_timeout(std::time::Duration::from_millis(connect_timeout_ms))
+            .response_timeout(std::time::Duration::from_millis(response_timeout_ms));
+        if let Some(state) = fallback_state {
+            let state = state
+                .parse()
+                .map_err(|e: String| pyo3::exceptions::PyValueError::new_err(e))?;
+            builder = builder.fallback_circuit_state(state);
+        }
+        builder
+            .build()
+            .map(RedisStorage)
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("url: {e}")))
+    }
+
+    /// The Redis key that holds the breaker named `name`.
+    fn key(&self, name: &str) -> String {
+        self.0.key(name)
+    }
+
+    /// The names of the breakers stored in this namespace, sorted.
+    fn breakers(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        py.detach(|| self.0.breakers())
+            .map_err(|e| crate::errors::StorageError::new_err(e.to_string()))
+    }
+}
+
 /// A stored record and its version.
 #[pyclass(frozen, get_all, module = "tripswitch._native")]
 pub struct Entry {
@@ -125,9 +182,7 @@ impl PyStorage {
                     PyTypeError::new_err(format!("{class}.fallback_state must be a state name"))
                 })?;
                 Some(text.parse().map_err(|e: String| {
-                    pyo3::exceptions::PyValueError::new_err(format!(
-                        "{class}.fallback_state: {e}"
-                    ))
+                    pyo3::exceptions::PyValueError::new_err(format!("{class}.fallback_state: {e}"))
                 })?)
             }
             _ => None,
@@ -241,7 +296,9 @@ impl Storage for PyStorage {
         }
         // An answer that is not a version (or an exception) cannot tell.
         self.with("peek_version", |object| {
-            object.call_method1("peek_version", (key,))?.extract::<Option<u64>>()
+            object
+                .call_method1("peek_version", (key,))?
+                .extract::<Option<u64>>()
         })
         .ok()
     }
@@ -251,12 +308,16 @@ impl Storage for PyStorage {
     }
 }
 
-/// The Rust storage a Python storage argument stands for.
-pub fn from_py(object: &Bound<'_, PyAny>) -> PyResult<Arc<dyn Storage>> {
+/// The Rust storage a Python storage argument stands for, and whether it
+/// is written in Python.
+pub fn from_py(object: &Bound<'_, PyAny>) -> PyResult<(Arc<dyn Storage>, bool)> {
     if let Ok(memory) = object.cast::<MemoryStorage>() {
-        return Ok(Arc::new(memory.get().0.clone()));
+        return Ok((Arc::new(memory.get().0.clone()), false));
     }
-    Ok(Arc::new(PyStorage::new(object)?))
+    if let Ok(redis) = object.cast::<RedisStorage>() {
+        return Ok((Arc::new(redis.get().0.clone()), false));
+    }
+    Ok((Arc::new(PyStorage::new(object)?), true))
 }
 
 /// The Redis key of a breaker, as the Rust `RedisStorage` spells it.

@@ -7,7 +7,7 @@ from ._breaker import CircuitBreaker
 from ._errors import CircuitBreakerError
 from ._listener import CircuitBreakerListener
 from ._native import BreakerError, ManualClock, Permit, Snapshot, StateChange, StorageError
-from ._redis import CircuitRedisStorage
+from ._redis import CircuitRedisStorage, RedisStorage
 from ._states import (
     STATE_CLOSED,
     STATE_DISABLED,
@@ -30,6 +30,7 @@ __all__ = (
     "CircuitBreakerError",
     "CircuitMemoryStorage",
     "CircuitRedisStorage",
+    "RedisStorage",
     "STATE_OPEN",
     "STATE_CLOSED",
     "STATE_HALF_OPEN",

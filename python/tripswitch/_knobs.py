@@ -26,7 +26,8 @@ def _whole(limit: int) -> Callable[[str, Any], int]:
     return convert
 
 
-def _millis(argument: str, value: Any) -> int:
+def millis(argument: str, value: Any) -> int:
+    """Seconds (a number or a timedelta) as whole ms, or an error naming `argument`."""
     if isinstance(value, datetime.timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -56,20 +57,20 @@ def _state(argument: str, value: Any) -> str:
 #: Each knob: its argument, the host's config field, and the conversion.
 KNOBS: Tuple[Tuple[str, str, Callable[[str, Any], Any]], ...] = (
     ("fail_max", "fail_max", _whole(_U32)),
-    ("reset_timeout", "reset_timeout_ms", _millis),
+    ("reset_timeout", "reset_timeout_ms", millis),
     ("success_threshold", "success_threshold", _whole(_U32)),
     ("half_open_max_calls", "half_open_max_calls", _whole(_U32)),
-    ("trial_timeout", "trial_timeout_ms", _millis),
+    ("trial_timeout", "trial_timeout_ms", millis),
     ("fallback_state", "fallback_state", _state),
     ("failure_rate_threshold", "failure_rate_threshold", _whole(_U8)),
     ("minimum_calls", "minimum_calls", _whole(_U32)),
-    ("window", "window_ms", _millis),
+    ("window", "window_ms", millis),
     ("window_calls", "window_calls", _whole(_U32)),
-    ("slow_call", "slow_call_ms", _millis),
+    ("slow_call", "slow_call_ms", millis),
     ("slow_call_rate_threshold", "slow_call_rate_threshold", _whole(_U8)),
     ("backoff_multiplier", "backoff_multiplier", _factor),
-    ("max_reset_timeout", "max_reset_timeout_ms", _millis),
-    ("flush_interval", "flush_interval_ms", _millis),
+    ("max_reset_timeout", "max_reset_timeout_ms", millis),
+    ("flush_interval", "flush_interval_ms", millis),
 )
 
 ARGUMENTS = tuple(argument for argument, _, _ in KNOBS)

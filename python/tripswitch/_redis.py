@@ -6,11 +6,63 @@ processes naming one breaker on one Redis share it."""
 from __future__ import annotations
 
 import inspect
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from . import _native
+from ._knobs import millis
 from ._states import STATE_CLOSED, check_state
 from ._storage import Conflict, Entry, Storage, Written
+
+
+class RedisStorage(Storage):
+    """Redis reached from Rust (tripswitch's own client): no GIL and no
+    Python while it works, so threads scale; the same keys and record as
+    `CircuitRedisStorage` and the Rust services, so they all share breakers.
+
+    `url` is one `redis://` (or `rediss://`) URL, or with `cluster=True` one
+    or more cluster nodes. Connections open lazily: a service starts while
+    Redis is down, and its calls meet `fallback_circuit_state` meanwhile.
+    """
+
+    def __init__(
+        self,
+        url: Union[str, Sequence[str]] = "redis://127.0.0.1:6379/0",
+        namespace: Optional[str] = None,
+        fallback_circuit_state: str = STATE_CLOSED,
+        *,
+        state: str = STATE_CLOSED,
+        cluster: bool = False,
+        connect_timeout: float = 0.1,
+        response_timeout: float = 0.1,
+    ) -> None:
+        nodes: List[str] = [url] if isinstance(url, str) else list(url) if isinstance(url, (list, tuple)) else []
+        if not nodes or not all(isinstance(node, str) for node in nodes):
+            raise TypeError(f"url must be a Redis URL or a list of them, not {url!r}")
+        if namespace is not None and not isinstance(namespace, str):
+            raise TypeError(f"namespace must be a str or None, not {type(namespace).__name__}")
+        if not isinstance(cluster, bool):
+            raise TypeError(f"cluster must be a bool, not {type(cluster).__name__}")
+        self.initial_state = check_state(state, "state")
+        self.fallback_state = check_state(fallback_circuit_state, "fallback_circuit_state")
+        self._redis = _native.RedisStorage(
+            nodes,
+            namespace or "",
+            self.fallback_state,
+            cluster,
+            millis("connect_timeout", connect_timeout),
+            millis("response_timeout", response_timeout),
+        )
+
+    def _native_storage(self) -> Any:
+        return self._redis
+
+    def key(self, name: str) -> str:
+        """The Redis key that holds the breaker named `name`."""
+        return self._redis.key(name)
+
+    def breakers(self) -> List[str]:
+        """The names of the breakers stored in this namespace, sorted."""
+        return self._redis.breakers()
 
 
 class CircuitRedisStorage(Storage):

