@@ -1,6 +1,7 @@
 //! Runs every scenario in `tests/scenarios/*.json` through the Rust host. The
-//! JavaScript package runs the same files (js/test/scenarios.test.js): a host
-//! that disagrees with another on any scenario fails its tests.
+//! JavaScript and Python packages run the same files
+//! (js/test/scenarios.test.js, python/tests/test_scenarios.py): a host that
+//! disagrees with another on any scenario fails its tests.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
