@@ -662,3 +662,28 @@ def test_the_system_clock_by_default() -> None:
     fail(cb)
     now = time.time() * 1000
     assert abs(cb.snapshot().opened_at_ms - now) < 5_000
+
+
+def test_held_window_outcomes_are_merged_when_the_interpreter_exits(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "held.py"
+    script.write_text(
+        "import tripswitch\n"
+        "class Told(tripswitch.Storage):\n"
+        "    entry = None\n"
+        "    def load(self, key):\n"
+        "        return self.entry\n"
+        "    def compare_and_swap(self, key, expected, data):\n"
+        "        print('write', flush=True)\n"
+        "        version = (self.entry.version if self.entry else 0) + 1\n"
+        "        self.entry = tripswitch.Entry(version, data)\n"
+        "        return tripswitch.Written(version)\n"
+        "cb = tripswitch.CircuitBreaker(state_storage=Told(), failure_rate_threshold=50, window=30, flush_interval=60)\n"
+        "cb.call(lambda: None)\n"
+        "print('called', flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["called", "write"], "held until exit, merged then"

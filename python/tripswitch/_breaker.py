@@ -6,6 +6,7 @@ listeners."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
 import inspect
@@ -45,6 +46,19 @@ _ENTER = {
 _TRIPPED = "Failures threshold reached, circuit breaker opened"
 _TRIAL_FAILED = "Trial call failed, circuit breaker opened"
 _STILL_OPEN = "Timeout not elapsed yet, circuit breaker still open"
+
+
+#: Every breaker alive, so that what they hold is merged before the interpreter exits.
+_LIVE: "weakref.WeakSet[CircuitBreaker]" = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for breaker in list(_LIVE):
+        try:
+            breaker.flush()
+        except Exception as error:  # noqa: BLE001 - nothing left to raise to
+            logger.warning("breaker %r: held outcomes not merged at exit: %s", breaker._breaker.name, error)
 
 
 def _calling_block() -> None:
@@ -112,6 +126,7 @@ class CircuitBreaker:
         # compare-and-swap (a conflict costs a round trip and the GIL).
         self._writes = threading.RLock() if self._breaker.python_storage else None
         self._enter_initial_state()
+        _LIVE.add(self)
 
     # -- building -----------------------------------------------------------
 
