@@ -44,8 +44,8 @@ fn breaker(name: &str, storage: &Arc<dyn Storage>) -> anyhow::Result<CircuitBrea
 
 /// Runs a state-changing command.
 pub fn act(action: Action, args: &ActionArgs) -> anyhow::Result<()> {
-    if args.store.redis.is_empty() {
-        bail!("operator commands act on a shared store: give --redis URL");
+    if !args.store.shared() {
+        bail!("operator commands act on a shared store: give --redis URL or --sentinel URL");
     }
     let storage = args.store.storage()?;
     let existed = storage
@@ -77,7 +77,7 @@ pub fn act(action: Action, args: &ActionArgs) -> anyhow::Result<()> {
 /// Runs `status`.
 pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
     let Some(redis) = args.store.redis()? else {
-        bail!("status reads a shared store: give --redis URL");
+        bail!("status reads a shared store: give --redis URL or --sentinel URL");
     };
     let names = match &args.name {
         Some(name) => vec![name.clone()],

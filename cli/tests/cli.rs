@@ -281,3 +281,92 @@ fn the_demo_goes_on_while_its_redis_is_down() {
     assert_eq!(text.matches("(not recorded: storage").count(), 1, "{text}");
     assert!(text.contains("Connection refused"), "{text}");
 }
+
+mod production_redis {
+    //! The operator commands and status through TLS and through Sentinel.
+
+    use super::{stdout, tripswitch};
+    use tripswitch_testkit::tls::{Pki, tls_server};
+    use tripswitch_testkit::{RedisServer, SENTINEL_MASTER, Sentinels};
+
+    #[test]
+    fn status_and_operators_reach_redis_over_tls() {
+        let dir = std::env::temp_dir().join(format!("tripswitch-cli-tls-{}", std::process::id()));
+        let pki = Pki::make(&dir);
+        let (_server, port) = tls_server(&pki, "yes");
+        let url = format!("rediss://:pw@127.0.0.1:{port}/");
+        let ca = pki.file("ca.pem");
+        let (cert, key) = (pki.file("client.pem"), pki.file("client.key"));
+        let tls = [
+            "--redis",
+            &url,
+            "--tls-ca",
+            &ca,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ];
+        let opened = tripswitch(&[&["force-open", "payments"], &tls[..]].concat());
+        assert!(opened.status.success(), "{opened:?}");
+        let table = stdout(&tripswitch(&[&["status"], &tls[..]].concat()));
+        assert!(
+            table.contains("payments") && table.contains("forced-open"),
+            "{table}"
+        );
+        // Without the client certificate the server refuses the session.
+        let refused = tripswitch(&["status", "--redis", &url, "--tls-ca", &ca]);
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !stderr.contains(":pw@"),
+            "no password in messages: {stderr}"
+        );
+        let half = tripswitch(&["status", "--redis", &url, "--tls-cert", &cert]);
+        assert!(!half.status.success());
+        assert!(String::from_utf8_lossy(&half.stderr).contains("--tls-key"));
+    }
+
+    #[test]
+    fn status_and_operators_reach_the_master_through_sentinel() {
+        let primary = RedisServer::start();
+        let sentinels = Sentinels::start(primary.port, 0, None);
+        let mut args = vec!["--master-name".to_string(), SENTINEL_MASTER.to_string()];
+        for url in sentinels.urls(None) {
+            args.extend(["--sentinel".to_string(), url]);
+        }
+        let with = |command: &[&str]| {
+            let all: Vec<&str> = command
+                .iter()
+                .copied()
+                .chain(args.iter().map(String::as_str))
+                .collect();
+            tripswitch(&all)
+        };
+        let opened = with(&["open", "search"]);
+        assert!(opened.status.success(), "{opened:?}");
+        assert_eq!(primary.cli(&["EXISTS", "{tripswitch:search}"]).trim(), "1");
+        let table = stdout(&with(&["status"]));
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("search"))
+            .unwrap_or_default();
+        assert!(row.contains("open"), "{table}");
+        let unknown = tripswitch(&[
+            "status",
+            "--sentinel",
+            &sentinels.urls(None)[0],
+            "--master-name",
+            "no-such-master",
+        ]);
+        assert!(!unknown.status.success());
+        let stderr = String::from_utf8_lossy(&unknown.stderr);
+        assert!(
+            stderr.contains("\"no-such-master\" via Sentinel")
+                && stderr.contains("asking Sentinel"),
+            "{stderr}"
+        );
+        let lonely = tripswitch(&["status", "--master-name", SENTINEL_MASTER]);
+        assert!(!lonely.status.success(), "--master-name needs --sentinel");
+    }
+}

@@ -31,6 +31,8 @@ mod memo;
 mod permit;
 #[cfg(feature = "redis")]
 mod redis_storage;
+#[cfg(feature = "redis")]
+mod redis_target;
 mod runtime;
 pub mod storage;
 mod tell;
@@ -46,6 +48,8 @@ pub use permit::Permit;
 pub use redis_storage::{
     COMPARE_AND_SWAP_SCRIPT, RedisStorage, RedisStorageBuilder, key_in as redis_key,
 };
+#[cfg(feature = "redis")]
+pub use redis_target::redact as redact_redis_url;
 pub use runtime::{COMPONENT, Runtime};
 pub use storage::{Entry, MemoryStorage, Storage, StorageError, SwapResult};
 pub use types::{Action, Outcome, Reason, Snapshot, State, StateChange, WindowTotals};

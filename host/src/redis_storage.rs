@@ -1,5 +1,6 @@
-//! Breakers shared through Redis, standalone or cluster: one hash per
-//! breaker, read with one command and written with one Lua script.
+//! Breakers shared through Redis (one server, a cluster, or a master behind
+//! Sentinel, over TLS if asked): one hash per breaker, read with one command
+//! and written with one Lua script.
 //!
 //! A breaker named `db` in namespace `payments` lives under the key
 //! `{payments:tripswitch:db}`, a hash with two fields: `v`, the version, and
@@ -10,10 +11,11 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use redis::cluster::{ClusterClient, ClusterConnection};
-use redis::io::tcp::TcpSettings;
-use redis::{Client, Connection, ConnectionLike, IntoConnectionInfo, RedisError, Script, Value};
+use std::path::PathBuf;
 
+use redis::{Client, Connection, ConnectionLike, RedisError, Script, Value};
+
+use crate::redis_target::{Conn, Mode, Options, Target, TlsFiles, redact};
 use crate::storage::{Entry, Storage, StorageError, SwapResult};
 use crate::types::State;
 
@@ -21,47 +23,30 @@ use crate::types::State;
 /// version ("" = absent), ARGV[2] the record. Returns {1, new version}, or
 /// {0} when the key is absent, or {0, version, record} on a conflict.
 ///
-/// A key that is created (again) starts from the server's clock in
-/// microseconds, not from 1: a key that was deleted, evicted or flushed never
-/// hands out a version it had before, so a writer holding an old version
-/// cannot overwrite the new record.
+/// Every write takes max(previous + 1, the server's clock in microseconds),
+/// and a key that is created (again) starts from the clock. So a key's
+/// versions never repeat, even when a failover loses writes the old primary
+/// had acknowledged (the promoted replica's next write is later than the
+/// lost one) or a key is deleted, evicted or flushed: a host never mistakes
+/// a new record for one it cached. The assumption: the servers' clocks
+/// roughly agree and move forward. Writers still running the previous
+/// script (previous + 1 only) stay correct beside this one during a rolling
+/// upgrade: both only ever raise a key's version, and a compare-and-swap
+/// needs the exact version it read.
 pub const COMPARE_AND_SWAP_SCRIPT: &str = r#"
 local current = redis.call('HGET', KEYS[1], 'v')
-local version
-if current == false then
-  if ARGV[1] ~= '' then return {0} end
-  local now = redis.call('TIME')
-  version = tonumber(now[1]) * 1000000 + tonumber(now[2])
-elseif current ~= ARGV[1] then
+if current ~= false and current ~= ARGV[1] then
   return {0, current, redis.call('HGET', KEYS[1], 'd')}
-else
-  version = tonumber(current) + 1
+end
+if current == false and ARGV[1] ~= '' then return {0} end
+local now = redis.call('TIME')
+local version = tonumber(now[1]) * 1000000 + tonumber(now[2])
+if current ~= false then
+  version = math.max(version, tonumber(current) + 1)
 end
 redis.call('HSET', KEYS[1], 'v', string.format('%.0f', version), 'd', ARGV[2])
 return {1, version}
 "#;
-
-/// Where the storage connects.
-enum Target {
-    Standalone(Client),
-    Cluster(ClusterClient),
-}
-
-/// One open connection.
-enum Conn {
-    Standalone(Connection),
-    Cluster(Box<ClusterConnection>),
-}
-
-impl Conn {
-    fn link(&mut self) -> &mut dyn ConnectionLike {
-        match self {
-            Conn::Standalone(con) => con,
-            Conn::Cluster(con) => con.as_mut(),
-        }
-    }
-}
-
 /// Breaker storage in Redis, standalone or cluster; clones are cheap and
 /// share connections.
 #[derive(Clone)]
@@ -97,7 +82,9 @@ impl std::fmt::Debug for RedisStorage {
 #[must_use]
 pub struct RedisStorageBuilder {
     nodes: Vec<String>,
-    cluster: bool,
+    mode: Mode,
+    tls: TlsFiles,
+    master_credentials: Option<(Option<String>, String)>,
     namespace: String,
     fallback: Option<State>,
     connect_timeout: Duration,
@@ -138,40 +125,46 @@ impl RedisStorageBuilder {
         self
     }
 
-    /// Checks the addresses; connects lazily, so a service can start while Redis is down.
+    /// Trusts the CA in this PEM file for the servers' certificates (default:
+    /// the system's roots); TLS is used for `rediss://` URLs, and for every
+    /// connection once certificates are given.
+    pub fn tls_ca(mut self, ca: impl Into<PathBuf>) -> Self {
+        self.tls.ca = Some(ca.into());
+        self
+    }
+
+    /// Presents this client certificate and key (PEM files) to servers that
+    /// ask for one.
+    pub fn tls_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls.cert = Some(cert.into());
+        self.tls.key = Some(key.into());
+        self
+    }
+
+    /// Behind Sentinel: the master's username (none: the default user) and
+    /// password, when they are not the sentinels' (default: those of the
+    /// first sentinel URL that has a password).
+    pub fn master_credentials(mut self, username: Option<String>, password: String) -> Self {
+        self.master_credentials = Some((username, password));
+        self
+    }
+
+    /// Checks the addresses and reads the TLS files; connects lazily, so a
+    /// service can start while Redis is down.
     pub fn build(self) -> Result<RedisStorage, StorageError> {
-        let address = self.nodes.join(",");
-        let bad = |e: RedisError| StorageError(format!("invalid Redis address {address:?}: {e}"));
-        if self.nodes.is_empty() {
-            return Err(StorageError("no Redis address given".into()));
-        }
-        let target = if self.cluster {
-            let client = ClusterClient::builder(self.nodes.clone())
-                .tcp_settings(TcpSettings::default().set_nodelay(true))
-                .connection_timeout(self.connect_timeout)
-                .response_timeout(self.response_timeout)
-                .retries(1)
-                // The client's retry after CLUSTERDOWN / TRYAGAIN waits no
-                // longer than a response may take.
-                .min_retry_wait(millis(self.response_timeout))
-                .max_retry_wait(millis(self.response_timeout))
-                .build()
-                .map_err(bad)?;
-            Target::Cluster(client)
-        } else {
-            if self.nodes.len() > 1 {
-                return Err(StorageError(format!(
-                    "{} addresses given for a standalone Redis; use cluster mode",
-                    self.nodes.len()
-                )));
-            }
-            let info = self.nodes[0]
-                .as_str()
-                .into_connection_info()
-                .map_err(bad)?
-                .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-            Target::Standalone(Client::open(info).map_err(bad)?)
+        let nodes: Vec<String> = self.nodes.iter().map(|n| redact(n)).collect();
+        let address = match &self.mode {
+            Mode::Sentinel(master) => format!("{master} via Sentinel {}", nodes.join(",")),
+            _ => nodes.join(","),
         };
+        let target = Target::build(&Options {
+            nodes: &self.nodes,
+            mode: &self.mode,
+            tls: &self.tls,
+            master_credentials: self.master_credentials.as_ref(),
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+        })?;
         Ok(RedisStorage {
             inner: std::sync::Arc::new(Inner {
                 target,
@@ -194,7 +187,9 @@ impl RedisStorage {
     pub fn builder(url: impl Into<String>) -> RedisStorageBuilder {
         RedisStorageBuilder {
             nodes: vec![url.into()],
-            cluster: false,
+            mode: Mode::Standalone,
+            tls: TlsFiles::default(),
+            master_credentials: None,
             namespace: String::new(),
             fallback: None,
             connect_timeout: Duration::from_millis(100),
@@ -209,7 +204,24 @@ impl RedisStorage {
     ) -> RedisStorageBuilder {
         RedisStorageBuilder {
             nodes: nodes.into_iter().map(Into::into).collect(),
-            cluster: true,
+            mode: Mode::Cluster,
+            ..RedisStorage::builder(String::new())
+        }
+    }
+
+    /// A storage on the master that Redis Sentinel names `master`, given one
+    /// or more sentinels (`redis://[:password@]host:port`; a password there
+    /// authenticates to the sentinels and, unless
+    /// [`master_credentials`](RedisStorageBuilder::master_credentials) says
+    /// otherwise, to the master). After a failover, new connections go to
+    /// the promoted replica.
+    pub fn sentinel_builder<S: Into<String>>(
+        master: impl Into<String>,
+        sentinels: impl IntoIterator<Item = S>,
+    ) -> RedisStorageBuilder {
+        RedisStorageBuilder {
+            nodes: sentinels.into_iter().map(Into::into).collect(),
+            mode: Mode::Sentinel(master.into()),
             ..RedisStorage::builder(String::new())
         }
     }
@@ -240,6 +252,10 @@ impl RedisStorage {
         match &self.inner.target {
             Target::Standalone(client) => {
                 let mut con = self.connect_standalone(client)?;
+                keys.extend(scan(&mut con, &pattern).map_err(|e| self.failed("SCAN", &e))?);
+            }
+            Target::Sentinel(_) => {
+                let mut con = self.connect_master()?;
                 keys.extend(scan(&mut con, &pattern).map_err(|e| self.failed("SCAN", &e))?);
             }
             Target::Cluster(_) => {
@@ -301,6 +317,19 @@ impl RedisStorage {
         Ok(con)
     }
 
+    /// A connection to the master Sentinel names now.
+    fn connect_master(&self) -> Result<Connection, StorageError> {
+        let Target::Sentinel(sentinel) = &self.inner.target else {
+            unreachable!("only a Sentinel target has a master to ask for");
+        };
+        let client = sentinel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_client()
+            .map_err(|e| self.failed("asking Sentinel for the master", &e))?;
+        self.connect_standalone(&client)
+    }
+
     /// Takes an idle connection or opens one, unless Redis was just found down.
     fn checkout(&self) -> Result<Conn, StorageError> {
         if let Some(con) = self
@@ -322,6 +351,7 @@ impl RedisStorage {
         }
         let opened = match &self.inner.target {
             Target::Standalone(client) => self.connect_standalone(client).map(Conn::Standalone),
+            Target::Sentinel(_) => self.connect_master().map(Conn::Standalone),
             Target::Cluster(client) => client
                 .get_connection()
                 .map(|con| Conn::Cluster(Box::new(con)))
@@ -357,7 +387,9 @@ impl RedisStorage {
                 }
                 Err(error) => error,
             };
-            let broken = error.is_io_error()
+            // READONLY: a former master now a replica, after a failover.
+            let broken = error.code() == Some("READONLY")
+                || error.is_io_error()
                 || error.is_timeout()
                 || error.is_connection_dropped()
                 || error.is_connection_refusal()
@@ -430,10 +462,6 @@ fn scan(con: &mut Connection, pattern: &str) -> Result<Vec<String>, RedisError> 
         }
         cursor = next;
     }
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Escapes Redis glob characters.

@@ -34,9 +34,11 @@ pub struct RedisStorage(pub tripswitch::RedisStorage);
 
 #[pymethods]
 impl RedisStorage {
-    /// A storage on `nodes` (one URL; several, or `cluster`, for a cluster).
+    /// A storage on `nodes` (one URL; several, or `cluster`, for a cluster;
+    /// sentinels when `master_name` is given), over TLS with these files.
     #[new]
-    #[pyo3(signature = (nodes, namespace, fallback_state, cluster, connect_timeout_ms, response_timeout_ms))]
+    #[pyo3(signature = (nodes, namespace, fallback_state, cluster, connect_timeout_ms, response_timeout_ms, master_name = None, tls_ca = None, tls_cert = None, tls_key = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         nodes: Vec<String>,
         namespace: String,
@@ -44,8 +46,14 @@ impl RedisStorage {
         cluster: bool,
         connect_timeout_ms: u64,
         response_timeout_ms: u64,
+        master_name: Option<String>,
+        tls_ca: Option<std::path::PathBuf>,
+        tls_cert: Option<std::path::PathBuf>,
+        tls_key: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
-        let mut builder = if cluster {
+        let mut builder = if let Some(master) = master_name {
+            tripswitch::RedisStorage::sentinel_builder(master, nodes)
+        } else if cluster {
             tripswitch::RedisStorage::cluster_builder(nodes)
         } else {
             let [url] = <[String; 1]>::try_from(nodes).map_err(|nodes| {
@@ -56,6 +64,18 @@ impl RedisStorage {
             })?;
             tripswitch::RedisStorage::builder(url)
         };
+        if let Some(ca) = tls_ca {
+            builder = builder.tls_ca(ca);
+        }
+        match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => builder = builder.tls_client_cert(cert, key),
+            (None, None) => {}
+            _ => {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "tls_cert: a client certificate needs tls_key, and a key tls_cert",
+                ));
+            }
+        }
         builder = builder
             .namespace(namespace)
             .connect_timeout(std::time::Duration::from_millis(connect_timeout_ms))

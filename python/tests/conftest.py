@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -39,8 +40,10 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server is not installed (cargo xtask test installs it)")
         self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="tripswitch-py-redis-"))
         self.process = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
+             "--dir", str(self.dir)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -68,6 +71,10 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(10)
 
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
 
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
@@ -75,7 +82,7 @@ def redis_server() -> Iterator[RedisServer]:
     try:
         yield server
     finally:
-        server.stop()
+        server.remove()
 
 
 @pytest.fixture

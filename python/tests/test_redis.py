@@ -278,3 +278,35 @@ def test_the_native_redis_storage_checks_its_arguments() -> None:
         pybreaker.RedisStorage(response_timeout=-1)
     with pytest.raises(ValueError, match="^fallback_circuit_state"):
         pybreaker.RedisStorage(fallback_circuit_state="ajar")
+
+
+def test_the_native_redis_storage_reaches_the_master_through_sentinel(redis_server, clock) -> None:
+    import subprocess
+
+    from conftest import free_port
+
+    port = free_port()
+    conf = redis_server.dir / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\nsentinel monitor py-master 127.0.0.1 {redis_server.port} 1\n"
+    )
+    sentinel = subprocess.Popen(["redis-server", str(conf), "--sentinel"], stdout=subprocess.DEVNULL)
+    try:
+        storage = pybreaker.RedisStorage(
+            f"redis://127.0.0.1:{port}/", sentinel_master="py-master", connect_timeout=1, response_timeout=1
+        )
+        cb = pybreaker.CircuitBreaker(fail_max=1, state_storage=storage, name="via-sentinel", clock=clock)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                cb.snapshot()
+                break
+            except pybreaker.StorageError:
+                assert time.monotonic() < deadline, "the sentinel never named its master"
+                time.sleep(0.05)
+        with pytest.raises(pybreaker.CircuitBreakerError):
+            cb.call(boom)
+        assert redis_server.client().exists("{tripswitch:via-sentinel}") == 1
+    finally:
+        sentinel.kill()
+        sentinel.wait()

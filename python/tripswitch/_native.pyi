@@ -150,6 +150,10 @@ class RedisStorage:
         cluster: bool,
         connect_timeout_ms: int,
         response_timeout_ms: int,
+        master_name: Optional[str] = None,
+        tls_ca: Optional[str] = None,
+        tls_cert: Optional[str] = None,
+        tls_key: Optional[str] = None,
     ) -> None: ...
     def key(self, name: str) -> str:
         """The Redis key that holds the breaker named `name`."""

@@ -6,6 +6,7 @@ processes naming one breaker on one Redis share it."""
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from . import _native
@@ -19,9 +20,13 @@ class RedisStorage(Storage):
     Python while it works, so threads scale; the same keys and record as
     `CircuitRedisStorage` and the Rust services, so they all share breakers.
 
-    `url` is one `redis://` (or `rediss://`) URL, or with `cluster=True` one
-    or more cluster nodes. Connections open lazily: a service starts while
-    Redis is down, and its calls meet `fallback_circuit_state` meanwhile.
+    `url` is one `redis://` (or `rediss://`, TLS) URL, with `user:password@`
+    if the server asks; with `cluster=True` one or more cluster nodes; with
+    `sentinel_master` the sentinels to ask for that master (a password in
+    their URLs is theirs and the master's). `tls_ca` names a CA file to
+    trust, `tls_cert` and `tls_key` a client certificate. Connections open
+    lazily: a service starts while Redis is down, and its calls meet
+    `fallback_circuit_state` meanwhile.
     """
 
     def __init__(
@@ -32,6 +37,10 @@ class RedisStorage(Storage):
         *,
         state: str = STATE_CLOSED,
         cluster: bool = False,
+        sentinel_master: Optional[str] = None,
+        tls_ca: Optional[str] = None,
+        tls_cert: Optional[str] = None,
+        tls_key: Optional[str] = None,
         connect_timeout: float = 0.1,
         response_timeout: float = 0.1,
     ) -> None:
@@ -42,6 +51,14 @@ class RedisStorage(Storage):
             raise TypeError(f"namespace must be a str or None, not {type(namespace).__name__}")
         if not isinstance(cluster, bool):
             raise TypeError(f"cluster must be a bool, not {type(cluster).__name__}")
+        for argument, value in (
+            ("sentinel_master", sentinel_master),
+            ("tls_ca", tls_ca),
+            ("tls_cert", tls_cert),
+            ("tls_key", tls_key),
+        ):
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise TypeError(f"{argument} must be a str or a path, not {type(value).__name__}")
         self.initial_state = check_state(state, "state")
         self.fallback_state = check_state(fallback_circuit_state, "fallback_circuit_state")
         self._redis = _native.RedisStorage(
@@ -51,6 +68,10 @@ class RedisStorage(Storage):
             cluster,
             millis("connect_timeout", connect_timeout),
             millis("response_timeout", response_timeout),
+            sentinel_master,
+            None if tls_ca is None else os.fspath(tls_ca),
+            None if tls_cert is None else os.fspath(tls_cert),
+            None if tls_key is None else os.fspath(tls_key),
         )
 
     def _native_storage(self) -> Any:

@@ -1,15 +1,19 @@
-//! Test helpers: `redis-server` processes (standalone and cluster) that tests
-//! start on free loopback ports, a minimal HTTP client, an HTTP upstream, a real Envoy, the collected output
+//! Test helpers: `redis-server` processes (standalone, cluster with or
+//! without replicas, Sentinel, TLS with a test CA) that tests start on free
+//! loopback ports, a minimal HTTP client, an HTTP upstream, a real Envoy, the collected output
 //! of child processes, and a memory storage with faults on demand.
 
 pub mod envoy;
 mod faulty;
 pub mod http;
 mod log;
+mod sentinel;
+pub mod tls;
 mod upstream;
 
 pub use faulty::{Faulty, OVERSIZED_BYTES, Pause};
 pub use log::Log;
+pub use sentinel::{MASTER as SENTINEL_MASTER, Sentinels};
 pub use upstream::{Behaviour, Upstream};
 
 use std::time::Duration;
@@ -104,6 +108,14 @@ impl RedisServer {
         }
     }
 
+    /// Kills the server at once (SIGKILL): nothing is saved, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Freezes the server (SIGSTOP): connections hang until [`thaw`](Self::thaw).
     pub fn freeze(&self) {
         self.signal("-STOP");
@@ -131,12 +143,17 @@ impl RedisServer {
     }
 
     fn try_cli(&self, args: &[&str]) -> Option<String> {
-        let out = std::process::Command::new(redis_binary("redis-cli"))
+        let mut command = std::process::Command::new(redis_binary("redis-cli"));
+        command
             .args(["-h", "127.0.0.1", "-p"])
-            .arg(self.port.to_string())
-            .args(args)
-            .output()
-            .ok()?;
+            .arg(self.port.to_string());
+        // A server started with --requirepass is asked with it.
+        if let Some(at) = self.extra.iter().position(|a| a == "--requirepass") {
+            command
+                .args(["--no-auth-warning", "-a"])
+                .arg(&self.extra[at + 1]);
+        }
+        let out = command.args(args).output().ok()?;
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
@@ -161,6 +178,15 @@ impl RedisServer {
             .collect()
     }
 
+    /// Like [`command_counts`](Self::command_counts), leaving out the
+    /// commands tripswitch's compare-and-swap script runs inside Redis (HGET,
+    /// TIME, HSET): what clients sent, each a round trip.
+    pub fn client_command_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut counts = self.command_counts();
+        counts.retain(|name, _| !["hget", "hset", "time"].contains(&name.as_str()));
+        counts
+    }
+
     /// Zeroes the command counters.
     pub fn reset_stats(&self) {
         self.cli(&["CONFIG", "RESETSTAT"]);
@@ -181,20 +207,26 @@ impl Drop for RedisServer {
 
 /// A Redis cluster of three masters, made with `redis-cli --cluster create`.
 pub struct RedisCluster {
-    /// Its nodes.
+    /// Its nodes (with replicas: the masters first, as created).
     pub nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
     /// Starts three cluster-enabled servers and joins them into one cluster.
     pub fn start() -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..3)
+        RedisCluster::start_with_replicas(0)
+    }
+
+    /// Starts three masters with `replicas` replicas each (a node timeout of
+    /// 1 s, so that a failover takes seconds) and joins them into one cluster.
+    pub fn start_with_replicas(replicas: usize) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
             .map(|_| {
                 RedisServer::start_with(&[
                     "--cluster-enabled",
                     "yes",
                     "--cluster-node-timeout",
-                    "2000",
+                    "1000",
                 ])
             })
             .collect();
@@ -205,7 +237,7 @@ impl RedisCluster {
         let created = std::process::Command::new(redis_binary("redis-cli"))
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("running redis-cli --cluster create");
         assert!(
@@ -213,16 +245,23 @@ impl RedisCluster {
             "redis-cli --cluster create: {}",
             String::from_utf8_lossy(&created.stdout)
         );
-        for _ in 0..500 {
-            if nodes
-                .iter()
-                .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-            {
-                return RedisCluster { nodes };
+        let cluster = RedisCluster { nodes };
+        let ready = |cluster: &RedisCluster| {
+            cluster.nodes.iter().all(|n| {
+                n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")
+                    && (replicas == 0
+                        || n.cli(&["ROLE"]).lines().next() != Some("slave")
+                        || n.cli(&["INFO", "replication"])
+                            .contains("master_link_status:up"))
+            })
+        };
+        for _ in 0..1500 {
+            if ready(&cluster) {
+                return cluster;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("the cluster did not reach cluster_state:ok within 5 s");
+        panic!("the cluster did not reach cluster_state:ok (replicas in sync) within 15 s");
     }
 
     /// Every node's URL.
