@@ -138,6 +138,11 @@ def main() -> None:
                 for storage in ("CircuitRedisStorage", "RedisStorage"):
                     ts, ts_cmds = redis_row(server, storage, outcome, threads)
                     rows.append((f"Redis, {outcome}", threads, py, py_cmds, storage, ts, ts_cmds))
+        # The floor under CircuitRedisStorage: one redis-py command, nothing else.
+        client = server.client()
+        for threads in (1, 8):
+            bare = rate(lambda: client.hmget("{bench:tripswitch:bench}", "v", "d"), REDIS_CALLS, threads)
+            print(f"redis-py HMGET alone, {threads} thread(s): {bare:,.0f} commands/s")
     finally:
         server.process.terminate()
         server.process.wait()
