@@ -167,6 +167,11 @@ impl CircuitBreaker {
         &self.inner.name
     }
 
+    /// Whether the storage may wait on I/O (its work then goes to a blocking pool in async code).
+    pub(crate) fn may_block(&self) -> bool {
+        self.inner.storage.may_block()
+    }
+
     pub(crate) fn listeners(&self) -> &[Arc<dyn Listener>] {
         &self.inner.listeners
     }

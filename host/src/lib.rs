@@ -36,6 +36,8 @@ mod redis_target;
 mod runtime;
 pub mod storage;
 mod tell;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod types;
 
 pub use breaker::CircuitBreaker;
