@@ -32,7 +32,9 @@ async fn handler(State(down): State<Dependency>) -> Response {
 
 /// A refusal as an HTTP answer: 503, with Retry-After when the breaker knows.
 async fn refused(error: ServiceError<Infallible>) -> Response {
-    let seconds = error.retry_after().map(|wait| wait.as_secs_f64().ceil() as u64);
+    let seconds = error
+        .retry_after()
+        .map(|wait| wait.as_secs_f64().ceil() as u64);
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response();
     if let Some(seconds) = seconds {
         response

@@ -168,6 +168,7 @@ impl CircuitBreaker {
     }
 
     /// Whether the storage may wait on I/O (its work then goes to a blocking pool in async code).
+    #[cfg(feature = "tower")]
     pub(crate) fn may_block(&self) -> bool {
         self.inner.storage.may_block()
     }

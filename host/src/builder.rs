@@ -239,6 +239,8 @@ impl Builder {
         if self.config.fallback_state.is_none() {
             self.config.fallback_state = self.storage.as_ref().and_then(|s| s.fallback_state());
         }
+        #[cfg(any(feature = "metrics", feature = "tracing"))]
+        self.listeners.push(Arc::new(crate::telemetry::Telemetry));
         let breaker = CircuitBreaker::from_inner(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             flush_scheduled: std::sync::atomic::AtomicBool::new(false),

@@ -35,6 +35,8 @@ mod redis_storage;
 mod redis_target;
 mod runtime;
 pub mod storage;
+#[cfg(any(feature = "metrics", feature = "tracing"))]
+pub mod telemetry;
 mod tell;
 #[cfg(feature = "tower")]
 pub mod tower;
