@@ -20,6 +20,10 @@ pub struct StatusArgs {
     /// Prints JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Refreshes the table in place once a second (JSON: a line a second)
+    /// until interrupted.
+    #[arg(long)]
+    watch: bool,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -79,6 +83,29 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
     let Some(redis) = args.store.redis()? else {
         bail!("status reads a shared store: give --redis URL or --sentinel URL");
     };
+    if !args.watch {
+        return show(args, redis);
+    }
+    loop {
+        if !args.json {
+            // Home and clear: the table is redrawn in place.
+            print!("\x1b[H\x1b[2J");
+            println!(
+                "{} · every 1 s · Ctrl-C stops\n",
+                args.store.describe()
+            );
+        }
+        // A failing read shows, and the watch goes on.
+        if let Err(error) = show(args, redis.clone()) {
+            eprintln!("{error:#}");
+        }
+        std::io::Write::flush(&mut std::io::stdout()).context("writing the table")?;
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Reads and prints the breakers once.
+fn show(args: &StatusArgs, redis: tripswitch::RedisStorage) -> anyhow::Result<()> {
     let names = match &args.name {
         Some(name) => vec![name.clone()],
         None => redis

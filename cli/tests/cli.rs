@@ -183,6 +183,43 @@ mod shared_store {
     }
 
     #[test]
+    fn status_watch_redraws_the_table_until_interrupted() {
+        use std::io::Read;
+        let server = RedisServer::start();
+        run(&["force-open", "payments"], &server);
+        let mut args = vec!["status".to_string(), "--watch".to_string()];
+        args.extend(redis_args(&server));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tripswitch"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        // Read until a second frame has begun (a change between them shows).
+        let mut seen = String::new();
+        let mut buffer = [0u8; 4096];
+        let mut changed = false;
+        while seen.matches("\x1b[H\x1b[2J").count() < 3 {
+            let n = stdout.read(&mut buffer).unwrap();
+            assert!(n > 0, "the watch ended by itself: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+            if !changed && seen.contains("forced-open") {
+                run(&["close", "payments"], &server);
+                changed = true;
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let frames: Vec<&str> = seen.split("\x1b[H\x1b[2J").filter(|f| !f.is_empty()).collect();
+        assert!(frames[0].contains("forced-open"), "{seen}");
+        assert!(frames[1].contains("NAME"), "each frame is the whole table: {seen}");
+        assert!(
+            frames.iter().any(|f| f.lines().any(|l| l.starts_with("payments") && l.contains("closed"))),
+            "the table follows the store: {seen}"
+        );
+    }
+
+    #[test]
     fn two_demos_on_one_redis_share_one_breaker() {
         let server = RedisServer::start();
         let args = |seed: &str| {
