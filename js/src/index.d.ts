@@ -157,11 +157,25 @@ export interface Permit {
   report(outcome: Outcome): boolean;
 }
 
+/** What a breaker object has done since it was made, each a count. */
+export interface Stats {
+  successes: number;
+  failures: number;
+  rejects: number;
+  stateChanges: number;
+  opens: number;
+  halfOpens: number;
+  closes: number;
+  storageErrors: number;
+  errors: number;
+}
+
 /** A circuit breaker, run by the tripswitch component. */
 export declare class CircuitBreaker extends EventTarget {
   constructor(name: string, options?: CircuitBreakerOptions);
   readonly name: string;
   readonly state: State;
+  readonly stats: Stats;
   snapshot(): Snapshot;
   call<A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, ...args: A): Promise<R>;
   callWithSignal<A extends unknown[], R>(signal: AbortSignal, fn: (...args: A) => R | Promise<R>, ...args: A): Promise<R>;

@@ -14,6 +14,18 @@ export const STATES = Object.freeze(['closed', 'open', 'half-open', 'forced-open
 const ACTION_OF_METHOD = { open: 'open', close: 'close', halfOpen: 'half-open', forceOpen: 'force-open', disable: 'disable' };
 
 const EVENT_OF_STATE = { open: 'open', 'half-open': 'halfOpen', closed: 'close' };
+/** The counter in `stats` that each event adds one to. */
+const STAT_OF_EVENT = {
+  success: 'successes',
+  failure: 'failures',
+  reject: 'rejects',
+  stateChange: 'stateChanges',
+  open: 'opens',
+  halfOpen: 'halfOpens',
+  close: 'closes',
+  storageError: 'storageErrors',
+  error: 'errors',
+};
 /** The component's field names, as this package's options call them. */
 const OPTION_OF_FIELD = {
   'fail-max': 'failMax',
@@ -238,6 +250,8 @@ export class CircuitBreaker extends EventTarget {
   #memo = undefined;
   /** Event types that have ever had a listener (never shrinks, so no event is lost). */
   #heard = new Set();
+  /** What this breaker object has done, counted per event (`stats`). */
+  #stats = Object.fromEntries(Object.values(STAT_OF_EVENT).map((stat) => [stat, 0]));
   /** The timer that merges held window outcomes when they fall due. */
   #flushTimer = undefined;
 
@@ -268,6 +282,15 @@ export class CircuitBreaker extends EventTarget {
   /** The breaker's name. */
   get name() {
     return this.#name;
+  }
+
+  /**
+   * What this breaker object has done since it was made, as plain numbers
+   * (opossum's `stats`): successes, failures, rejects, stateChanges, opens,
+   * halfOpens, closes, storageErrors (outages begun), errors.
+   */
+  get stats() {
+    return { ...this.#stats };
   }
 
   /** The effective state now: an open breaker whose timeout elapsed reads half-open. */
@@ -623,6 +646,7 @@ export class CircuitBreaker extends EventTarget {
   }
 
   #emit(type, detail) {
+    this.#stats[STAT_OF_EVENT[type]] += 1;
     // Building an event costs more than a healthy call: build it only for a
     // type someone has ever listened to.
     if (this.#heard.has(type)) {
