@@ -11,7 +11,10 @@
 //!   Python virtualenv), then runs rustfmt, clippy, every Rust test suite,
 //!   the JavaScript tests and the Python package's tests.
 //! - `cargo xtask bench-python`: the Python package beside pybreaker.
+//! - `cargo xtask bench-telemetry`: the host's calls without and with the
+//!   `metrics` and `tracing` features (nothing installed).
 
+mod bench;
 mod package;
 mod python;
 
@@ -34,13 +37,15 @@ fn main() -> ExitCode {
         "package" => package::package().map(|path| println!("wrote {}", path.display())),
         "test" => test(),
         "bench-python" => python::bench(),
+        "bench-telemetry" => bench::telemetry(),
         _ => Err(format!(
             "unknown task {task:?}\n\nusage: cargo xtask <task>\n  \
              component   build the breaker component into target/components/\n  \
              plugins     build the proxy plugins into target/plugins/\n  \
              package     package the tripswitch crate and build a project on the package\n  \
              test        install what the tests need and run every test\n  \
-             bench-python  tripswitch's Python package beside pybreaker (a table)"
+             bench-python  tripswitch's Python package beside pybreaker (a table)\n  \
+             bench-telemetry  the host's calls without and with the metrics and tracing features"
         )),
     };
     match result {
