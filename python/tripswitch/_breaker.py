@@ -61,6 +61,18 @@ def _flush_at_exit() -> None:
             logger.warning("breaker %r: held outcomes not merged at exit: %s", breaker._breaker.name, error)
 
 
+def _knob(argument: str, doc: str) -> Any:
+    """A settable property for a knob: setting it rebuilds the breaker on the same storage."""
+
+    def get(self: "CircuitBreaker") -> Any:
+        return self._knobs.get(argument)
+
+    def set(self: "CircuitBreaker", value: Any) -> None:
+        self._rebuild(argument, value)
+
+    return property(get, set, doc=doc)
+
+
 def _calling_block() -> None:
     """What listeners' before_call receive as `func` for a `calling()` block."""
 
@@ -175,32 +187,9 @@ class CircuitBreaker:
 
     # -- knobs (pybreaker's properties) ---------------------------------------
 
-    @property
-    def fail_max(self) -> Optional[int]:
-        """Consecutive failures that open the circuit (None: the component's default)."""
-        return self._knobs.get("fail_max")
-
-    @fail_max.setter
-    def fail_max(self, number: int) -> None:
-        self._rebuild("fail_max", number)
-
-    @property
-    def reset_timeout(self) -> Optional[float]:
-        """Seconds the circuit stays open before a trial (None: the component's default)."""
-        return self._knobs.get("reset_timeout")
-
-    @reset_timeout.setter
-    def reset_timeout(self, timeout: float) -> None:
-        self._rebuild("reset_timeout", timeout)
-
-    @property
-    def success_threshold(self) -> Optional[int]:
-        """Trial successes that close the circuit (None: the component's default)."""
-        return self._knobs.get("success_threshold")
-
-    @success_threshold.setter
-    def success_threshold(self, threshold: int) -> None:
-        self._rebuild("success_threshold", threshold)
+    fail_max = _knob("fail_max", "Consecutive failures that open the circuit (None: the component's default).")
+    reset_timeout = _knob("reset_timeout", "Seconds the circuit stays open before a trial (None: the component's default).")
+    success_threshold = _knob("success_threshold", "Trial successes that close the circuit (None: the component's default).")
 
     @property
     def name(self) -> Optional[str]:
