@@ -90,10 +90,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
         if !args.json {
             // Home and clear: the table is redrawn in place.
             print!("\x1b[H\x1b[2J");
-            println!(
-                "{} · every 1 s · Ctrl-C stops\n",
-                args.store.describe()
-            );
+            println!("{} · every 1 s · Ctrl-C stops\n", args.store.describe());
         }
         // A failing read shows, and the watch goes on.
         if let Err(error) = show(args, redis.clone()) {

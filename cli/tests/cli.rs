@@ -210,11 +210,19 @@ mod shared_store {
         }
         child.kill().unwrap();
         child.wait().unwrap();
-        let frames: Vec<&str> = seen.split("\x1b[H\x1b[2J").filter(|f| !f.is_empty()).collect();
+        let frames: Vec<&str> = seen
+            .split("\x1b[H\x1b[2J")
+            .filter(|f| !f.is_empty())
+            .collect();
         assert!(frames[0].contains("forced-open"), "{seen}");
-        assert!(frames[1].contains("NAME"), "each frame is the whole table: {seen}");
         assert!(
-            frames.iter().any(|f| f.lines().any(|l| l.starts_with("payments") && l.contains("closed"))),
+            frames[1].contains("NAME"),
+            "each frame is the whole table: {seen}"
+        );
+        assert!(
+            frames.iter().any(|f| f
+                .lines()
+                .any(|l| l.starts_with("payments") && l.contains("closed"))),
             "the table follows the store: {seen}"
         );
     }

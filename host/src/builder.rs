@@ -240,7 +240,8 @@ impl Builder {
             self.config.fallback_state = self.storage.as_ref().and_then(|s| s.fallback_state());
         }
         #[cfg(any(feature = "metrics", feature = "tracing"))]
-        self.listeners.push(Arc::new(crate::telemetry::Telemetry));
+        self.listeners
+            .push(Arc::new(crate::telemetry::Telemetry::new(&self.name)));
         let breaker = CircuitBreaker::from_inner(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             flush_scheduled: std::sync::atomic::AtomicBool::new(false),

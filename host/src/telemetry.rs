@@ -5,9 +5,13 @@
 //! listener; with no recorder or subscriber installed each hook costs an
 //! atomic load, and one installed later sees what follows.
 
-use crate::error::{Error, Rejected};
+use crate::error::Error;
+#[cfg(feature = "metrics")]
+use crate::error::Rejected;
 use crate::listener::Listener;
-use crate::types::{State, StateChange};
+#[cfg(feature = "metrics")]
+use crate::types::State;
+use crate::types::StateChange;
 
 /// The metric names, in the Prometheus conventions (resilience4j's where they map).
 pub mod names {
@@ -24,52 +28,110 @@ pub mod names {
     pub const TRANSITIONS: &str = "tripswitch_transitions_total";
 }
 
-/// The listener behind the `metrics` and `tracing` features.
-pub(crate) struct Telemetry;
+/// The listener behind the `metrics` and `tracing` features, one per breaker:
+/// the keys of its hot counters are made once, so a call allocates nothing.
+pub(crate) struct Telemetry {
+    #[cfg(feature = "metrics")]
+    keys: Keys,
+}
 
-/// The name a refusal is counted under.
 #[cfg(feature = "metrics")]
-pub(crate) fn reason(rejected: &Rejected) -> &'static str {
+struct Keys {
+    breaker: metrics::SharedString,
+    success: metrics::Key,
+    failure: metrics::Key,
+    /// By reason, in [`REASONS`]' order.
+    not_permitted: Vec<metrics::Key>,
+}
+
+/// The names refusals are counted under.
+#[cfg(feature = "metrics")]
+const REASONS: [&str; 4] = [
+    "open",
+    "half-open-full",
+    "forced-open",
+    "storage-unavailable",
+];
+
+#[cfg(feature = "metrics")]
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// Where a refusal's reason stands in [`REASONS`].
+#[cfg(feature = "metrics")]
+fn reason_index(rejected: &Rejected) -> usize {
     match rejected {
-        Rejected::Open { .. } => "open",
-        Rejected::HalfOpenFull { .. } => "half-open-full",
-        Rejected::ForcedOpen => "forced-open",
-        Rejected::StorageUnavailable { .. } => "storage-unavailable",
+        Rejected::Open { .. } => 0,
+        Rejected::HalfOpenFull { .. } => 1,
+        Rejected::ForcedOpen => 2,
+        Rejected::StorageUnavailable { .. } => 3,
     }
 }
 
+impl Telemetry {
+    /// The listener for the breaker named `breaker`.
+    pub(crate) fn new(breaker: &str) -> Telemetry {
+        #[cfg(feature = "metrics")]
+        {
+            let name = metrics::SharedString::from_shared(std::sync::Arc::<str>::from(breaker));
+            let key = |metric: &'static str, label: &'static str, value: &'static str| {
+                metrics::Key::from_parts(
+                    metric,
+                    vec![
+                        metrics::Label::new("breaker", name.clone()),
+                        metrics::Label::from_static_parts(label, value),
+                    ],
+                )
+            };
+            Telemetry {
+                keys: Keys {
+                    success: key(names::CALLS, "outcome", "success"),
+                    failure: key(names::CALLS, "outcome", "failure"),
+                    not_permitted: REASONS
+                        .iter()
+                        .map(|reason| key(names::NOT_PERMITTED, "reason", reason))
+                        .collect(),
+                    breaker: name,
+                },
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            let _ = breaker;
+            Telemetry {}
+        }
+    }
+}
+
+/// Adds one to the counter `key` in whichever recorder is installed now.
+#[cfg(feature = "metrics")]
+fn count(key: &metrics::Key) {
+    metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA).increment(1));
+}
+
 impl Listener for Telemetry {
-    fn success(&self, breaker: &str) {
-        #[cfg(feature = "metrics")]
-        metrics::counter!(names::CALLS, "breaker" => breaker.to_string(), "outcome" => "success")
-            .increment(1);
-        let _ = breaker;
+    #[cfg(feature = "metrics")]
+    fn success(&self, _breaker: &str) {
+        count(&self.keys.success);
     }
 
-    fn failure(&self, breaker: &str, _tripped: bool) {
-        #[cfg(feature = "metrics")]
-        metrics::counter!(names::CALLS, "breaker" => breaker.to_string(), "outcome" => "failure")
-            .increment(1);
-        let _ = breaker;
+    #[cfg(feature = "metrics")]
+    fn failure(&self, _breaker: &str, _tripped: bool) {
+        count(&self.keys.failure);
     }
 
-    fn rejected(&self, breaker: &str, rejected: &Rejected) {
-        #[cfg(feature = "metrics")]
-        metrics::counter!(
-            names::NOT_PERMITTED,
-            "breaker" => breaker.to_string(),
-            "reason" => reason(rejected)
-        )
-        .increment(1);
-        let _ = (breaker, rejected);
+    #[cfg(feature = "metrics")]
+    fn rejected(&self, _breaker: &str, rejected: &Rejected) {
+        count(&self.keys.not_permitted[reason_index(rejected)]);
     }
 
     fn state_change(&self, breaker: &str, change: &StateChange) {
         #[cfg(feature = "metrics")]
         {
+            let breaker = self.keys.breaker.clone();
             metrics::counter!(
                 names::TRANSITIONS,
-                "breaker" => breaker.to_string(),
+                "breaker" => breaker.clone(),
                 "from" => change.previous.as_str(),
                 "to" => change.current.as_str(),
                 "remote" => if change.remote { "true" } else { "false" }
@@ -77,7 +139,7 @@ impl Listener for Telemetry {
             .increment(1);
             for state in State::ALL {
                 let value = if state == change.current { 1.0 } else { 0.0 };
-                metrics::gauge!(names::STATE, "breaker" => breaker.to_string(), "state" => state.as_str())
+                metrics::gauge!(names::STATE, "breaker" => breaker.clone(), "state" => state.as_str())
                     .set(value);
             }
         }

@@ -43,7 +43,10 @@ pub fn telemetry() -> Result<(), String> {
                 command.args(["--features", features]);
             }
             command.args(["--", &filter]);
-            run(&format!("bench round {}: {label} metrics and tracing", round + 1), &mut command)?;
+            run(
+                &format!("bench round {}: {label} metrics and tracing", round + 1),
+                &mut command,
+            )?;
             for call in CALLS {
                 means.entry((call, label)).or_default().push(mean(call)?);
             }
