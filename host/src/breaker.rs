@@ -167,12 +167,6 @@ impl CircuitBreaker {
         &self.inner.name
     }
 
-    /// Whether the storage may wait on I/O (its work then goes to a blocking pool in async code).
-    #[cfg(feature = "tower")]
-    pub(crate) fn may_block(&self) -> bool {
-        self.inner.storage.may_block()
-    }
-
     pub(crate) fn listeners(&self) -> &[Arc<dyn Listener>] {
         &self.inner.listeners
     }
@@ -274,6 +268,22 @@ impl CircuitBreaker {
         &self,
         future: impl Future<Output = Result<T, E>>,
     ) -> Result<T, CallError<E>> {
+        let (result, tripped) = self
+            .guard(|| future, |result| self.classify(result))
+            .await?;
+        result.map_err(|error| CallError::Failed { error, tripped })
+    }
+
+    /// Starts `start`'s future if the breaker admits it, awaits it, and
+    /// reports what `classify` makes of its result; returns the result and
+    /// whether it opened the circuit. A dropped future records `ignored`.
+    /// With a storage that may block, the breaker's storage work runs on a
+    /// blocking thread pool.
+    pub(crate) async fn guard<F: Future>(
+        &self,
+        start: impl FnOnce() -> F,
+        classify: impl FnOnce(&F::Output) -> Outcome,
+    ) -> Result<(F::Output, bool), Error> {
         let offload = self.inner.storage.may_block();
         let permit = if offload {
             let breaker = self.clone();
@@ -282,16 +292,16 @@ impl CircuitBreaker {
             self.acquire()?
         };
         let mut pending = Offloaded::new(permit, offload);
-        let result = future.await;
+        let result = start().await;
         let permit = pending.take();
-        let outcome = self.classify(&result);
+        let outcome = classify(&result);
         let tripped = if offload {
             // Recording must finish even if this future is dropped meanwhile.
             on_pool(move || permit.report_quietly(outcome)).await
         } else {
             permit.report_quietly(outcome)
         };
-        result.map_err(|error| CallError::Failed { error, tripped })
+        Ok((result, tripped))
     }
 
     /// The breaker's state now, read from the storage.

@@ -14,7 +14,6 @@ use tower_service::Service;
 
 use crate::breaker::CircuitBreaker;
 use crate::error::{Error, Rejected};
-use crate::permit::{Offloaded, on_pool};
 use crate::types::Outcome;
 
 /// Decides what a call's result counts as.
@@ -177,30 +176,17 @@ where
         let breaker = self.breaker.clone();
         let classifier = self.classifier.clone();
         Box::pin(async move {
-            // A storage that may block works on the blocking pool, never on
-            // the runtime's threads.
-            let offload = breaker.may_block();
-            let acquired = if offload {
-                let breaker = breaker.clone();
-                on_pool(move || breaker.acquire()).await
-            } else {
-                breaker.acquire()
-            };
-            let permit = match acquired {
-                Ok(permit) => permit,
-                Err(Error::Rejected(rejected)) => return Err(ServiceError::Rejected(rejected)),
-                Err(error) => return Err(ServiceError::Breaker(error)),
-            };
-            // Dropped from here on (the caller gave up), it records `ignored`.
-            let mut held = Offloaded::new(permit, offload);
-            let result = inner.call(request).await;
-            let outcome = classifier.classify(result.as_ref());
-            let permit = held.take();
-            if offload {
-                on_pool(move || permit.report_quietly(outcome)).await;
-            } else {
-                permit.report_quietly(outcome);
-            }
+            // The inner service is called only once the breaker admits the call.
+            let (result, _tripped) = breaker
+                .guard(
+                    move || inner.call(request),
+                    move |result| classifier.classify(result.as_ref()),
+                )
+                .await
+                .map_err(|error| match error {
+                    Error::Rejected(rejected) => ServiceError::Rejected(rejected),
+                    error => ServiceError::Breaker(error),
+                })?;
             result.map_err(ServiceError::Inner)
         })
     }
