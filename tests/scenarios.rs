@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use tripswitch::{CircuitBreaker, Error, ManualClock, Permit, Rejected, State};
+use tripswitch::{CircuitBreaker, Error, ManualClock, Permit, State};
 use tripswitch_tests::{Faulty, Recorder};
 
 /// Where the virtual clock starts; scenario times are offsets from it.
@@ -91,15 +91,6 @@ fn on_instance<T: Send>(instance: u64, step: impl FnOnce() -> T + Send) -> T {
     }
 }
 
-fn rejection_name(rejected: &Rejected) -> &'static str {
-    match rejected {
-        Rejected::Open { .. } => "open",
-        Rejected::HalfOpenFull { .. } => "half-open-full",
-        Rejected::ForcedOpen => "forced-open",
-        Rejected::StorageUnavailable { .. } => "storage-unavailable",
-    }
-}
-
 /// Runs one scenario; panics with the step that disagreed.
 fn run(path: &Path) {
     let text = std::fs::read_to_string(path).unwrap();
@@ -174,11 +165,7 @@ fn run(path: &Path) {
                     permits.insert(step["permit"].as_str().unwrap().to_string(), permit);
                 }
                 (Err(Error::Rejected(rejected)), Some(expected)) => {
-                    assert_eq!(
-                        rejection_name(&rejected),
-                        expected.as_str().unwrap(),
-                        "{at}"
-                    );
+                    assert_eq!(rejected.kind(), expected.as_str().unwrap(), "{at}");
                     if let Some(state) = step.get("state").and_then(Value::as_str) {
                         assert_eq!(rejected.state().as_str(), state, "{at}");
                     }

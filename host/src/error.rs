@@ -34,6 +34,29 @@ pub enum Rejected {
 }
 
 impl Rejected {
+    /// Every kind's name, as the contract spells the rejections, in the order of [`kind_index`](Self::kind_index).
+    pub const KINDS: [&'static str; 4] = [
+        "open",
+        "half-open-full",
+        "forced-open",
+        "storage-unavailable",
+    ];
+
+    /// The kind's place in [`KINDS`](Self::KINDS).
+    pub fn kind_index(&self) -> usize {
+        match self {
+            Rejected::Open { .. } => 0,
+            Rejected::HalfOpenFull { .. } => 1,
+            Rejected::ForcedOpen => 2,
+            Rejected::StorageUnavailable { .. } => 3,
+        }
+    }
+
+    /// The kind's name (`open`, `half-open-full`, `forced-open`, `storage-unavailable`).
+    pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+
     /// How long to wait before a call can be admitted, when that is known.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -40,33 +40,13 @@ struct Keys {
     breaker: metrics::SharedString,
     success: metrics::Key,
     failure: metrics::Key,
-    /// By reason, in [`REASONS`]' order.
+    /// By reason, in [`Rejected::KINDS`]' order.
     not_permitted: Vec<metrics::Key>,
 }
-
-/// The names refusals are counted under.
-#[cfg(feature = "metrics")]
-const REASONS: [&str; 4] = [
-    "open",
-    "half-open-full",
-    "forced-open",
-    "storage-unavailable",
-];
 
 #[cfg(feature = "metrics")]
 static METADATA: metrics::Metadata<'static> =
     metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
-
-/// Where a refusal's reason stands in [`REASONS`].
-#[cfg(feature = "metrics")]
-fn reason_index(rejected: &Rejected) -> usize {
-    match rejected {
-        Rejected::Open { .. } => 0,
-        Rejected::HalfOpenFull { .. } => 1,
-        Rejected::ForcedOpen => 2,
-        Rejected::StorageUnavailable { .. } => 3,
-    }
-}
 
 impl Telemetry {
     /// The listener for the breaker named `breaker`.
@@ -87,7 +67,7 @@ impl Telemetry {
                 keys: Keys {
                     success: key(names::CALLS, "outcome", "success"),
                     failure: key(names::CALLS, "outcome", "failure"),
-                    not_permitted: REASONS
+                    not_permitted: Rejected::KINDS
                         .iter()
                         .map(|reason| key(names::NOT_PERMITTED, "reason", reason))
                         .collect(),
@@ -122,7 +102,7 @@ impl Listener for Telemetry {
 
     #[cfg(feature = "metrics")]
     fn rejected(&self, _breaker: &str, rejected: &Rejected) {
-        count(&self.keys.not_permitted[reason_index(rejected)]);
+        count(&self.keys.not_permitted[rejected.kind_index()]);
     }
 
     fn state_change(&self, breaker: &str, change: &StateChange) {

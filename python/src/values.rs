@@ -132,14 +132,8 @@ pub struct Refusal {
 
 impl From<tripswitch::Rejected> for Refusal {
     fn from(rejected: tripswitch::Rejected) -> Self {
-        let kind = match rejected {
-            tripswitch::Rejected::Open { .. } => "open",
-            tripswitch::Rejected::HalfOpenFull { .. } => "half-open-full",
-            tripswitch::Rejected::ForcedOpen => "forced-open",
-            tripswitch::Rejected::StorageUnavailable { .. } => "storage-unavailable",
-        };
         Refusal {
-            kind,
+            kind: rejected.kind(),
             state: rejected.state().as_str(),
             retry_after_ms: rejected.retry_after().map(millis),
             message: rejected.to_string(),
