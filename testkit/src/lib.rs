@@ -36,6 +36,22 @@ pub fn free_port() -> u16 {
         .expect("binding a loopback port")
 }
 
+/// Runs `redis-cli` against the server on `port` (with `password`, if any);
+/// what it printed, if it ran and succeeded.
+pub(crate) fn redis_cli(port: u16, password: Option<&str>, args: &[&str]) -> Option<String> {
+    let mut command = std::process::Command::new(redis_binary("redis-cli"));
+    command
+        .args(["-h", "127.0.0.1", "-p"])
+        .arg(port.to_string());
+    if let Some(password) = password {
+        command.args(["--no-auth-warning", "-a", password]);
+    }
+    let out = command.args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn redis_binary(name: &str) -> String {
     let found = std::process::Command::new(name).arg("--version").output();
     if found.is_err() {
@@ -143,20 +159,13 @@ impl RedisServer {
     }
 
     fn try_cli(&self, args: &[&str]) -> Option<String> {
-        let mut command = std::process::Command::new(redis_binary("redis-cli"));
-        command
-            .args(["-h", "127.0.0.1", "-p"])
-            .arg(self.port.to_string());
         // A server started with --requirepass is asked with it.
-        if let Some(at) = self.extra.iter().position(|a| a == "--requirepass") {
-            command
-                .args(["--no-auth-warning", "-a"])
-                .arg(&self.extra[at + 1]);
-        }
-        let out = command.args(args).output().ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        let password = self
+            .extra
+            .iter()
+            .position(|a| a == "--requirepass")
+            .map(|at| self.extra[at + 1].as_str());
+        redis_cli(self.port, password, args)
     }
 
     /// How many times each command ran since the last [`reset_stats`](Self::reset_stats),

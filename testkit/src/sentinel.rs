@@ -120,17 +120,7 @@ impl Sentinels {
     }
 
     fn ask(&self, port: u16, password: Option<&str>, args: &[&str]) -> Option<String> {
-        let mut command = std::process::Command::new("redis-cli");
-        command
-            .args(["-h", "127.0.0.1", "-p"])
-            .arg(port.to_string());
-        if let Some(password) = password {
-            command.args(["--no-auth-warning", "-a", password]);
-        }
-        let out = command.args(args).output().ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        crate::redis_cli(port, password, args)
     }
 }
 
