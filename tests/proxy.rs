@@ -2,8 +2,9 @@
 //! loopback. A flaky upstream of the test's own (its answer set by the test,
 //! its hits counted) sits behind one or two proxies; failures open the
 //! circuit, rejections carry `Retry-After`, a trial after it closes the
-//! circuit, two proxies on one Redis share one breaker, and bad settings stop
-//! the proxy before it listens.
+//! circuit, two proxies on one Redis share one breaker, `--metrics` serves
+//! what the plugin counted (scraped and parsed as Prometheus text), and bad
+//! settings stop the proxy before it listens.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tripswitch::telemetry::names;
 use tripswitch_testkit::http::{self, Response};
 use tripswitch_testkit::{Log, Upstream};
 use tripswitch_tests::{RedisServer, free_port, tripswitch_binary};
@@ -61,6 +63,8 @@ fn proxy_command(upstream: &str, extra: &[&str], env: &[(&str, impl AsRef<str>)]
 struct Proxy {
     child: Child,
     port: u16,
+    /// The `--metrics` listener's port, if it was asked for.
+    metrics_port: Option<u16>,
     stderr: Log,
 }
 
@@ -77,11 +81,14 @@ impl Proxy {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .expect("reading the proxy's stdout");
-        let port = line
-            .split("listening on http://127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|port| port.parse().ok());
+        let port_after = |text: &str, end: char| {
+            line.split(text)
+                .nth(1)
+                .and_then(|rest| rest.split(end).next())
+                .and_then(|port| port.parse::<u16>().ok())
+        };
+        let port = port_after("listening on http://127.0.0.1:", ',');
+        let metrics_port = port_after("metrics on http://127.0.0.1:", '/');
         let Some(port) = port else {
             let _ = child.kill();
             let _ = child.wait();
@@ -94,8 +101,32 @@ impl Proxy {
         Proxy {
             child,
             port,
+            metrics_port,
             stderr,
         }
+    }
+
+    /// `method path` on the metrics listener.
+    fn metrics_request(&self, method: &str, path: &str) -> Response {
+        let port = self
+            .metrics_port
+            .expect("the proxy was started with --metrics");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        http::request(addr, method, path).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Scrapes `/metrics` and parses it as Prometheus text.
+    fn scrape(&self) -> Scrape {
+        let reply = self.metrics_request("GET", "/metrics");
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert!(
+            reply
+                .header("content-type")
+                .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
+            "{reply:?}"
+        );
+        let lines = reply.body.lines().map(|line| Ok(line.to_owned()));
+        Scrape(prometheus_parse::Scrape::parse(lines).expect("Prometheus text"))
     }
 
     /// `GET path` through the proxy, on a fresh connection.
@@ -114,6 +145,59 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A parsed scrape of a proxy's `/metrics`.
+struct Scrape(prometheus_parse::Scrape);
+
+impl Scrape {
+    /// The value of `metric` with exactly these labels (besides `breaker="upstream"`), if present.
+    fn get(&self, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found = self.0.samples.iter().find(|sample| {
+            sample.metric == metric
+                && sample.labels.get("breaker") == Some("upstream")
+                && labels.iter().all(|(k, v)| sample.labels.get(k) == Some(*v))
+                && sample.labels.len() == labels.len() + 1
+        })?;
+        Some(match found.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{metric} is not a number: {other:?}"),
+        })
+    }
+
+    /// Like [`get`](Self::get), and the metric must be there.
+    fn value(&self, metric: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(metric, labels)
+            .unwrap_or_else(|| panic!("no {metric}{labels:?} in {:#?}", self.0.samples))
+    }
+
+    /// The state whose gauge reads 1, checking that every other reads 0.
+    fn state(&self) -> String {
+        let on: Vec<&str> = ["closed", "open", "half-open", "forced-open", "disabled"]
+            .into_iter()
+            .filter(
+                |state| match self.value(names::STATE, &[("state", state)]) {
+                    1.0 => true,
+                    0.0 => false,
+                    other => panic!("state gauge {state} reads {other}"),
+                },
+            )
+            .collect();
+        assert_eq!(on.len(), 1, "{on:?}");
+        on[0].to_owned()
+    }
+
+    /// A transition's count, by whether it was made elsewhere (0 if never seen).
+    fn transitions(&self, from: &str, to: &str, remote: bool) -> f64 {
+        let remote = if remote { "true" } else { "false" };
+        self.get(
+            names::TRANSITIONS,
+            &[("from", from), ("to", to), ("remote", remote)],
+        )
+        .unwrap_or(0.0)
     }
 }
 
@@ -170,10 +254,74 @@ fn failures_open_the_circuit_and_a_trial_closes_it() {
 }
 
 #[test]
+fn metrics_tell_what_the_plugin_counted_and_read_the_state_when_scraped() {
+    let upstream = Upstream::start();
+    let proxy = Proxy::start(&upstream.url(), &["--metrics", "127.0.0.1:0"]);
+
+    // The configured breaker shows from the first scrape, before any request.
+    let first = proxy.scrape();
+    assert_eq!(first.state(), "closed");
+    assert_eq!(first.get(names::CALLS, &[("outcome", "success")]), None);
+    assert_eq!(first.value(names::WINDOW_CALLS, &[]), 0.0);
+    assert!(first.value(names::FAILURE_RATE, &[]).is_nan());
+
+    assert_eq!(proxy.get("/").status, 200);
+    upstream.answer(500);
+    for _ in 0..FAIL_MAX {
+        assert_eq!(proxy.get("/").status, 500);
+    }
+    let rejected = proxy.get("/");
+    assert_eq!(rejected.status, 503, "{rejected:?}");
+    assert_eq!(proxy.get("/").status, 503);
+
+    let open = proxy.scrape();
+    assert_eq!(open.value(names::ADMITTED, &[]), 1.0 + FAIL_MAX as f64);
+    assert_eq!(open.value(names::CALLS, &[("outcome", "success")]), 1.0);
+    assert_eq!(
+        open.value(names::CALLS, &[("outcome", "failure")]),
+        FAIL_MAX as f64
+    );
+    assert_eq!(open.value(names::NOT_PERMITTED, &[("reason", "open")]), 2.0);
+    assert_eq!(open.state(), "open");
+    assert_eq!(open.transitions("closed", "open", false), 1.0);
+
+    // The timeout elapses with no request: the gauge, read at the scrape,
+    // says half-open; nothing was counted meanwhile.
+    wait_retry_after(retry_after(&rejected));
+    let elapsed = proxy.scrape();
+    assert_eq!(elapsed.state(), "half-open");
+    assert_eq!(elapsed.transitions("open", "half-open", false), 0.0);
+
+    upstream.answer(200);
+    assert_eq!(proxy.get("/").status, 200);
+    let closed = proxy.scrape();
+    assert_eq!(closed.state(), "closed");
+    assert_eq!(closed.value(names::CALLS, &[("outcome", "success")]), 2.0);
+    assert_eq!(closed.value(names::ADMITTED, &[]), 2.0 + FAIL_MAX as f64);
+    assert_eq!(closed.get(names::CALLS, &[("outcome", "ignored")]), None);
+    assert_eq!(closed.transitions("open", "half-open", false), 1.0);
+    assert_eq!(closed.transitions("half-open", "closed", false), 1.0);
+    assert_eq!(closed.transitions("closed", "open", false), 1.0);
+
+    // The listener serves /metrics, and only to GET and HEAD.
+    assert_eq!(proxy.metrics_request("GET", "/").status, 404);
+    let post = proxy.metrics_request("POST", "/metrics");
+    assert_eq!(post.status, 405, "{post:?}");
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+}
+
+#[test]
 fn two_proxies_on_one_redis_share_one_breaker() {
     let redis = RedisServer::start();
     let upstream = Upstream::start();
-    let shared = ["--redis", &redis.url(), "--namespace", "proxy-test"];
+    let shared = [
+        "--redis",
+        &redis.url(),
+        "--namespace",
+        "proxy-test",
+        "--metrics",
+        "127.0.0.1:0",
+    ];
     let a = Proxy::start(&upstream.url(), &shared);
     let b = Proxy::start(&upstream.url(), &shared);
 
@@ -201,6 +349,21 @@ fn two_proxies_on_one_redis_share_one_breaker() {
     assert_eq!(b.get("/").status, 200);
     assert_eq!(b.get("/").status, 200);
     assert_eq!(upstream.hits(), FAIL_MAX + 3);
+
+    // Summed over the fleet, the changes made here (remote="false") count
+    // each change once; A saw B's trip as made elsewhere.
+    let (a, b) = (a.scrape(), b.scrape());
+    for (from, to) in [
+        ("closed", "open"),
+        ("open", "half-open"),
+        ("half-open", "closed"),
+    ] {
+        let made = a.transitions(from, to, false) + b.transitions(from, to, false);
+        assert_eq!(made, 1.0, "{from} -> {to}");
+    }
+    assert_eq!(b.transitions("closed", "open", false), 1.0);
+    assert_eq!(a.transitions("closed", "open", true), 1.0);
+    assert_eq!((a.state(), b.state()), ("closed".into(), "closed".into()));
 }
 
 #[test]

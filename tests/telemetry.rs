@@ -1,13 +1,14 @@
 //! The `metrics` and `tracing` features: a recorder installed after the
 //! breaker was built sees the counters, the state gauge and the
-//! transitions change as a scenario runs; a subscriber hears state changes
-//! at info and an outage at warn.
+//! transitions change as a scenario runs; `publish` sets the state and
+//! window gauges from a snapshot that follows the clock; a subscriber hears
+//! state changes at info and an outage at warn.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use tripswitch::telemetry::names;
+use tripswitch::telemetry::{names, publish};
 use tripswitch_tests::{Faulty, advance, builder, clock, fail, succeed};
 
 /// Every metric the snapshotter holds, as `name{label=value,...}` and its value.
@@ -59,9 +60,19 @@ fn a_recorder_installed_after_the_breaker_sees_every_count() {
         succeed(&breaker).unwrap_err();
         advance(&clock, 1_000);
         succeed(&breaker).unwrap();
+        // A permit dropped unreported: the call was cancelled.
+        drop(breaker.acquire().unwrap());
     });
     let all = metrics(&snapshotter);
     let calls = names::CALLS;
+    assert_eq!(
+        value(&all, &format!("{}{{breaker=pay}}", names::ADMITTED)),
+        5.0
+    );
+    assert_eq!(
+        value(&all, &format!("{calls}{{breaker=pay,outcome=ignored}}")),
+        1.0
+    );
     assert_eq!(
         value(&all, &format!("{calls}{{breaker=pay,outcome=success}}")),
         2.0
@@ -97,6 +108,69 @@ fn a_recorder_installed_after_the_breaker_sees_every_count() {
         let key = format!("{}{{breaker=pay,state={state}}}", names::STATE);
         assert_eq!(value(&all, &key), expected, "{key}");
     }
+}
+
+#[test]
+fn publish_sets_the_state_and_window_gauges_from_a_snapshot() {
+    let clock = clock();
+    let breaker = builder("rates", &clock)
+        .failure_rate_threshold(50)
+        .minimum_calls(4)
+        .window_calls(10)
+        .reset_timeout(Duration::from_secs(1))
+        .flush_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let gauges = |state: &str| {
+        let all = metrics(&snapshotter);
+        let on: Vec<&str> = ["closed", "open", "half-open", "forced-open", "disabled"]
+            .into_iter()
+            .filter(|s| {
+                value(
+                    &all,
+                    &format!("{}{{breaker=rates,state={s}}}", names::STATE),
+                ) == 1.0
+            })
+            .collect();
+        assert_eq!(on, [state], "{all:#?}");
+        let gauge = |name: &str| value(&all, &format!("{name}{{breaker=rates}}"));
+        (
+            gauge(names::FAILURE_RATE),
+            gauge(names::SLOW_CALL_RATE),
+            gauge(names::WINDOW_CALLS),
+        )
+    };
+    metrics::with_local_recorder(&recorder, || {
+        // Before any call: closed, an empty window, no rates yet.
+        publish(&breaker).unwrap();
+        let (failure_rate, slow_call_rate, calls) = gauges("closed");
+        assert!(
+            failure_rate.is_nan() && slow_call_rate.is_nan(),
+            "{failure_rate} {slow_call_rate}"
+        );
+        assert_eq!(calls, 0.0);
+
+        for _ in 0..3 {
+            succeed(&breaker).unwrap();
+        }
+        fail(&breaker).unwrap_err();
+        publish(&breaker).unwrap();
+        assert_eq!(gauges("closed"), (25.0, 0.0, 4.0));
+
+        // 3 failures in 6 calls: 50%, the threshold, opens the circuit.
+        fail(&breaker).unwrap_err();
+        fail(&breaker).unwrap_err();
+        publish(&breaker).unwrap();
+        gauges("open");
+
+        // The timeout elapses with no call made: the snapshot reads half-open.
+        advance(&clock, 1_000);
+        let snapshot = publish(&breaker).unwrap();
+        assert_eq!(snapshot.state, tripswitch::State::HalfOpen);
+        gauges("half-open");
+    });
 }
 
 /// A subscriber that keeps each event's level and fields.

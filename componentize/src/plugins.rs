@@ -48,13 +48,15 @@ pub fn envoy_filter(root: &Path) -> Result<Vec<u8>, String> {
 /// The shipped proxy plugins.
 pub struct Plugins {
     /// Middleware + breaker; imports `tripswitch:breaker/storage` and
-    /// `events`, for hosts that provide them (`tripswitch proxy`).
+    /// `events` and `tripswitch:plugins/counted`, for hosts that provide
+    /// them (`tripswitch proxy`).
     pub middleware: Vec<u8>,
     /// Middleware + breaker + the `wasi:keyvalue` storage adapter + events
-    /// as log lines, for Spin.
+    /// as log lines + counts told to nobody, for Spin.
     pub spin: Vec<u8>,
     /// Middleware + breaker + storage in the component's own memory + events
-    /// as log lines, for demo hosts such as `wasmtime serve`.
+    /// as log lines + counts told to nobody, for demo hosts such as
+    /// `wasmtime serve`.
     pub local: Vec<u8>,
     /// The `wasi:keyvalue` storage adapter alone.
     pub kv_storage: Vec<u8>,
@@ -62,6 +64,8 @@ pub struct Plugins {
     pub memory_storage: Vec<u8>,
     /// The events as log lines on stderr, alone.
     pub log_events: Vec<u8>,
+    /// The middleware's counts told to nobody, alone.
+    pub counted_none: Vec<u8>,
     /// The Envoy filter, a proxy-wasm module.
     pub envoy: Vec<u8>,
 }
@@ -74,13 +78,15 @@ impl Plugins {
         let kv_storage = plugin(root, "tripswitch-kv-storage")?;
         let memory_storage = plugin(root, "tripswitch-memory-storage")?;
         let log_events = plugin(root, "tripswitch-log-events")?;
+        let counted_none = plugin(root, "tripswitch-counted-none")?;
         Ok(Plugins {
-            spin: crate::plug(&middleware, &[&kv_storage, &log_events])?,
-            local: crate::plug(&middleware, &[&memory_storage, &log_events])?,
+            spin: crate::plug(&middleware, &[&kv_storage, &log_events, &counted_none])?,
+            local: crate::plug(&middleware, &[&memory_storage, &log_events, &counted_none])?,
             middleware,
             kv_storage,
             memory_storage,
             log_events,
+            counted_none,
             envoy: envoy_filter(root)?,
         })
     }
@@ -91,7 +97,7 @@ impl Plugins {
     }
 
     /// Each plugin with its file name.
-    pub fn files(&self) -> [(&'static str, &[u8]); 7] {
+    pub fn files(&self) -> [(&'static str, &[u8]); 8] {
         [
             ("tripswitch-middleware.wasm", &self.middleware),
             ("tripswitch-middleware-spin.wasm", &self.spin),
@@ -99,6 +105,7 @@ impl Plugins {
             ("tripswitch-kv-storage.wasm", &self.kv_storage),
             ("tripswitch-memory-storage.wasm", &self.memory_storage),
             ("tripswitch-log-events.wasm", &self.log_events),
+            ("tripswitch-counted-none.wasm", &self.counted_none),
             ("tripswitch-envoy.wasm", &self.envoy),
         ]
     }

@@ -1,7 +1,8 @@
 //! The tripswitch circuit breaker, with no bindings: a pure state machine
 //! (`machine`), its defaults (`config`), its stored bytes (`record`), the
-//! failure-rate window (`window`) and the
-//! storage loop over a host's [`breaker::Port`] (`breaker`). The component
+//! failure-rate window (`window`), the
+//! storage loop over a host's [`breaker::Port`] (`breaker`), and the metric
+//! names every host meters under (`metrics`). The component
 //! (`guest/`) and the Envoy filter (`plugins/envoy/`) are bindings over it.
 
 #![warn(missing_docs)]
@@ -9,5 +10,6 @@
 pub mod breaker;
 pub mod config;
 pub mod machine;
+pub mod metrics;
 pub mod record;
 pub mod window;

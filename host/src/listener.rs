@@ -15,6 +15,8 @@ pub trait Listener: Send + Sync + 'static {
     fn success(&self, _breaker: &str) {}
     /// An admitted call failed; `tripped` says whether it opened the circuit.
     fn failure(&self, _breaker: &str, _tripped: bool) {}
+    /// An admitted call was cancelled (its permit dropped or ignored): nothing counted.
+    fn ignored(&self, _breaker: &str) {}
     /// The breaker changed state.
     fn state_change(&self, _breaker: &str, _change: &StateChange) {}
     /// A call was rejected without running.

@@ -150,8 +150,10 @@ impl Permit {
                 listeners.iter().for_each(|l| l.failure(name, tripped));
             }
         })?;
-        if outcome == Outcome::Success {
-            listeners.iter().for_each(|l| l.success(name));
+        match outcome {
+            Outcome::Success => listeners.iter().for_each(|l| l.success(name)),
+            Outcome::Ignored => listeners.iter().for_each(|l| l.ignored(name)),
+            Outcome::Failure => {}
         }
         Ok(reported.tripped)
     }

@@ -29,14 +29,24 @@ impl Response {
 
 /// `GET path` on `addr`, or a message that says what went wrong.
 pub fn get(addr: SocketAddr, path: &str) -> Result<Response, String> {
+    request(addr, "GET", path)
+}
+
+/// `method path` on `addr`, with no body.
+pub fn request(addr: SocketAddr, method: &str, path: &str) -> Result<Response, String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connecting to {addr}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
+    let length = if method == "GET" {
+        ""
+    } else {
+        "content-length: 0\r\n"
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{length}connection: close\r\n\r\n"
     )
     .map_err(|e| format!("sending to {addr}: {e}"))?;
     let mut raw = Vec::new();

@@ -7,14 +7,17 @@
 //! The plugin is configured by `TRIPSWITCH_*` variables: the proxy passes its
 //! own to the plugin's WASI environment and checks them before it listens
 //! (their syntax with `tripswitch-plugin-settings`, their values with the
-//! breaker component itself).
+//! breaker component itself). With `--metrics` it serves the plugin's
+//! breakers in Prometheus' text format on a listener of its own.
 
+mod metrics;
 mod plugin;
 mod upstream;
 
 use std::convert::Infallible;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -31,6 +34,7 @@ use wasmtime_wasi_http::handler::ProxyHandler;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
+use self::metrics::Metrics;
 use self::plugin::Plugin;
 use self::upstream::{Address, Upstream};
 use crate::store::StoreArgs;
@@ -53,6 +57,10 @@ pub struct ProxyArgs {
     /// The wasi:http middleware plugin (a component file) [default: the embedded one].
     #[arg(long, value_name = "FILE")]
     plugin: Option<PathBuf>,
+    /// Serve the breakers' metrics in Prometheus' text format at
+    /// http://ADDR/metrics, HOST:PORT (port 0: a free port, printed at start).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -94,28 +102,36 @@ pub fn run(args: &ProxyArgs) -> anyhow::Result<()> {
         args.upstream.clone(),
         Duration::from_millis(args.upstream_timeout_ms),
     );
-    let plugin = Plugin::load(&bytes, &what, upstream, storage, env).map_err(|e| anyhow!(e))?;
+    let metrics = args.metrics.is_some().then(|| {
+        let (config, storage) = (breaker_config(&settings), Arc::clone(&storage));
+        let make = move |name: &str| {
+            CircuitBreaker::builder(name)
+                .config(config.clone())
+                .storage(Arc::clone(&storage))
+                .build()
+        };
+        Arc::new(Metrics::new(Box::new(make), &[&settings.breaker]))
+    });
+    let plugin = Plugin::load(&bytes, &what, upstream, storage, env, metrics.clone())
+        .map_err(|e| anyhow!(e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
         plugin.try_instantiate().await.map_err(|e| anyhow!(e))?;
-        let listener = std::net::TcpListener::bind(&args.listen)
-            .and_then(|listener| {
-                listener.set_nonblocking(true)?;
-                tokio::net::TcpListener::from_std(listener)
-            })
-            .with_context(|| format!("listening on {}", args.listen))?;
-        let local = listener
-            .local_addr()
-            .with_context(|| format!("listening on {}", args.listen))?;
-        let line = format!(
+        let (listener, local) = listen(&args.listen)?;
+        let mut line = format!(
             "tripswitch proxy: listening on http://{local}, upstream {}, storage {}, breaker {:?}",
             plugin.upstream().address(),
             args.store.describe(),
             settings.breaker,
         );
+        if let (Some(addr), Some(metrics)) = (&args.metrics, metrics) {
+            let (listener, local) = listen(addr)?;
+            line.push_str(&format!(", metrics on http://{local}/metrics"));
+            tokio::spawn(metrics::serve(listener, metrics));
+        }
         let mut out = std::io::stdout().lock();
         // A closed stdout does not stop the proxy.
         let _ = writeln!(out, "{line}").and_then(|()| out.flush());
@@ -123,6 +139,20 @@ pub fn run(args: &ProxyArgs) -> anyhow::Result<()> {
         serve(listener, ProxyHandler::new(plugin)).await;
         Ok(())
     })
+}
+
+/// Binds `addr` for the runtime; the address it got.
+fn listen(addr: &str) -> anyhow::Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|listener| {
+            listener.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(listener)
+        })
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener
+        .local_addr()
+        .with_context(|| format!("listening on {addr}"))?;
+    Ok((listener, local))
 }
 
 /// The process's `TRIPSWITCH_*` variables: the plugin's environment.
@@ -141,11 +171,10 @@ fn plugin_env() -> anyhow::Result<Vec<(String, String)>> {
     Ok(vars)
 }
 
-/// Builds a breaker with the plugin's knobs: the component, which owns the
-/// valid ranges and the defaults, refuses what it would refuse in the plugin.
-fn check_knobs(settings: &Settings) -> anyhow::Result<()> {
+/// The plugin's knobs as the host library's config.
+fn breaker_config(settings: &Settings) -> Config {
     let knobs = &settings.knobs;
-    let config = Config {
+    Config {
         fail_max: knobs.fail_max,
         reset_timeout_ms: knobs.reset_timeout_ms,
         success_threshold: knobs.success_threshold,
@@ -166,9 +195,14 @@ fn check_knobs(settings: &Settings) -> anyhow::Result<()> {
         max_reset_timeout_ms: knobs.max_reset_timeout_ms,
         // The plugin merges every report (its instances are dropped unflushed).
         flush_interval_ms: Some(0),
-    };
+    }
+}
+
+/// Builds a breaker with the plugin's knobs: the component, which owns the
+/// valid ranges and the defaults, refuses what it would refuse in the plugin.
+fn check_knobs(settings: &Settings) -> anyhow::Result<()> {
     let built = CircuitBreaker::builder(settings.breaker.clone())
-        .config(config)
+        .config(breaker_config(settings))
         .build();
     built.map(drop).map_err(|error| match &error {
         tripswitch::Error::InvalidConfig { field, .. } => {

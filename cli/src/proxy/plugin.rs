@@ -1,7 +1,8 @@
 //! The plugin's wasmtime side: an engine with the component model's async
 //! support, the imports a wasi:http middleware plugin needs (WASI p2 and p3,
-//! wasi:http p3, the "next" handler, the breaker's storage and events), and
-//! the instance lifecycle that wasmtime-wasi-http's `ProxyHandler` drives.
+//! wasi:http p3, the "next" handler, the breaker's storage and events, what
+//! the middleware counted), and the instance lifecycle that
+//! wasmtime-wasi-http's `ProxyHandler` drives.
 //!
 //! Instances are reused the way `wasmtime serve` reuses WASIp3 instances: one
 //! instance serves up to [`MAX_REUSE`] requests, up to [`MAX_CONCURRENT`] of
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tripswitch::{Storage, StorageError};
+use tripswitch::{Rejected, Storage, StorageError};
 use wasmtime::component::{
     Accessor, Component, GuestTaskId, HasSelf, Linker, Resource, ResourceTable,
 };
@@ -32,6 +33,7 @@ use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p3::{Request, Response};
 use wasmtime_wasi_http::{WasiHttp, WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::metrics::Metrics;
 use super::upstream::Upstream;
 
 /// Requests one instance serves before it is replaced.
@@ -53,13 +55,14 @@ const RUNAWAY_TICKS: u32 = 100;
 /// The interfaces of tripswitch's own that a plugin imports.
 mod imports {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: ["../wit", "../plugins/wit"],
         inline: "
             package tripswitch:proxy-host;
 
             world plugin-host {
                 import tripswitch:breaker/storage@0.2.0;
                 import tripswitch:breaker/events@0.2.0;
+                import tripswitch:plugins/counted@0.1.0;
             }
         ",
         world: "tripswitch:proxy-host/plugin-host",
@@ -68,6 +71,7 @@ mod imports {
 }
 
 use imports::tripswitch::breaker::{events, storage, types};
+use imports::tripswitch::plugins::counted;
 
 /// Per-store data of a plugin instance.
 pub struct PluginState {
@@ -77,6 +81,7 @@ pub struct PluginState {
     upstream: Upstream,
     storage: Arc<dyn Storage>,
     announcer: Arc<Announcer>,
+    metrics: Option<Arc<Metrics>>,
     limits: StoreLimits,
     /// Whether the guest called the proxy since the last epoch tick.
     called_out: bool,
@@ -161,42 +166,99 @@ impl events::Host for PluginState {
 
 impl types::Host for PluginState {}
 
+impl counted::Host for PluginState {
+    fn admitted(&mut self, breaker: String) {
+        self.called_out = true;
+        if let Some(metrics) = &self.metrics {
+            metrics.admitted(&breaker);
+        }
+    }
+
+    fn rejected(&mut self, breaker: String, refusal: types::Refusal) {
+        self.called_out = true;
+        if let Some(metrics) = &self.metrics {
+            metrics.rejected(&breaker, &rejected(refusal));
+        }
+    }
+
+    fn reported(&mut self, breaker: String, outcome: types::Outcome) {
+        self.called_out = true;
+        if let Some(metrics) = &self.metrics {
+            metrics.outcome(
+                &breaker,
+                match outcome {
+                    types::Outcome::Success => tripswitch::Outcome::Success,
+                    types::Outcome::Failure => tripswitch::Outcome::Failure,
+                    types::Outcome::Ignored => tripswitch::Outcome::Ignored,
+                },
+            );
+        }
+    }
+}
+
 /// Tells state changes on stderr, each generation of a breaker once per
-/// process however many instances see it.
-#[derive(Default)]
+/// process however many instances see it, and counts them in the metrics:
+/// a change this process made (`remote` false: one instance in a fleet
+/// makes each) always, one made elsewhere once.
 pub struct Announcer {
     /// The generation last told, by breaker.
     told: Mutex<HashMap<String, u64>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Announcer {
     fn tell(&self, change: &types::StateChange) {
         let mut told = self.told.lock().unwrap_or_else(|e| e.into_inner());
         let last = told.get(&change.breaker).copied();
-        if last.is_some_and(|last| change.generation <= last) {
-            return;
+        let first = last.is_none_or(|last| change.generation > last);
+        if first {
+            told.insert(change.breaker.clone(), change.generation);
         }
-        told.insert(change.breaker.clone(), change.generation);
         drop(told);
-        eprintln!(
-            "{}",
-            tripswitch_plugin_settings::state_change_line(
-                &change.breaker,
-                state_name(change.previous),
-                state_name(change.current),
-                change.remote
-            )
-        );
+        let (from, to) = (state(change.previous), state(change.current));
+        if let Some(metrics) = self.metrics.as_ref().filter(|_| first || !change.remote) {
+            metrics.transition(&change.breaker, from, to, change.remote);
+        }
+        if first {
+            eprintln!(
+                "{}",
+                tripswitch_plugin_settings::state_change_line(
+                    &change.breaker,
+                    from.as_str(),
+                    to.as_str(),
+                    change.remote
+                )
+            );
+        }
     }
 }
 
-fn state_name(state: types::State) -> &'static str {
+/// A state as the host library names it.
+fn state(state: types::State) -> tripswitch::State {
     match state {
-        types::State::Closed => "closed",
-        types::State::Open => "open",
-        types::State::HalfOpen => "half-open",
-        types::State::ForcedOpen => "forced-open",
-        types::State::Disabled => "disabled",
+        types::State::Closed => tripswitch::State::Closed,
+        types::State::Open => tripswitch::State::Open,
+        types::State::HalfOpen => tripswitch::State::HalfOpen,
+        types::State::ForcedOpen => tripswitch::State::ForcedOpen,
+        types::State::Disabled => tripswitch::State::Disabled,
+    }
+}
+
+/// A refusal as the host library names it.
+fn rejected(refusal: types::Refusal) -> Rejected {
+    let ms = std::time::Duration::from_millis;
+    match refusal.rejection {
+        types::Rejection::Open(wait) => Rejected::Open {
+            retry_after: ms(wait),
+        },
+        types::Rejection::HalfOpenFull(wait) => Rejected::HalfOpenFull {
+            retry_after: ms(wait),
+        },
+        types::Rejection::ForcedOpen => Rejected::ForcedOpen,
+        types::Rejection::StorageUnavailable(message) => Rejected::StorageUnavailable {
+            message,
+            state: state(refusal.state),
+        },
     }
 }
 
@@ -210,16 +272,19 @@ pub struct Plugin {
     /// The plugin's WASI environment.
     env: Vec<(String, String)>,
     announcer: Arc<Announcer>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Plugin {
-    /// Compiles and links a plugin; `what` names it in messages.
+    /// Compiles and links a plugin; `what` names it in messages. What it
+    /// counts goes to `metrics`, if given.
     pub fn load(
         bytes: &[u8],
         what: &str,
         upstream: Upstream,
         storage: Arc<dyn Storage>,
         env: Vec<(String, String)>,
+        metrics: Option<Arc<Metrics>>,
     ) -> Result<Plugin, String> {
         let mut config = Config::new();
         config.wasm_component_model_async(true);
@@ -241,7 +306,11 @@ impl Plugin {
             upstream,
             storage,
             env,
-            announcer: Arc::default(),
+            announcer: Arc::new(Announcer {
+                told: Mutex::default(),
+                metrics: metrics.clone(),
+            }),
+            metrics,
         })
     }
 
@@ -263,6 +332,7 @@ impl Plugin {
             upstream: self.upstream.clone(),
             storage: Arc::clone(&self.storage),
             announcer: Arc::clone(&self.announcer),
+            metrics: self.metrics.clone(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(MEMORY_LIMIT)
                 .trap_on_grow_failure(true)

@@ -8,6 +8,7 @@
 //! a breaker's name is written as `_` in its metric names.
 
 use tripswitch_core::machine::{Outcome, State};
+use tripswitch_core::metrics as names;
 use tripswitch_plugin_settings::Refused;
 
 /// The states a breaker's state gauges cover, in order.
@@ -37,7 +38,7 @@ fn part(breaker: &str) -> String {
 
 /// Calls the breaker admitted.
 pub fn admitted(breaker: &str) -> String {
-    format!("tripswitch_admitted_calls_total.breaker.{}", part(breaker))
+    format!("{}.breaker.{}", names::ADMITTED, part(breaker))
 }
 
 /// Admitted calls that ended with `outcome`.
@@ -48,7 +49,8 @@ pub fn calls(breaker: &str, outcome: Outcome) -> String {
         Outcome::Ignored => "ignored",
     };
     format!(
-        "tripswitch_calls_total.breaker.{}.outcome.{outcome}",
+        "{}.breaker.{}.outcome.{outcome}",
+        names::CALLS,
         part(breaker)
     )
 }
@@ -56,7 +58,8 @@ pub fn calls(breaker: &str, outcome: Outcome) -> String {
 /// Calls refused, for one reason.
 pub fn not_permitted(breaker: &str, refused: Refused) -> String {
     format!(
-        "tripswitch_not_permitted_calls_total.breaker.{}.reason.{}",
+        "{}.breaker.{}.reason.{}",
+        names::NOT_PERMITTED,
         part(breaker),
         refused.reason()
     )
@@ -65,7 +68,8 @@ pub fn not_permitted(breaker: &str, refused: Refused) -> String {
 /// A gauge that is 1 while the breaker is in `state` (as last told), else 0.
 pub fn state(breaker: &str, state: State) -> String {
     format!(
-        "tripswitch_state.breaker.{}.state.{}",
+        "{}.breaker.{}.state.{}",
+        names::STATE,
         part(breaker),
         state.name()
     )

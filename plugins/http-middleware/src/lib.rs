@@ -1,7 +1,8 @@
 //! The breaker as wasi:http middleware (WASIp3): a request reaches the next
 //! handler only when the breaker admits it; 5xx answers (a configurable set)
 //! and transport errors count as failures, the rest as successes; a rejected
-//! request gets 503 with `Retry-After` at once.
+//! request gets 503 with `Retry-After` at once. What it counts it tells its
+//! host through `tripswitch:plugins/counted`.
 //!
 //! The breaker itself is the tripswitch component this one is composed with;
 //! its state lives in the host's storage, since hosts recycle instances.
@@ -25,6 +26,7 @@ use bindings::tripswitch::breaker::breaker::CircuitBreaker;
 use bindings::tripswitch::breaker::types::{
     Admission, Config, ConfigError, Outcome, Permit, State,
 };
+use bindings::tripswitch::plugins::counted;
 use bindings::wasi::http::handler as next;
 use bindings::wasi::http::types::{ErrorCode, Request, Response};
 use tripswitch_plugin_settings::{Fallback, Settings, StatusSet, variable_for};
@@ -32,6 +34,8 @@ use tripswitch_plugin_settings::{Fallback, Settings, StatusSet, variable_for};
 /// The middleware's state in one instance: built at its first request.
 struct Middleware {
     breaker: CircuitBreaker,
+    /// The breaker's name.
+    name: String,
     failure_status: StatusSet,
     outage: outage::Outage,
 }
@@ -72,6 +76,7 @@ impl Middleware {
         )?;
         Ok(Rc::new(Middleware {
             breaker,
+            name: settings.breaker,
             failure_status: settings.failure_status,
             outage: outage::Outage::default(),
         }))
@@ -98,10 +103,11 @@ impl Pending<'_> {
     /// reported: this host cannot tell the stored version without a round
     /// trip, so, as the contract allows such a host, it skips it always.
     fn report(mut self, outcome: Outcome) {
-        if let Some(permit) = self.permit.take()
-            && !(outcome == Outcome::Success && self.quiet_success)
-        {
-            report(self.middleware, permit, outcome);
+        if let Some(permit) = self.permit.take() {
+            if !(outcome == Outcome::Success && self.quiet_success) {
+                report(self.middleware, permit, outcome);
+            }
+            tell(self.middleware, outcome);
         }
     }
 }
@@ -110,6 +116,7 @@ impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if let Some(permit) = self.permit.take() {
             report(self.middleware, permit, Outcome::Ignored);
+            tell(self.middleware, Outcome::Ignored);
         }
     }
 }
@@ -117,8 +124,13 @@ impl Drop for Pending<'_> {
 fn report(middleware: &Middleware, permit: Permit, outcome: Outcome) {
     let breaker = &middleware.breaker;
     if let Err(error) = breaker.report(permit, outcome, now_ms()) {
-        middleware.outage.unrecorded(&breaker.name(), &error);
+        middleware.outage.unrecorded(&middleware.name, &error);
     }
+}
+
+/// Tells the host an admitted request's outcome (reported to the breaker or not).
+fn tell(middleware: &Middleware, outcome: Outcome) {
+    counted::reported(&middleware.name, outcome);
 }
 
 struct Component;
@@ -134,17 +146,22 @@ impl Guest for Component {
                 }
             };
         let breaker = &middleware.breaker;
-        let name = breaker.name();
+        let name = &middleware.name;
         let answer = breaker.acquire(now_ms());
-        middleware.outage.note(&name, &answer);
+        middleware.outage.note(name, &answer);
         let Admission {
             permit,
             quiet_success,
             ..
         } = match answer {
             Ok(admission) => admission,
-            Err(refusal) => return Ok(reply::rejected(&name, &refusal.rejection)),
+            Err(refusal) => {
+                let reply = reply::rejected(name, &refusal.rejection);
+                counted::rejected(name, &refusal);
+                return Ok(reply);
+            }
         };
+        counted::admitted(name);
         let pending = Pending {
             middleware: &middleware,
             permit: Some(permit),
