@@ -28,8 +28,10 @@ fn plugin_for(root: &Path, package: &str, target: &str) -> Result<Vec<u8>, Strin
         }
     }
     watch(&plugins.join("fixtures"));
-    // The core crate, which the Envoy filter builds on.
+    // The core crate, which the Envoy filter builds on (and the metric
+    // names it includes from the host crate).
     watch(&root.join("core"));
+    watch(&root.join("host").join("src").join("metric_names.rs"));
     ensure_target(target)?;
     let target_dir = root.join("target").join("plugins-build");
     let mut command = nested_cargo(root, &target_dir);

@@ -10,6 +10,7 @@
 pub mod breaker;
 pub mod config;
 pub mod machine;
+#[path = "../../host/src/metric_names.rs"]
 pub mod metrics;
 pub mod record;
 pub mod window;

@@ -18,8 +18,8 @@ use crate::types::StateChange;
 #[cfg(feature = "metrics")]
 use crate::types::{Outcome, Snapshot, State};
 
-/// The metric names, in the Prometheus conventions (resilience4j's where they map).
-pub use tripswitch_core::metrics as names;
+#[path = "metric_names.rs"]
+pub mod names;
 
 /// The listener behind the `metrics` and `tracing` features, one per breaker.
 pub(crate) struct Telemetry {

@@ -1,6 +1,8 @@
 //! The metric names every host uses, in the Prometheus conventions
 //! (resilience4j's where they map), with their labels: the host library's
-//! `metrics` feature, `tripswitch proxy --metrics` and the Envoy filter.
+//! `metrics` feature, `tripswitch proxy --metrics`, and the Envoy filter
+//! (through `tripswitch-core`, which includes this file: the published
+//! crate depends on no other of the workspace's).
 
 /// Counter: calls admitted, by `breaker`.
 pub const ADMITTED: &str = "tripswitch_admitted_calls_total";
