@@ -215,15 +215,7 @@ fn check_knobs(settings: &Settings) -> anyhow::Result<()> {
 /// Accepts connections until the process ends.
 async fn serve(listener: tokio::net::TcpListener, handler: ProxyHandler<Plugin>) {
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                // Out of file descriptors and the like: wait, and go on.
-                eprintln!("tripswitch proxy: accepting a connection: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let stream = next_connection(&listener).await;
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         tokio::spawn(async move {
@@ -237,6 +229,23 @@ async fn serve(listener: tokio::net::TcpListener, handler: ProxyHandler<Plugin>)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+/// The next connection on `listener`. An error (out of file descriptors and
+/// the like) is logged and waited out.
+async fn next_connection(listener: &tokio::net::TcpListener) -> tokio::net::TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => return stream,
+            Err(error) => {
+                let on = listener
+                    .local_addr()
+                    .map_or_else(|_| "?".into(), |a| a.to_string());
+                eprintln!("tripswitch proxy: accepting a connection on {on}: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 
