@@ -176,7 +176,8 @@ impl Scrape {
 
     /// The state whose gauge reads 1, checking that every other reads 0.
     fn state(&self) -> String {
-        let on: Vec<&str> = ["closed", "open", "half-open", "forced-open", "disabled"]
+        let on: Vec<&str> = tripswitch::State::ALL
+            .map(tripswitch::State::as_str)
             .into_iter()
             .filter(
                 |state| match self.value(names::STATE, &[("state", state)]) {

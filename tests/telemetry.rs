@@ -125,7 +125,8 @@ fn publish_sets_the_state_and_window_gauges_from_a_snapshot() {
     let snapshotter = recorder.snapshotter();
     let gauges = |state: &str| {
         let all = metrics(&snapshotter);
-        let on: Vec<&str> = ["closed", "open", "half-open", "forced-open", "disabled"]
+        let on: Vec<&str> = tripswitch::State::ALL
+            .map(tripswitch::State::as_str)
             .into_iter()
             .filter(|s| {
                 value(

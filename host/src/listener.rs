@@ -15,7 +15,8 @@ pub trait Listener: Send + Sync + 'static {
     fn success(&self, _breaker: &str) {}
     /// An admitted call failed; `tripped` says whether it opened the circuit.
     fn failure(&self, _breaker: &str, _tripped: bool) {}
-    /// An admitted call was cancelled (its permit dropped or ignored): nothing counted.
+    /// An admitted call ended unreported (its permit dropped) or was ignored:
+    /// the breaker counts nothing of it.
     fn ignored(&self, _breaker: &str) {}
     /// The breaker changed state.
     fn state_change(&self, _breaker: &str, _change: &StateChange) {}

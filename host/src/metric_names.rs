@@ -19,9 +19,54 @@ pub const STATE: &str = "tripswitch_state";
 /// fleet to count each change once).
 pub const TRANSITIONS: &str = "tripswitch_transitions_total";
 /// Gauge: the window's failure rate in percent, by `breaker` (NaN while
-/// the window holds no calls, or the breaker has none).
+/// the window holds no calls, or the breaker has no window).
 pub const FAILURE_RATE: &str = "tripswitch_failure_rate";
 /// Gauge: the window's slow-call rate in percent, by `breaker` (NaN as above).
 pub const SLOW_CALL_RATE: &str = "tripswitch_slow_call_rate";
 /// Gauge: calls the window holds now, by `breaker`.
 pub const WINDOW_CALLS: &str = "tripswitch_window_calls";
+
+/// Whether a metric counts up or is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Only grows.
+    Counter,
+    /// Set to a value.
+    Gauge,
+}
+
+/// Every metric: its name, kind and help text (Prometheus' `# HELP`).
+pub const ALL: [(&str, Kind, &str); 8] = [
+    (ADMITTED, Kind::Counter, "Calls the breaker admitted."),
+    (
+        CALLS,
+        Kind::Counter,
+        "Admitted calls that ended, by outcome (ignored: cancelled).",
+    ),
+    (
+        NOT_PERMITTED,
+        Kind::Counter,
+        "Calls the breaker refused, by reason.",
+    ),
+    (
+        STATE,
+        Kind::Gauge,
+        "1 for the breaker's state, 0 for the others.",
+    ),
+    (
+        TRANSITIONS,
+        Kind::Counter,
+        "State changes; remote=\"true\" when another process made it.",
+    ),
+    (
+        FAILURE_RATE,
+        Kind::Gauge,
+        "The window's failure rate in percent (NaN: no calls in it, or no window).",
+    ),
+    (
+        SLOW_CALL_RATE,
+        Kind::Gauge,
+        "The window's slow-call rate in percent (NaN: no calls in it, or no window).",
+    ),
+    (WINDOW_CALLS, Kind::Gauge, "Calls the window holds."),
+];

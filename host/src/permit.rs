@@ -149,13 +149,15 @@ impl Permit {
                 let tripped = answer.as_ref().is_ok_and(|r| r.tripped);
                 listeners.iter().for_each(|l| l.failure(name, tripped));
             }
-        })?;
+        });
+        // The call ended so whether or not the report was recorded, as a
+        // failure is told (inside the report) either way.
         match outcome {
             Outcome::Success => listeners.iter().for_each(|l| l.success(name)),
             Outcome::Ignored => listeners.iter().for_each(|l| l.ignored(name)),
             Outcome::Failure => {}
         }
-        Ok(reported.tripped)
+        Ok(reported?.tripped)
     }
 }
 

@@ -148,35 +148,12 @@ impl Meter {
 /// now, for exporters that print descriptions (Prometheus' `# HELP`).
 #[cfg(feature = "metrics")]
 pub fn describe() {
-    use metrics::{Unit, describe_counter, describe_gauge};
-    describe_counter!(names::ADMITTED, Unit::Count, "Calls the breaker admitted.");
-    describe_counter!(
-        names::CALLS,
-        Unit::Count,
-        "Admitted calls that ended, by outcome (ignored: cancelled)."
-    );
-    describe_counter!(
-        names::NOT_PERMITTED,
-        Unit::Count,
-        "Calls the breaker refused, by reason."
-    );
-    describe_gauge!(names::STATE, "1 for the breaker's state, 0 for the others.");
-    describe_counter!(
-        names::TRANSITIONS,
-        Unit::Count,
-        "State changes; remote=\"true\" when another process made it."
-    );
-    describe_gauge!(
-        names::FAILURE_RATE,
-        Unit::Percent,
-        "The window's failure rate (NaN: no calls in it)."
-    );
-    describe_gauge!(
-        names::SLOW_CALL_RATE,
-        Unit::Percent,
-        "The window's slow-call rate (NaN: no calls in it)."
-    );
-    describe_gauge!(names::WINDOW_CALLS, Unit::Count, "Calls the window holds.");
+    for (name, kind, help) in names::ALL {
+        match kind {
+            names::Kind::Counter => metrics::describe_counter!(name, help),
+            names::Kind::Gauge => metrics::describe_gauge!(name, help),
+        }
+    }
 }
 
 /// Reads `breaker`'s snapshot and sets its state and window gauges: call it

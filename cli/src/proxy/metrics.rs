@@ -35,12 +35,14 @@ pub struct Metrics {
 struct Metered {
     name: String,
     meter: Meter,
-    breaker: Result<CircuitBreaker, String>,
+    /// None: it could not be built (the reason was logged).
+    breaker: Option<CircuitBreaker>,
 }
 
 impl Metrics {
     /// Metrics for the breakers `make` builds (by name); `known` are shown
-    /// from the first scrape, others once the plugin tells of them.
+    /// from the first scrape, others once the plugin tells of them. Their
+    /// gauges are read with `make`'s settings.
     pub fn new(make: Box<MakeBreaker>, known: &[&str]) -> Metrics {
         let recorder = PrometheusBuilder::new().build_recorder();
         metrics::with_local_recorder(&recorder, tripswitch::telemetry::describe);
@@ -56,23 +58,30 @@ impl Metrics {
         metrics
     }
 
-    /// The breaker `name`'s meters, made the first time it is heard of.
+    /// The breaker `name`'s meters, made the first time it is heard of
+    /// (the breaker that reads its gauges is built outside the lock).
     fn metered(&self, name: &str) -> Arc<Metered> {
-        let mut breakers = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(metered) = breakers.get(name) {
+        let breakers = || self.breakers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(metered) = breakers().get(name) {
             return Arc::clone(metered);
         }
-        let breaker = (self.make)(name).map_err(|error| {
-            eprintln!("tripswitch proxy: metrics: breaker {name:?} has no gauges: {error}");
-            error.to_string()
-        });
-        let metered = Arc::new(Metered {
+        let breaker = match (self.make)(name) {
+            Ok(breaker) => Some(breaker),
+            Err(error) => {
+                eprintln!("tripswitch proxy: metrics: breaker {name:?} has no gauges: {error}");
+                None
+            }
+        };
+        let metered = Metered {
             name: name.to_owned(),
             meter: Meter::new(name),
             breaker,
-        });
-        breakers.insert(name.to_owned(), Arc::clone(&metered));
-        metered
+        };
+        Arc::clone(
+            breakers()
+                .entry(name.to_owned())
+                .or_insert_with(|| Arc::new(metered)),
+        )
     }
 
     /// Records into this recorder, whatever is installed globally.
@@ -113,7 +122,7 @@ impl Metrics {
             .cloned()
             .collect();
         for metered in breakers {
-            if let Ok(snapshot) = metered.breaker.as_ref().map(CircuitBreaker::snapshot) {
+            if let Some(snapshot) = metered.breaker.as_ref().map(CircuitBreaker::snapshot) {
                 match snapshot {
                     Ok(snapshot) => metrics::with_local_recorder(&self.recorder, || {
                         metered.meter.snapshot(&snapshot)

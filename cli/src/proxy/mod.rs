@@ -110,7 +110,13 @@ pub fn run(args: &ProxyArgs) -> anyhow::Result<()> {
                 .storage(Arc::clone(&storage))
                 .build()
         };
-        Arc::new(Metrics::new(Box::new(make), &[&settings.breaker]))
+        // The embedded plugin's breaker is known before any request; another
+        // plugin's breakers are shown once it tells of them.
+        let known: &[&str] = match args.plugin {
+            None => &[&settings.breaker],
+            Some(_) => &[],
+        };
+        Arc::new(Metrics::new(Box::new(make), known))
     });
     let plugin = Plugin::load(&bytes, &what, upstream, storage, env, metrics.clone())
         .map_err(|e| anyhow!(e))?;
