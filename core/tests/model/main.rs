@@ -11,6 +11,7 @@ mod reference;
 mod reports;
 mod reuse;
 mod shared;
+mod steps;
 mod storage;
 mod strategies;
 mod windows;
