@@ -15,11 +15,11 @@ wasmtime::component::bindgen!({
         package tripswitch:kv-storage-test;
 
         world storage-provider {
-            export tripswitch:breaker/storage@0.2.0;
+            export tripswitch:breaker/storage@0.3.0;
         }
     ",
     world: "tripswitch:kv-storage-test/storage-provider",
-    additional_derives: [PartialEq, Eq],
+    additional_derives: [PartialEq],
 });
 
 use exports::tripswitch::breaker::storage::{Entry, SwapResult};

@@ -374,20 +374,20 @@ fn the_spin_artifact_imports_only_what_spin_provides() {
 }
 
 /// The one import Spin does not offer, which needs no provider.
-const TYPES_ONLY: &str = "tripswitch:breaker/types@0.2.0";
+const TYPES_ONLY: &str = "tripswitch:breaker/types@0.3.0";
 
 #[test]
 fn the_middleware_artifact_leaves_storage_events_and_counts_to_its_host() {
     let imports = imports(&built("tripswitch-middleware.wasm"));
     let names: Vec<&str> = imports.iter().map(|(name, _)| name.as_str()).collect();
     for wanted in [
-        "tripswitch:breaker/storage@0.2.0",
-        "tripswitch:breaker/events@0.2.0",
+        "tripswitch:breaker/storage@0.3.0",
+        "tripswitch:breaker/events@0.3.0",
         "tripswitch:plugins/counted@0.1.0",
         "wasi:http/handler@0.3.0",
     ] {
         assert!(names.contains(&wanted), "{wanted} not in {names:?}");
     }
     assert!(!names.iter().any(|name| name.starts_with("wasi:keyvalue")));
-    assert!(!names.contains(&"tripswitch:breaker/breaker@0.2.0"));
+    assert!(!names.contains(&"tripswitch:breaker/breaker@0.3.0"));
 }

@@ -56,3 +56,17 @@ fn a_trap_becomes_an_error_and_the_next_call_gets_a_fresh_instance() {
     // Methods that do not trap still work on the instances made afterwards.
     breaker.open().unwrap();
 }
+
+#[test]
+fn a_component_that_asks_for_steps_forever_is_stopped() {
+    let breaker = broken_breaker("endless");
+    match breaker.close() {
+        Err(Error::Component(message)) => {
+            assert!(message.contains("breaker \"endless\""), "{message}");
+            assert!(message.contains("steps"), "{message}");
+            assert!(message.contains("instance was discarded"), "{message}");
+        }
+        other => panic!("expected a component error, got {other:?}"),
+    }
+    breaker.open().unwrap();
+}

@@ -6,11 +6,11 @@
 use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use wasmtime::component::ResourceAny;
 
-use crate::bindings::wit;
+use crate::bindings::{exported, wit};
 use crate::builder::Builder;
 use crate::clock::Clock;
 use crate::error::{CallError, Error, Rejected};
@@ -18,9 +18,15 @@ use crate::listener::Listener;
 use crate::memo::{Answer, Memo, Reused};
 use crate::permit::{Offloaded, Permit, on_pool};
 use crate::runtime::{Instance, Runtime};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Storage, StorageError, SwapResult};
 use crate::tell::Teller;
 use crate::types::{Action, Outcome, Snapshot, State};
+
+/// The most steps one operation may take: the component's own bound (a read
+/// to settle, a read, and every try of a merge and of a write) with room to
+/// spare; a component that asks for more is broken, and its instance is
+/// discarded.
+const MAX_STEPS: usize = 512;
 
 /// A predicate over a call's error: true counts it as a success.
 pub(crate) type Exclusion = Box<dyn Fn(&dyn Any) -> bool + Send + Sync>;
@@ -45,6 +51,8 @@ pub(crate) struct Inner {
     pub memo: Memo,
     /// Whether the flush thread has been asked to merge held outcomes.
     pub flush_scheduled: AtomicBool,
+    /// Instances holding this breaker's window outcomes, idle or checked out.
+    pub holders: AtomicUsize,
 }
 
 impl Drop for Inner {
@@ -56,25 +64,100 @@ impl Drop for Inner {
 }
 
 impl Inner {
-    /// Runs one call into the component on `instance` with this breaker's
-    /// storage, and collects what else the call produced. On a trap the
-    /// caller drops the instance rather than pooling it.
-    fn run_on<R>(
+    /// Runs one operation on `instance` to its end: opens it, performs each
+    /// step the component asks against this breaker's storage, and resumes
+    /// it with what the storage found. On a trap the caller drops the
+    /// instance rather than pooling it.
+    fn drive(
         &self,
         instance: &mut Instance,
         resource: ResourceAny,
-        call: impl FnOnce(&mut Instance, ResourceAny) -> wasmtime::Result<R>,
-    ) -> Result<(R, Effects), Error> {
-        instance.store.data_mut().begin(&self.storage);
+        request: wit::Request,
+        known: wit::Known,
+    ) -> Result<(wit::Answer, Effects), Error> {
+        let mut storage_error = None;
+        let mut steps = 0;
         instance.enter();
-        let answer = call(instance, resource).map_err(|e| self.trapped(e))?;
-        let state = instance.store.data_mut();
-        state.storage = None;
-        let effects = Effects {
-            announced: std::mem::take(&mut state.announced),
-            storage_error: state.storage_error.take(),
-        };
-        Ok((answer, effects))
+        let mut step = instance
+            .bindings
+            .tripswitch_breaker_breaker()
+            .circuit_breaker()
+            .call_open(
+                &mut instance.store,
+                resource,
+                request,
+                &known,
+                self.clock.now_ms(),
+            )
+            .map_err(|e| self.trapped(e))?;
+        loop {
+            let (operation, found) = match step {
+                exported::Step::Done(done) => {
+                    let effects = Effects {
+                        announced: done.changes,
+                        storage_error,
+                        flush_by_ms: done.flush_by_ms,
+                    };
+                    return Ok((done.answer, effects));
+                }
+                _ if steps == MAX_STEPS => {
+                    return Err(Error::Component(format!(
+                        "breaker {:?}: the component asked for more than {MAX_STEPS} steps in \
+                         one operation; its instance was discarded",
+                        self.name
+                    )));
+                }
+                exported::Step::Read(operation) => {
+                    let found = match self.storage.load(&self.name) {
+                        Ok(entry) => wit::Found::Read(entry.map(wit_entry)),
+                        Err(error) => wit::Found::Failed(keep(&mut storage_error, error)),
+                    };
+                    (operation, found)
+                }
+                exported::Step::Write(write) => {
+                    let swapped =
+                        self.storage
+                            .compare_and_swap(&self.name, write.expected, &write.data);
+                    let found = match swapped {
+                        Ok(SwapResult::Written(version)) => {
+                            wit::Found::Swapped(wit::SwapResult::Written(version))
+                        }
+                        Ok(SwapResult::Conflict(entry)) => {
+                            wit::Found::Swapped(wit::SwapResult::Conflict(entry.map(wit_entry)))
+                        }
+                        Err(error) => wit::Found::Failed(keep(&mut storage_error, error)),
+                    };
+                    (write.operation, found)
+                }
+            };
+            steps += 1;
+            instance.enter();
+            step = instance
+                .bindings
+                .tripswitch_breaker_breaker()
+                .circuit_breaker()
+                .call_resume(
+                    &mut instance.store,
+                    resource,
+                    operation,
+                    &found,
+                    self.clock.now_ms(),
+                )
+                .map_err(|e| self.trapped(e))?
+                .map_err(|misuse| Error::Component(format!("breaker {:?}: {misuse}", self.name)))?;
+        }
+    }
+
+    /// Notes whether `instance` holds this breaker's window outcomes, as the
+    /// component said after an operation.
+    fn note_holding(&self, instance: &mut Instance, holds: bool) {
+        if holds {
+            if instance.holding.insert(self.id) {
+                self.holders.fetch_add(1, Ordering::AcqRel);
+            }
+        } else if instance.holding.remove(&self.id) {
+            self.holders.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     fn trapped(&self, error: wasmtime::Error) -> Error {
@@ -83,25 +166,47 @@ impl Inner {
             self.name
         ))
     }
+
+    /// An answer of another kind than the request's.
+    fn mismatched(&self) -> Error {
+        Error::Component(format!(
+            "breaker {:?}: the component answered another request than the one asked",
+            self.name
+        ))
+    }
+}
+
+/// A storage entry in WIT terms.
+fn wit_entry(entry: crate::storage::Entry) -> wit::Entry {
+    wit::Entry {
+        version: entry.version,
+        data: entry.data,
+    }
+}
+
+/// Keeps a storage error as the source of the breaker error the component
+/// may answer with, and gives its message to the component.
+fn keep(kept: &mut Option<StorageError>, error: StorageError) -> String {
+    let message = error.0.clone();
+    *kept = Some(error);
+    message
 }
 
 /// Merges the window outcomes that idle instances hold for a breaker. (One
 /// checked out by another thread at that moment merges at its next report,
 /// or at the next flush.)
 pub(crate) fn flush_inner(inner: &Inner) -> Result<(), Error> {
-    let now = inner.clock.now_ms();
     let mut result = Ok(());
     for mut instance in inner.runtime.take_holding(inner.id) {
         let Some(&resource) = instance.breakers.get(&inner.id) else {
             continue;
         };
-        let flushed = inner.run_on(&mut instance, resource, |instance, resource| {
-            instance
-                .bindings
-                .tripswitch_breaker_breaker()
-                .circuit_breaker()
-                .call_flush(&mut instance.store, resource, now)
-        });
+        let flushed = inner.drive(
+            &mut instance,
+            resource,
+            wit::Request::Flush,
+            wit::Known::Nothing,
+        );
         // A trap discards the instance (and what it held).
         let (answer, effects) = match flushed {
             Ok(done) => done,
@@ -110,11 +215,13 @@ pub(crate) fn flush_inner(inner: &Inner) -> Result<(), Error> {
                 continue;
             }
         };
+        inner.note_holding(&mut instance, effects.flush_by_ms.is_some());
         match answer {
-            Ok(()) => {
-                instance.holding.remove(&inner.id);
+            wit::Answer::Flushed(Ok(())) => {}
+            wit::Answer::Flushed(Err(error)) => {
+                result = Err(Error::from_breaker(error, effects.storage_error));
             }
-            Err(error) => result = Err(Error::from_breaker(error, effects.storage_error)),
+            _ => result = Err(inner.mismatched()),
         }
         inner
             .teller
@@ -132,10 +239,12 @@ impl std::fmt::Debug for CircuitBreaker {
     }
 }
 
-/// What one call into the component produced besides its answer.
+/// What one operation produced besides its answer.
 struct Effects {
     announced: Vec<wit::StateChange>,
     storage_error: Option<StorageError>,
+    /// When the instance should flush the outcomes it holds (none: it holds none).
+    flush_by_ms: Option<u64>,
 }
 
 impl CircuitBreaker {
@@ -183,18 +292,14 @@ impl CircuitBreaker {
                 Reused::Refused(refusal) => Err(self.rejected(refusal)),
             };
         }
-        let (answer, effects) = self.invoke(|instance, resource| {
-            let guest = instance
-                .bindings
-                .tripswitch_breaker_breaker()
-                .circuit_breaker();
-            match version {
-                Some(version) => {
-                    guest.call_acquire_at_version(&mut instance.store, resource, now, version)
-                }
-                None => guest.call_acquire(&mut instance.store, resource, now),
-            }
-        })?;
+        let known = match version {
+            Some(version) => wit::Known::Version(version.unwrap_or(0)),
+            None => wit::Known::Nothing,
+        };
+        let (answer, effects) = self.invoke(wit::Request::Acquire, known)?;
+        let wit::Answer::Acquired(answer) = answer else {
+            return Err(self.inner.mismatched());
+        };
         if version.is_some() {
             self.inner.memo.keep(&answer);
         }
@@ -306,14 +411,10 @@ impl CircuitBreaker {
 
     /// The breaker's state now, read from the storage.
     pub fn snapshot(&self) -> Result<Snapshot, Error> {
-        let now = self.inner.clock.now_ms();
-        let (answer, effects) = self.invoke(|instance, resource| {
-            instance
-                .bindings
-                .tripswitch_breaker_breaker()
-                .circuit_breaker()
-                .call_snapshot(&mut instance.store, resource, now)
-        })?;
+        let (answer, effects) = self.invoke(wit::Request::Snapshot, wit::Known::Nothing)?;
+        let wit::Answer::Snapshot(answer) = answer else {
+            return Err(self.inner.mismatched());
+        };
         self.tell(&effects.announced);
         self.settle(answer, effects.storage_error)
             .map(Snapshot::from)
@@ -326,14 +427,11 @@ impl CircuitBreaker {
 
     /// Operator: applies `action` now.
     pub fn operate(&self, action: Action) -> Result<(), Error> {
-        let now = self.inner.clock.now_ms();
-        let (answer, effects) = self.invoke(|instance, resource| {
-            instance
-                .bindings
-                .tripswitch_breaker_breaker()
-                .circuit_breaker()
-                .call_operate(&mut instance.store, resource, action.into(), now)
-        })?;
+        let request = wit::Request::Operate(action.into());
+        let (answer, effects) = self.invoke(request, wit::Known::Nothing)?;
+        let wit::Answer::Operated(answer) = answer else {
+            return Err(self.inner.mismatched());
+        };
         self.tell(&effects.announced);
         self.settle(answer, effects.storage_error)
     }
@@ -398,36 +496,16 @@ impl CircuitBreaker {
         outcome: Outcome,
         before: impl FnOnce(&Result<wit::Reported, wit::BreakerError>),
     ) -> Result<wit::Reported, Error> {
-        let now = self.inner.clock.now_ms();
-        let id = self.inner.id;
-        let (answer, effects) = self.invoke(|instance, resource| {
-            let answer = instance
-                .bindings
-                .tripswitch_breaker_breaker()
-                .circuit_breaker()
-                .call_report(&mut instance.store, resource, permit, outcome.into(), now)?;
-            // The component says whether this instance now holds outcomes.
-            // (An error leaves what it held as it was.)
-            match &answer {
-                Ok(wit::Reported {
-                    flush_by_ms: Some(_),
-                    ..
-                }) => {
-                    instance.holding.insert(id);
-                }
-                Ok(_) => {
-                    instance.holding.remove(&id);
-                }
-                Err(_) => {}
-            }
-            Ok(answer)
-        })?;
-        if let Ok(wit::Reported {
-            flush_by_ms: Some(due),
-            ..
-        }) = &answer
-        {
-            crate::flusher::schedule(&self.inner, *due);
+        let request = wit::Request::Report(wit::CallReport {
+            permit,
+            outcome: outcome.into(),
+        });
+        let (answer, effects) = self.invoke(request, wit::Known::Nothing)?;
+        let wit::Answer::Reported(answer) = answer else {
+            return Err(self.inner.mismatched());
+        };
+        if let Some(due) = effects.flush_by_ms {
+            crate::flusher::schedule(&self.inner, due);
         }
         before(&answer);
         self.tell(&effects.announced);
@@ -457,15 +535,19 @@ impl CircuitBreaker {
             .changes(&self.inner.name, &self.inner.listeners, announced);
     }
 
-    /// Runs one call into the component on a pooled instance.
-    fn invoke<R>(
+    /// Runs one operation on a pooled instance, and notes whether the
+    /// instance holds window outcomes after it (the component says).
+    fn invoke(
         &self,
-        call: impl FnOnce(&mut Instance, ResourceAny) -> wasmtime::Result<R>,
-    ) -> Result<(R, Effects), Error> {
+        request: wit::Request,
+        known: wit::Known,
+    ) -> Result<(wit::Answer, Effects), Error> {
         let runtime = &self.inner.runtime;
         let (resource, mut instance) = self.resource(runtime.checkout()?)?;
         // On a trap the instance is dropped here, not returned to the pool.
-        let done = self.inner.run_on(&mut instance, resource, call)?;
+        let done = self.inner.drive(&mut instance, resource, request, known)?;
+        self.inner
+            .note_holding(&mut instance, done.1.flush_by_ms.is_some());
         runtime.checkin(instance);
         Ok(done)
     }

@@ -27,7 +27,7 @@ if (!existsSync(jco)) {
   console.error('jco is missing: run `npm ci` in js/ first');
   process.exit(1);
 }
-// The component's imports are served by src/host/, relative to dist/.
+// The component imports nothing: src/steps.js performs its steps.
 // Result errors are thrown as their payloads (no Error built per rejection);
 // the component is ours, so lifted values are trusted.
 execFileSync(
@@ -35,8 +35,6 @@ execFileSync(
   [
     'transpile', component, '--out-dir', out, '--name', 'tripswitch', '--quiet',
     '--no-component-error-wrapping', '--valid-lifting-optimization',
-    '--map', 'tripswitch:breaker/storage@0.2.0=../src/host/storage.js',
-    '--map', 'tripswitch:breaker/events@0.2.0=../src/host/events.js',
   ],
   { stdio: 'inherit' },
 );

@@ -3,8 +3,8 @@
 // component's; this file checks options, converts numbers, and tells events.
 
 import { breaker as component } from '../dist/tripswitch.js';
-import { current } from './host/call.js';
 import { MemoryStorage } from './memory.js';
+import { run } from './steps.js';
 
 export { MemoryStorage } from './memory.js';
 
@@ -303,7 +303,7 @@ export class CircuitBreaker extends EventTarget {
    * the window's counts and rates, and the open's duration, now.
    */
   snapshot() {
-    const s = this.#settled((guest, now) => guest.snapshot(now));
+    const s = this.#settled({ tag: 'snapshot' });
     const number = (value) => (value === undefined ? undefined : Number(value));
     return {
       state: s.state,
@@ -352,7 +352,7 @@ export class CircuitBreaker extends EventTarget {
     if (!Object.values(ACTION_OF_METHOD).includes(action)) {
       throw new RangeError(`${this.#name}: action must be one of ${Object.values(ACTION_OF_METHOD).join(', ')}, got ${describe(action)}`);
     }
-    this.#settled((guest, now) => guest.operate(action, now));
+    this.#settled({ tag: 'operate', val: action });
   }
 
   /**
@@ -363,7 +363,7 @@ export class CircuitBreaker extends EventTarget {
   flush() {
     clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
-    this.#settled((guest, now) => guest.flush(now));
+    this.#settled({ tag: 'flush' });
   }
 
   /** Merges what the breaker holds and stops its timer: call it when done with the breaker. */
@@ -497,13 +497,9 @@ export class CircuitBreaker extends EventTarget {
     }
     let answer = version === undefined ? undefined : this.#reuse(version);
     if (answer === undefined) {
-      answer = this.#enter((guest, now) => {
-        try {
-          return { admission: version === undefined ? guest.acquire(now) : guest.acquireAtVersion(now, version ? BigInt(version) : undefined) };
-        } catch (error) {
-          return { refusal: payload(error) };
-        }
-      });
+      const known = version === undefined ? { tag: 'nothing' } : { tag: 'version', val: BigInt(version || 0) };
+      const result = this.#enter({ tag: 'acquire' }, known);
+      answer = result.tag === 'ok' ? { admission: result.val } : { refusal: result.val };
       this.#keep(version, answer);
       const degraded = answer.admission?.degraded ?? (answer.refusal?.rejection.tag === 'storage-unavailable' ? answer.refusal.rejection.val : undefined);
       this.#noteOutage(degraded);
@@ -567,7 +563,7 @@ export class CircuitBreaker extends EventTarget {
       return false;
     }
     const reported = this.#settled(
-      (guest, now) => guest.report(admission.permit, outcome, now),
+      { tag: 'report', val: { permit: admission.permit, outcome } },
       (answer) => {
         if (outcome === 'failure') this.#emit('failure', { tripped: answer?.tripped ?? false });
       },
@@ -578,21 +574,19 @@ export class CircuitBreaker extends EventTarget {
   }
 
   /**
-   * `#enter` for a call whose error is a breaker-error: thrown as an Error
-   * whose `kind` is 'storage', 'corrupt' or 'contended'; a storage error
-   * starts an outage, an answer ends one.
+   * `#enter` for an operation whose error is a breaker-error: thrown as an
+   * Error whose `kind` is 'storage', 'corrupt', 'contended' or 'mismatch'; a
+   * storage error starts an outage, an answer ends one.
    */
-  #settled(call, before) {
-    let answer;
-    try {
-      answer = this.#enter(call, before);
-    } catch (thrown) {
-      const error = payload(thrown);
+  #settled(request, before) {
+    const result = this.#enter(request, { tag: 'nothing' }, before);
+    if (result.tag === 'err') {
+      const error = result.val;
       if (error.tag === 'storage') this.#noteOutage(error.val);
       throw Object.assign(new Error(String(error.val)), { kind: error.tag });
     }
     this.#noteOutage(undefined);
-    return answer;
+    return result.val;
   }
 
   /** Whether the storage still holds the version a quiet success was decided on (or cannot tell). */
@@ -602,28 +596,17 @@ export class CircuitBreaker extends EventTarget {
   }
 
   /**
-   * Calls into the component with this breaker's storage and clock, then
-   * tells the state changes it announced. `before` runs first with the
-   * answer (pybreaker's order: failure, then state change). A thrown
-   * result's payload goes on as it is.
+   * Runs one operation on the component over this breaker's storage and
+   * clock, then tells the state changes it saw. `before` runs first with the
+   * answer's ok value (pybreaker's order: failure, then state change).
+   * Returns the answer's result ({tag: 'ok' | 'err', val}).
    */
-  #enter(call, before) {
-    const now = BigInt(Math.floor(this.#clock()));
-    current.storage = this.#storage;
-    current.announced = [];
-    let answer;
-    let thrown;
-    try {
-      answer = call(this.#guest, now);
-    } catch (error) {
-      thrown = error;
-    } finally {
-      current.storage = null;
-    }
-    before?.(answer);
-    this.#tell(current.announced);
-    if (thrown !== undefined) throw thrown;
-    return answer;
+  #enter(request, known, before) {
+    const done = run(this.#guest, this.#name, this.#storage, this.#clock, request, known);
+    const result = done.answer.val;
+    before?.(result.tag === 'ok' ? result.val : undefined);
+    this.#tell(done.changes);
+    return result;
   }
 
   /** Tells each generation's change once. */

@@ -60,8 +60,8 @@ mod imports {
             package tripswitch:proxy-host;
 
             world plugin-host {
-                import tripswitch:breaker/storage@0.2.0;
-                import tripswitch:breaker/events@0.2.0;
+                import tripswitch:breaker/storage@0.3.0;
+                import tripswitch:breaker/events@0.3.0;
                 import tripswitch:plugins/counted@0.1.0;
             }
         ",

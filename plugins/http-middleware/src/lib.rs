@@ -16,6 +16,7 @@ mod bindings {
 }
 mod outage;
 mod reply;
+mod steps;
 
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -24,7 +25,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bindings::exports::wasi::http::handler::Guest;
 use bindings::tripswitch::breaker::breaker::CircuitBreaker;
 use bindings::tripswitch::breaker::types::{
-    Admission, Config, ConfigError, Outcome, Permit, State,
+    Admission, Answer, BreakerError, CallReport, Config, ConfigError, Outcome, Permit, Refusal,
+    Request as Operation, State,
 };
 use bindings::tripswitch::plugins::counted;
 use bindings::wasi::http::handler as next;
@@ -122,9 +124,26 @@ impl Drop for Pending<'_> {
 }
 
 fn report(middleware: &Middleware, permit: Permit, outcome: Outcome) {
-    let breaker = &middleware.breaker;
-    if let Err(error) = breaker.report(permit, outcome, now_ms()) {
-        middleware.outage.unrecorded(&middleware.name, &error);
+    let request = Operation::Report(CallReport { permit, outcome });
+    let answer = steps::run(&middleware.breaker, &middleware.name, request, now_ms());
+    let error = match answer {
+        Answer::Reported(Ok(_)) => return,
+        Answer::Reported(Err(error)) => error,
+        _ => BreakerError::Storage("the breaker answered another request".into()),
+    };
+    middleware.outage.unrecorded(&middleware.name, &error);
+}
+
+/// Acquire's answer.
+fn acquire(middleware: &Middleware) -> Result<Admission, Refusal> {
+    match steps::run(
+        &middleware.breaker,
+        &middleware.name,
+        Operation::Acquire,
+        now_ms(),
+    ) {
+        Answer::Acquired(answer) => answer,
+        _ => unreachable!("the breaker answers acquire with an admission or a refusal"),
     }
 }
 
@@ -145,9 +164,8 @@ impl Guest for Component {
                     return Ok(reply::misconfigured(&message));
                 }
             };
-        let breaker = &middleware.breaker;
         let name = &middleware.name;
-        let answer = breaker.acquire(now_ms());
+        let answer = acquire(&middleware);
         middleware.outage.note(name, &answer);
         let Admission {
             permit,
