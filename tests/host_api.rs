@@ -364,3 +364,29 @@ fn window_outcomes_are_held_and_merged_by_flush_drop_and_the_flush_thread() {
     }
     drop(holder);
 }
+
+#[test]
+fn the_config_reads_every_default_as_the_component_resolved_it() {
+    let plain = CircuitBreaker::new("defaults").unwrap().config().unwrap();
+    assert_eq!(plain.fail_max, Some(5));
+    assert_eq!(plain.reset_timeout_ms, Some(60_000));
+    assert_eq!(plain.trial_timeout_ms, Some(60_000), "the reset timeout");
+    assert_eq!(plain.fallback_state, Some(State::Closed));
+    assert_eq!(plain.flush_interval_ms, Some(1_000));
+    assert_eq!(
+        (plain.failure_rate_threshold, plain.window_ms),
+        (None, None)
+    );
+    let rated = CircuitBreaker::builder("rated")
+        .failure_rate_threshold(50)
+        .build()
+        .unwrap()
+        .config()
+        .unwrap();
+    assert_eq!(
+        rated.fail_max, None,
+        "the rate rule alone replaces fail-max"
+    );
+    assert_eq!(rated.window_ms, Some(30_000));
+    assert_eq!(rated.minimum_calls, Some(100));
+}

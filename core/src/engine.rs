@@ -289,7 +289,10 @@ pub struct Engine {
 /// later operation settles them: the key still at the version the write
 /// expected means it was not applied (they are held again); any other
 /// version cannot be told apart from an applied write, and they are
-/// dropped: an outcome may go uncounted, but never counts twice.
+/// dropped: an outcome may go uncounted, but never counts twice, provided
+/// the doubtful write can no longer land once the host reports it failed
+/// (a host passes `failed` for a write only when its request is over: its
+/// reply timed out on a connection the host then closed, or it never left).
 #[derive(Debug)]
 struct Doubt {
     expected: Option<u64>,
@@ -569,7 +572,8 @@ impl Engine {
     /// A report written now: after the outcomes the engine holds, so that it
     /// counts after them.
     fn report_now(&mut self, op: Operation, permit: Permit, outcome: Outcome, now: u64) -> Step {
-        if self.held.is_some() {
+        let settles = self.doubt.as_ref().is_some_and(|d| op.serial > d.after);
+        if self.held.is_some() || settles {
             return self.merge(op, After::Report { permit, outcome }, now);
         }
         self.report_written(op, permit, outcome, now)
@@ -916,8 +920,8 @@ impl Engine {
         match self.held.take() {
             None => self.held = Some(holding),
             Some(newer) if newer.generation == holding.generation => {
+                // Past MAX_HELD, the next report merges them at once.
                 holding.outcomes.extend(newer.outcomes);
-                holding.outcomes.truncate(MAX_HELD);
                 holding.base_version = None;
                 self.held = Some(holding);
             }
@@ -998,12 +1002,6 @@ impl Engine {
                 ),
             },
         };
-        let record = match &loaded {
-            Loaded::Absent => Record::default(),
-            Loaded::Present(_, record) => record.clone(),
-            // The cache keeps the last good record; every write checks the version.
-            Loaded::Corrupt(..) => return loaded,
-        };
         if let Some(doubt) = &self.doubt
             && op.serial > doubt.after
         {
@@ -1011,6 +1009,12 @@ impl Engine {
             // Another version: applied, or not to be told apart from applied.
             self.settle(version == doubt.expected.unwrap_or(0));
         }
+        let record = match &loaded {
+            Loaded::Absent => Record::default(),
+            Loaded::Present(_, record) => record.clone(),
+            // The cache keeps the last good record; every write checks the version.
+            Loaded::Corrupt(..) => return loaded,
+        };
         self.remember(loaded.version(), record, true, now, &mut op.changes);
         loaded
     }

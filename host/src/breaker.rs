@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::{exported, wit};
-use crate::builder::Builder;
+use crate::builder::{Builder, Config};
 use crate::clock::Clock;
 use crate::error::{CallError, Error, Rejected};
 use crate::listener::Listener;
@@ -160,6 +160,13 @@ impl Inner {
         }
     }
 
+    /// Forgets an instance about to be discarded, with what it held.
+    fn discard(&self, instance: &Instance) {
+        if instance.holding.contains(&self.id) {
+            self.holders.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
     fn trapped(&self, error: wasmtime::Error) -> Error {
         Error::Component(format!(
             "breaker {:?}: the component failed and its instance was discarded: {error:#}",
@@ -211,6 +218,7 @@ pub(crate) fn flush_inner(inner: &Inner) -> Result<(), Error> {
         let (answer, effects) = match flushed {
             Ok(done) => done,
             Err(error) => {
+                inner.discard(&instance);
                 result = Err(error);
                 continue;
             }
@@ -274,6 +282,26 @@ impl CircuitBreaker {
     /// The breaker's name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The breaker's configuration as the component resolved it: every
+    /// default filled in, so that no host spells one (a rule that does not
+    /// apply stays unset: fail-max under a failure-rate rule alone).
+    pub fn config(&self) -> Result<Config, Error> {
+        let runtime = &self.inner.runtime;
+        let (resource, mut instance) = self.resource(runtime.checkout()?)?;
+        instance.enter();
+        let settings = instance
+            .bindings
+            .tripswitch_breaker_breaker()
+            .circuit_breaker()
+            .call_settings(&mut instance.store, resource)
+            .map_err(|e| {
+                self.inner.discard(&instance);
+                self.inner.trapped(e)
+            })?;
+        runtime.checkin(instance);
+        Ok(settings.into())
     }
 
     pub(crate) fn listeners(&self) -> &[Arc<dyn Listener>] {
@@ -545,7 +573,13 @@ impl CircuitBreaker {
         let runtime = &self.inner.runtime;
         let (resource, mut instance) = self.resource(runtime.checkout()?)?;
         // On a trap the instance is dropped here, not returned to the pool.
-        let done = self.inner.drive(&mut instance, resource, request, known)?;
+        let done = match self.inner.drive(&mut instance, resource, request, known) {
+            Ok(done) => done,
+            Err(error) => {
+                self.inner.discard(&instance);
+                return Err(error);
+            }
+        };
         self.inner
             .note_holding(&mut instance, done.1.flush_by_ms.is_some());
         runtime.checkin(instance);

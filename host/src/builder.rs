@@ -74,6 +74,31 @@ impl From<&Config> for wit::Config {
     }
 }
 
+impl From<wit::Settings> for Config {
+    /// The component's effective configuration: every default filled in; a
+    /// rule that does not apply stays unset (fail-max when a failure-rate
+    /// rule replaces the consecutive one, a window or slow-call rule not set).
+    fn from(settings: wit::Settings) -> Self {
+        Config {
+            fail_max: settings.consecutive.then_some(settings.fail_max),
+            reset_timeout_ms: Some(settings.reset_timeout_ms),
+            success_threshold: Some(settings.success_threshold),
+            half_open_max_calls: Some(settings.half_open_max_calls),
+            trial_timeout_ms: Some(settings.trial_timeout_ms),
+            fallback_state: Some(settings.fallback_state.into()),
+            failure_rate_threshold: settings.failure_rate_threshold,
+            minimum_calls: Some(settings.minimum_calls),
+            window_ms: settings.window_ms,
+            window_calls: settings.window_calls,
+            slow_call_ms: settings.slow_call_ms,
+            slow_call_rate_threshold: Some(settings.slow_call_rate_threshold),
+            backoff_multiplier: Some(settings.backoff_multiplier),
+            max_reset_timeout_ms: settings.max_reset_timeout_ms,
+            flush_interval_ms: Some(settings.flush_interval_ms),
+        }
+    }
+}
+
 /// Builds a [`CircuitBreaker`]; every knob left unset takes the component's default.
 #[must_use]
 pub struct Builder {

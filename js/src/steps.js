@@ -51,13 +51,22 @@ export function run(guest, key, storage, clock, request, known = { tag: 'nothing
   let step = guest.open(request, known, now());
   for (let steps = 0; step.tag !== 'done'; steps += 1) {
     if (steps === MAX_STEPS) {
+      guest.abandon(step.tag === 'read' ? step.val : step.val.operation);
       throw new Error(`breaker "${key}": the component asked for more than ${MAX_STEPS} steps in one operation`);
     }
     const [operation, found] = step.tag === 'read'
       ? [step.val, load(storage, key)]
       : [step.val.operation, compareAndSwap(storage, key, step.val.expected, step.val.data)];
+    let at;
     try {
-      step = guest.resume(operation, found, now());
+      at = now();
+    } catch (error) {
+      // The operation will not be finished: what it carried stays counted.
+      guest.abandon(operation);
+      throw error;
+    }
+    try {
+      step = guest.resume(operation, found, at);
     } catch (refused) {
       throw new Error(`breaker "${key}": ${refused instanceof Error ? refused.message : String(refused)}`);
     }

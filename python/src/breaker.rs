@@ -114,6 +114,15 @@ impl Breaker {
         }
     }
 
+    /// The breaker's configuration as the component resolved it, as a
+    /// dict of the host's `Config` fields: every default filled in, a rule
+    /// that does not apply left None.
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let config = py.detach(|| self.inner.config()).map_err(to_py)?;
+        pythonize::pythonize(py, &config)
+            .map_err(|e| PyRuntimeError::new_err(format!("breaker config: {e}")))
+    }
+
     /// The breaker's state now, read from the storage.
     fn snapshot(&self, py: Python<'_>) -> PyResult<Snapshot> {
         self.run(py, || self.inner.snapshot())

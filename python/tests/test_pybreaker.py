@@ -600,6 +600,15 @@ def test_tripswitch_extras_failure_rate_window_and_backoff(clock) -> None:
     assert cb.snapshot().open_duration_ms == 2_000, "each failed trial doubles the wait"
 
 
+def test_knobs_left_unset_read_the_components_defaults() -> None:
+    cb = pybreaker.CircuitBreaker()
+    assert (cb.fail_max, cb.reset_timeout, cb.success_threshold) == (5, 60, 1)
+    # A failure-rate rule alone replaces the consecutive rule: no fail_max.
+    rated = pybreaker.CircuitBreaker(failure_rate_threshold=50)
+    assert rated.fail_max is None
+    assert pybreaker.CircuitBreaker(reset_timeout=2.5).reset_timeout == 2.5
+
+
 def test_setting_a_knob_keeps_the_stored_state(clock) -> None:
     cb = pybreaker.CircuitBreaker(fail_max=5, clock=clock)
     fail(cb, 2)

@@ -65,7 +65,11 @@ def _knob(argument: str, doc: str) -> Any:
     """A settable property for a knob: setting it rebuilds the breaker on the same storage."""
 
     def get(self: "CircuitBreaker") -> Any:
-        return self._knobs.get(argument)
+        value = self._knobs.get(argument)
+        if value is None:
+            # The component's default, as it resolved it.
+            value = _knobs.effective(argument, self._breaker.config())
+        return value
 
     def set(self: "CircuitBreaker", value: Any) -> None:
         self._rebuild(argument, value)
@@ -187,9 +191,9 @@ class CircuitBreaker:
 
     # -- knobs (pybreaker's properties) ---------------------------------------
 
-    fail_max = _knob("fail_max", "Consecutive failures that open the circuit (None: the component's default).")
-    reset_timeout = _knob("reset_timeout", "Seconds the circuit stays open before a trial (None: the component's default).")
-    success_threshold = _knob("success_threshold", "Trial successes that close the circuit (None: the component's default).")
+    fail_max = _knob("fail_max", "Consecutive failures that open the circuit (the component's default unless set; None when a failure-rate rule replaces it).")
+    reset_timeout = _knob("reset_timeout", "Seconds the circuit stays open before a trial (the component's default unless set).")
+    success_threshold = _knob("success_threshold", "Trial successes that close the circuit (the component's default unless set).")
 
     @property
     def name(self) -> Optional[str]:

@@ -93,3 +93,15 @@ def argument_of(field: str) -> Optional[str]:
         if config_field == wanted:
             return argument
     return None
+
+
+def effective(argument: str, config: Dict[str, Any]) -> Any:
+    """A knob's value (seconds for times) in the component's resolved config."""
+    for name, field, _ in KNOBS:
+        if name == argument:
+            value = config.get(field)
+            if field.endswith("_ms") and value is not None:
+                return value / 1000
+            return value
+    raise KeyError(argument)
+

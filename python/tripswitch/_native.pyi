@@ -132,6 +132,8 @@ class Breaker:
         """Whether the storage is written in Python."""
     def acquire(self) -> Union[Permit, Refusal]:
         """A permit, or a refusal when the call may not run."""
+    def config(self) -> Dict[str, Any]:
+        """The configuration as the component resolved it: every default filled in."""
     def snapshot(self) -> Snapshot:
         """The breaker's state now, read from the storage."""
     def operate(self, action: str) -> None:

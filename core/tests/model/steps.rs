@@ -9,7 +9,7 @@
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use tripswitch_core::answer::{Change, MAX_ATTEMPTS, Stored, Swap};
+use tripswitch_core::answer::{BreakerError, Change, MAX_ATTEMPTS, Stored, Swap};
 use tripswitch_core::config::{Config, Options};
 use tripswitch_core::engine::{Answer, Engine, Found, Known, Operation, Request, Step};
 use tripswitch_core::machine::{Outcome, Permit, Record, State};
@@ -534,4 +534,55 @@ fn conflicts_at_every_write_end_in_contended() {
     run.settle().unwrap();
     let totals = run.store.record().window.unwrap().totals(run.now);
     assert_eq!((totals.calls, totals.failed), (2, 2));
+}
+
+/// A merge left in doubt meets a corrupt record: the look settles the doubt
+/// and the flush ends with `corrupt`, in a few steps.
+#[test]
+fn a_doubt_settled_on_a_corrupt_record_ends() {
+    let mut run = Run::new(window(), 1);
+    // The key exists; a merge onto it fails, then its bytes go bad.
+    run.open(0, Kind::Report(Outcome::Failure), false).unwrap();
+    run.open(0, Kind::Flush, false).unwrap();
+    run.drain().unwrap();
+    run.open(0, Kind::Report(Outcome::Failure), false).unwrap();
+    run.open(0, Kind::Flush, false).unwrap();
+    run.advance_at(0, Fault::Fail).unwrap();
+    assert!(
+        run.flights.is_empty(),
+        "the flush ended with the storage's error"
+    );
+    let version = run.store.entry.as_ref().unwrap().version;
+    run.store.entry = Some(Stored {
+        version,
+        data: vec![0xff],
+    });
+    let mut step = run.engines[0].open(Request::Flush, Known::Nothing, run.now);
+    let mut steps = 0;
+    let done = loop {
+        steps += 1;
+        assert!(steps < 8, "the flush never ended");
+        step = match step {
+            Step::Done(done) => break done,
+            Step::Read(op) => run.engines[0]
+                .resume(op, Found::Read(run.store.entry.clone()), run.now)
+                .unwrap(),
+            Step::Write(write) => {
+                let swapped = run
+                    .store
+                    .entry
+                    .clone()
+                    .map_or(Swap::Written(100), |e| Swap::Conflict(Some(e)));
+                run.engines[0]
+                    .resume(write.operation, Found::Swapped(swapped), run.now)
+                    .unwrap()
+            }
+        };
+    };
+    assert!(
+        matches!(done.answer, Answer::Flushed(Err(BreakerError::Corrupt(_)))),
+        "{:?}",
+        done.answer
+    );
+    assert_eq!(run.engines[0].flush_due(), None, "nothing is left to merge");
 }
