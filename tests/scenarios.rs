@@ -1,4 +1,6 @@
-//! Runs every scenario in `tests/scenarios/*.json` through the Rust host. The
+//! Runs every scenario in `tests/scenarios/*.json` through the Rust host,
+//! over a blocking storage and over an async one (whose every step is
+//! awaited, on the instances async calls share). The
 //! JavaScript and Python packages run the same files
 //! (js/test/scenarios.test.js, python/tests/test_scenarios.py): a host that
 //! disagrees with another on any scenario fails its tests.
@@ -9,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tripswitch::{CircuitBreaker, Error, ManualClock, Permit, State};
-use tripswitch_tests::{Faulty, Recorder};
+use tripswitch_tests::{Awaited, Faulty, Recorder};
 
 /// Where the virtual clock starts; scenario times are offsets from it.
 const START: u64 = 1_000_000;
@@ -91,12 +93,16 @@ fn on_instance<T: Send>(instance: u64, step: impl FnOnce() -> T + Send) -> T {
     }
 }
 
-/// Runs one scenario; panics with the step that disagreed.
-fn run(path: &Path) {
+/// Runs one scenario, over an async storage if `awaited`; panics with the
+/// step that disagreed.
+fn run(path: &Path, awaited: bool) {
     let text = std::fs::read_to_string(path).unwrap();
     let scenario: Value =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let file = path.file_name().unwrap().to_string_lossy().to_string();
+    let mut file = path.file_name().unwrap().to_string_lossy().to_string();
+    if awaited {
+        file.push_str(" (awaited)");
+    }
     if let Some(cases) = scenario.get("invalid").and_then(Value::as_array) {
         let clock = ManualClock::new(START);
         for case in cases {
@@ -132,11 +138,13 @@ fn run(path: &Path) {
         .enumerate()
         .map(|(i, recorder)| {
             let config = configs.map_or(&scenario["config"], |configs| &configs[i]);
-            builder("scenario", config, &clock)
-                .storage(storage.clone())
-                .listener(recorder.clone())
-                .build()
-                .unwrap()
+            let builder = builder("scenario", config, &clock).listener(recorder.clone());
+            let builder = if awaited {
+                builder.async_storage(Awaited(storage.clone()))
+            } else {
+                builder.storage(storage.clone())
+            };
+            builder.build().unwrap()
         })
         .collect();
     let mut told = vec![0usize; count];
@@ -273,6 +281,13 @@ fn run(path: &Path) {
 #[test]
 fn every_scenario_holds_in_the_rust_host() {
     for file in scenario_files() {
-        run(&file);
+        run(&file, false);
+    }
+}
+
+#[test]
+fn every_scenario_holds_in_the_rust_host_over_an_async_storage() {
+    for file in scenario_files() {
+        run(&file, true);
     }
 }

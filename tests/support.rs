@@ -122,7 +122,7 @@ pub fn succeed(breaker: &CircuitBreaker) -> Result<(), tripswitch::CallError<Boo
     breaker.call(|| Ok::<(), Boom>(()))
 }
 
-pub use tripswitch_testkit::{Faulty, Pause, RedisCluster, RedisServer, free_port};
+pub use tripswitch_testkit::{Awaited, Faulty, Pause, RedisCluster, RedisServer, free_port};
 
 /// What became of one failing call made by a thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

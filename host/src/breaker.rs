@@ -6,19 +6,21 @@
 use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use wasmtime::component::ResourceAny;
 
+use crate::backend::Backend;
 use crate::bindings::{exported, wit};
 use crate::builder::{Builder, Config};
 use crate::clock::Clock;
+use crate::detach::{Finish, on_pool, wait};
 use crate::error::{CallError, Error, Rejected};
 use crate::listener::Listener;
 use crate::memo::{Answer, Memo, Reused};
-use crate::permit::{Offloaded, Permit, on_pool};
-use crate::runtime::{Instance, Runtime};
-use crate::storage::{Storage, StorageError, SwapResult};
+use crate::permit::{Offloaded, Permit};
+use crate::runtime::{Instance, Runtime, Shared};
+use crate::storage::{StorageError, SwapResult};
 use crate::tell::Teller;
 use crate::types::{Action, Outcome, Snapshot, State};
 
@@ -43,7 +45,7 @@ pub(crate) struct Inner {
     pub name: String,
     pub config: wit::Config,
     pub runtime: Runtime,
-    pub storage: Arc<dyn Storage>,
+    pub storage: Backend,
     pub clock: Arc<dyn Clock>,
     pub listeners: Vec<Arc<dyn Listener>>,
     pub exclusions: Vec<Exclusion>,
@@ -51,8 +53,6 @@ pub(crate) struct Inner {
     pub memo: Memo,
     /// Whether the flush thread has been asked to merge held outcomes.
     pub flush_scheduled: AtomicBool,
-    /// Instances holding this breaker's window outcomes, idle or checked out.
-    pub holders: AtomicUsize,
 }
 
 impl Drop for Inner {
@@ -64,31 +64,29 @@ impl Drop for Inner {
 }
 
 impl Inner {
-    /// Runs one operation on `instance` to its end: opens it, performs each
-    /// step the component asks against this breaker's storage, and resumes
-    /// it with what the storage found. On a trap the caller drops the
-    /// instance rather than pooling it.
-    fn drive(
+    /// Runs one operation in `seat`'s instance to its end: opens it,
+    /// performs each step the component asks against this breaker's storage
+    /// (awaiting it, for an async storage), and resumes it with what the
+    /// storage found. On an error the caller discards the instance.
+    async fn drive(
         &self,
-        instance: &mut Instance,
+        seat: &mut impl Seat,
         resource: ResourceAny,
         request: wit::Request,
         known: wit::Known,
     ) -> Result<(wit::Answer, Effects), Error> {
         let mut storage_error = None;
         let mut steps = 0;
-        instance.enter();
-        let mut step = instance
-            .bindings
-            .tripswitch_breaker_breaker()
-            .circuit_breaker()
-            .call_open(
-                &mut instance.store,
-                resource,
-                request,
-                &known,
-                self.clock.now_ms(),
-            )
+        let now = self.clock.now_ms();
+        let mut step = seat
+            .within(|instance| {
+                instance
+                    .bindings
+                    .tripswitch_breaker_breaker()
+                    .circuit_breaker()
+                    .call_open(&mut instance.store, resource, request, &known, now)
+            })
+            .ok_or_else(|| self.broken())?
             .map_err(|e| self.trapped(e))?;
         loop {
             let (operation, found) = match step {
@@ -108,16 +106,17 @@ impl Inner {
                     )));
                 }
                 exported::Step::Read(operation) => {
-                    let found = match self.storage.load(&self.name) {
+                    let found = match self.storage.load(&self.name).await {
                         Ok(entry) => wit::Found::Read(entry.map(wit_entry)),
                         Err(error) => wit::Found::Failed(keep(&mut storage_error, error)),
                     };
                     (operation, found)
                 }
                 exported::Step::Write(write) => {
-                    let swapped =
-                        self.storage
-                            .compare_and_swap(&self.name, write.expected, &write.data);
+                    let swapped = self
+                        .storage
+                        .compare_and_swap(&self.name, write.expected, &write.data)
+                        .await;
                     let found = match swapped {
                         Ok(SwapResult::Written(version)) => {
                             wit::Found::Swapped(wit::SwapResult::Written(version))
@@ -131,39 +130,51 @@ impl Inner {
                 }
             };
             steps += 1;
-            instance.enter();
-            step = instance
-                .bindings
-                .tripswitch_breaker_breaker()
-                .circuit_breaker()
-                .call_resume(
-                    &mut instance.store,
-                    resource,
-                    operation,
-                    &found,
-                    self.clock.now_ms(),
-                )
+            let now = self.clock.now_ms();
+            step = seat
+                .within(|instance| {
+                    instance
+                        .bindings
+                        .tripswitch_breaker_breaker()
+                        .circuit_breaker()
+                        .call_resume(&mut instance.store, resource, operation, &found, now)
+                })
+                .ok_or_else(|| self.broken())?
                 .map_err(|e| self.trapped(e))?
                 .map_err(|misuse| Error::Component(format!("breaker {:?}: {misuse}", self.name)))?;
         }
     }
 
-    /// Notes whether `instance` holds this breaker's window outcomes, as the
-    /// component said after an operation.
-    fn note_holding(&self, instance: &mut Instance, holds: bool) {
-        if holds {
-            if instance.holding.insert(self.id) {
-                self.holders.fetch_add(1, Ordering::AcqRel);
+    /// An operation whose shared instance another operation's failure discarded.
+    fn broken(&self) -> Error {
+        Error::Component(format!(
+            "breaker {:?}: the component failed in another operation on this instance, which \
+             was discarded",
+            self.name
+        ))
+    }
+
+    /// Notes what an operation on `instance` left: whether the instance
+    /// holds this breaker's window outcomes, or, on an error, that it is
+    /// discarded.
+    fn conclude(&self, instance: &mut Instance, driven: &Result<(wit::Answer, Effects), Error>) {
+        match driven {
+            Ok((_, effects)) => {
+                let holds = effects.flush_by_ms.is_some();
+                self.runtime.note_holding(instance, self.id, holds);
             }
-        } else if instance.holding.remove(&self.id) {
-            self.holders.fetch_sub(1, Ordering::AcqRel);
+            Err(_) => self.runtime.discard(instance),
         }
     }
 
-    /// Forgets an instance about to be discarded, with what it held.
-    fn discard(&self, instance: &Instance) {
-        if instance.holding.contains(&self.id) {
-            self.holders.fetch_sub(1, Ordering::AcqRel);
+    /// [`conclude`](Self::conclude) for a shared instance, which stops being
+    /// handed out if it failed.
+    fn conclude_shared(&self, shared: &Shared, driven: &Result<(wit::Answer, Effects), Error>) {
+        let mut instance = shared.lock().unwrap_or_else(|e| e.into_inner());
+        self.conclude(&mut instance, driven);
+        drop(instance);
+        if driven.is_err() {
+            self.runtime.discard_shared(shared);
         }
     }
 
@@ -183,6 +194,31 @@ impl Inner {
     }
 }
 
+/// Where an operation's calls into the guest go: an instance it has to
+/// itself, or a shared one, locked for each call and never across an await.
+trait Seat: Send {
+    /// Runs `call` on the instance, readied for it; none if it is broken.
+    fn within<R>(&mut self, call: impl FnOnce(&mut Instance) -> R) -> Option<R>;
+}
+
+impl Seat for Box<Instance> {
+    fn within<R>(&mut self, call: impl FnOnce(&mut Instance) -> R) -> Option<R> {
+        Instance::enter(self);
+        Some(call(self))
+    }
+}
+
+impl Seat for Shared {
+    fn within<R>(&mut self, call: impl FnOnce(&mut Instance) -> R) -> Option<R> {
+        let mut instance = self.lock().unwrap_or_else(|e| e.into_inner());
+        if instance.broken {
+            return None;
+        }
+        instance.enter();
+        Some(call(&mut instance))
+    }
+}
+
 /// A storage entry in WIT terms.
 fn wit_entry(entry: crate::storage::Entry) -> wit::Entry {
     wit::Entry {
@@ -199,31 +235,56 @@ fn keep(kept: &mut Option<StorageError>, error: StorageError) -> String {
     message
 }
 
+/// Merges the window outcomes that idle instances hold for a breaker,
+/// waiting on the storage.
+pub(crate) fn flush_inner(inner: &Inner) -> Result<(), Error> {
+    wait(flush_held(inner))
+}
+
 /// Merges the window outcomes that idle instances hold for a breaker. (One
 /// checked out by another thread at that moment merges at its next report,
 /// or at the next flush.)
-pub(crate) fn flush_inner(inner: &Inner) -> Result<(), Error> {
-    let mut result = Ok(());
+async fn flush_held(inner: &Inner) -> Result<(), Error> {
+    let mut results = Vec::new();
     for mut instance in inner.runtime.take_holding(inner.id) {
         let Some(&resource) = instance.breakers.get(&inner.id) else {
             continue;
         };
-        let flushed = inner.drive(
-            &mut instance,
-            resource,
-            wit::Request::Flush,
-            wit::Known::Nothing,
-        );
-        // A trap discards the instance (and what it held).
+        let request = wit::Request::Flush;
+        let flushed = inner
+            .drive(&mut instance, resource, request, wit::Known::Nothing)
+            .await;
+        inner.conclude(&mut instance, &flushed);
+        // An instance that failed is dropped here, not pooled.
+        if flushed.is_ok() {
+            inner.runtime.checkin(instance);
+        }
+        results.push(flushed);
+    }
+    for mut shared in inner.runtime.shared_holding(inner.id) {
+        let resource = {
+            let instance = shared.lock().unwrap_or_else(|e| e.into_inner());
+            instance.breakers.get(&inner.id).copied()
+        };
+        let Some(resource) = resource else {
+            continue;
+        };
+        let request = wit::Request::Flush;
+        let flushed = inner
+            .drive(&mut shared, resource, request, wit::Known::Nothing)
+            .await;
+        inner.conclude_shared(&shared, &flushed);
+        results.push(flushed);
+    }
+    let mut result = Ok(());
+    for flushed in results {
         let (answer, effects) = match flushed {
             Ok(done) => done,
             Err(error) => {
-                inner.discard(&instance);
                 result = Err(error);
                 continue;
             }
         };
-        inner.note_holding(&mut instance, effects.flush_by_ms.is_some());
         match answer {
             wit::Answer::Flushed(Ok(())) => {}
             wit::Answer::Flushed(Err(error)) => {
@@ -234,7 +295,6 @@ pub(crate) fn flush_inner(inner: &Inner) -> Result<(), Error> {
         inner
             .teller
             .changes(&inner.name, &inner.listeners, &effects.announced);
-        inner.runtime.checkin(instance);
     }
     result
 }
@@ -274,9 +334,8 @@ impl CircuitBreaker {
 
     /// Creates the guest resource, so that a refused configuration surfaces.
     pub(crate) fn check(&self) -> Result<(), Error> {
-        let (_, instance) = self.resource(self.inner.runtime.checkout()?)?;
-        self.inner.runtime.checkin(instance);
-        Ok(())
+        self.pooled()
+            .map(|(_, instance)| self.inner.runtime.checkin(instance))
     }
 
     /// The breaker's name.
@@ -289,7 +348,7 @@ impl CircuitBreaker {
     /// apply stays unset: fail-max under a failure-rate rule alone).
     pub fn config(&self) -> Result<Config, Error> {
         let runtime = &self.inner.runtime;
-        let (resource, mut instance) = self.resource(runtime.checkout()?)?;
+        let (resource, mut instance) = self.pooled()?;
         instance.enter();
         let settings = instance
             .bindings
@@ -297,7 +356,7 @@ impl CircuitBreaker {
             .circuit_breaker()
             .call_settings(&mut instance.store, resource)
             .map_err(|e| {
-                self.inner.discard(&instance);
+                runtime.discard(&mut instance);
                 self.inner.trapped(e)
             })?;
         runtime.checkin(instance);
@@ -310,6 +369,23 @@ impl CircuitBreaker {
 
     /// Asks to make a call; the permit reports `ignored` if dropped unreported.
     pub fn acquire(&self) -> Result<Permit, Error> {
+        wait(self.admit())
+    }
+
+    /// Asks to make a call, awaiting an async storage (a blocking one that
+    /// may block runs on the blocking pool). Dropped before it answers, the
+    /// request still ends, and a permit it got records `ignored`.
+    pub async fn acquire_async(&self) -> Result<Permit, Error> {
+        let breaker = self.clone();
+        if self.inner.storage.offload() {
+            on_pool(move || breaker.acquire()).await
+        } else {
+            Finish::new(async move { breaker.admit().await }).await
+        }
+    }
+
+    /// Asks the component (or the memo) for a permit.
+    async fn admit(&self) -> Result<Permit, Error> {
         let now = self.inner.clock.now_ms();
         let version = self.inner.storage.peek_version(&self.inner.name);
         if let Some(answer) = version.and_then(|v| self.inner.memo.reuse(v.unwrap_or(0), now)) {
@@ -324,7 +400,7 @@ impl CircuitBreaker {
             Some(version) => wit::Known::Version(version.unwrap_or(0)),
             None => wit::Known::Nothing,
         };
-        let (answer, effects) = self.invoke(wit::Request::Acquire, known)?;
+        let (answer, effects) = self.invoke(wit::Request::Acquire, known).await?;
         let wit::Answer::Acquired(answer) = answer else {
             return Err(self.inner.mismatched());
         };
@@ -394,9 +470,10 @@ impl CircuitBreaker {
     }
 
     /// Awaits `future` if the breaker admits it, and records its result; a
-    /// dropped (cancelled) call records `ignored`. With a storage that may
-    /// block (Redis, or any but memory), the breaker's own storage work runs
-    /// on a blocking thread pool, never on the async runtime's threads.
+    /// dropped (cancelled) call records `ignored`. An async storage is
+    /// awaited on this task; with a blocking storage that may block (any but
+    /// memory), the breaker's storage work runs on a blocking thread pool,
+    /// never on the async runtime's threads.
     pub async fn call_async<T, E: 'static>(
         &self,
         future: impl Future<Output = Result<T, E>>,
@@ -410,36 +487,39 @@ impl CircuitBreaker {
     /// Starts `start`'s future if the breaker admits it, awaits it, and
     /// reports what `classify` makes of its result; returns the result and
     /// whether it opened the circuit. A dropped future records `ignored`.
-    /// With a storage that may block, the breaker's storage work runs on a
-    /// blocking thread pool.
+    /// Recording ends even if this future is dropped meanwhile.
     pub(crate) async fn guard<F: Future>(
         &self,
         start: impl FnOnce() -> F,
         classify: impl FnOnce(&F::Output) -> Outcome,
     ) -> Result<(F::Output, bool), Error> {
-        let offload = self.inner.storage.may_block();
-        let permit = if offload {
-            let breaker = self.clone();
-            blocking::unblock(move || breaker.acquire()).await?
-        } else {
-            self.acquire()?
-        };
-        let mut pending = Offloaded::new(permit, offload);
+        let permit = self.acquire_async().await?;
+        let mut pending = Offloaded::new(permit, self.inner.storage.offload());
         let result = start().await;
         let permit = pending.take();
         let outcome = classify(&result);
-        let tripped = if offload {
-            // Recording must finish even if this future is dropped meanwhile.
-            on_pool(move || permit.report_quietly(outcome)).await
-        } else {
-            permit.report_quietly(outcome)
-        };
-        Ok((result, tripped))
+        Ok((result, permit.report_quietly_async(outcome).await))
     }
 
     /// The breaker's state now, read from the storage.
     pub fn snapshot(&self) -> Result<Snapshot, Error> {
-        let (answer, effects) = self.invoke(wit::Request::Snapshot, wit::Known::Nothing)?;
+        wait(self.look())
+    }
+
+    /// The breaker's state now, awaiting the storage (see [`acquire_async`](Self::acquire_async)).
+    pub async fn snapshot_async(&self) -> Result<Snapshot, Error> {
+        let breaker = self.clone();
+        if self.inner.storage.offload() {
+            on_pool(move || breaker.snapshot()).await
+        } else {
+            Finish::new(async move { breaker.look().await }).await
+        }
+    }
+
+    /// Asks the component for a snapshot.
+    async fn look(&self) -> Result<Snapshot, Error> {
+        let request = wit::Request::Snapshot;
+        let (answer, effects) = self.invoke(request, wit::Known::Nothing).await?;
         let wit::Answer::Snapshot(answer) = answer else {
             return Err(self.inner.mismatched());
         };
@@ -455,8 +535,24 @@ impl CircuitBreaker {
 
     /// Operator: applies `action` now.
     pub fn operate(&self, action: Action) -> Result<(), Error> {
+        wait(self.apply(action))
+    }
+
+    /// Operator: applies `action` now, awaiting the storage (see
+    /// [`acquire_async`](Self::acquire_async)).
+    pub async fn operate_async(&self, action: Action) -> Result<(), Error> {
+        let breaker = self.clone();
+        if self.inner.storage.offload() {
+            on_pool(move || breaker.operate(action)).await
+        } else {
+            Finish::new(async move { breaker.apply(action).await }).await
+        }
+    }
+
+    /// Asks the component to apply an operator action.
+    async fn apply(&self, action: Action) -> Result<(), Error> {
         let request = wit::Request::Operate(action.into());
-        let (answer, effects) = self.invoke(request, wit::Known::Nothing)?;
+        let (answer, effects) = self.invoke(request, wit::Known::Nothing).await?;
         let wit::Answer::Operated(answer) = answer else {
             return Err(self.inner.mismatched());
         };
@@ -507,6 +603,16 @@ impl CircuitBreaker {
         }
     }
 
+    /// Whether async callers move this breaker's work to the blocking pool.
+    pub(crate) fn offloads(&self) -> bool {
+        self.inner.storage.offload()
+    }
+
+    /// Whether this breaker awaits an async storage.
+    pub(crate) fn awaits(&self) -> bool {
+        self.inner.storage.is_async()
+    }
+
     /// Whether the stored version is still `version`, or cannot be told for free.
     pub(crate) fn unchanged_since(&self, version: u64) -> bool {
         self.inner
@@ -518,7 +624,7 @@ impl CircuitBreaker {
     /// Reports a permit's outcome to the component; `before` runs with its
     /// answer before the state changes are told (pybreaker's order on a
     /// failure: failure, then state change).
-    pub(crate) fn report_to_component(
+    pub(crate) async fn report_to_component(
         &self,
         permit: wit::Permit,
         outcome: Outcome,
@@ -528,7 +634,7 @@ impl CircuitBreaker {
             permit,
             outcome: outcome.into(),
         });
-        let (answer, effects) = self.invoke(request, wit::Known::Nothing)?;
+        let (answer, effects) = self.invoke(request, wit::Known::Nothing).await?;
         let wit::Answer::Reported(answer) = answer else {
             return Err(self.inner.mismatched());
         };
@@ -563,33 +669,79 @@ impl CircuitBreaker {
             .changes(&self.inner.name, &self.inner.listeners, announced);
     }
 
-    /// Runs one operation on a pooled instance, and notes whether the
-    /// instance holds window outcomes after it (the component says).
-    fn invoke(
+    /// Runs one operation: on a pooled instance of its own when the storage
+    /// blocks (its steps are done when first polled), on a shared instance
+    /// when it is awaited.
+    async fn invoke(
         &self,
         request: wit::Request,
         known: wit::Known,
     ) -> Result<(wit::Answer, Effects), Error> {
-        let runtime = &self.inner.runtime;
-        let (resource, mut instance) = self.resource(runtime.checkout()?)?;
-        // On a trap the instance is dropped here, not returned to the pool.
-        let done = match self.inner.drive(&mut instance, resource, request, known) {
-            Ok(done) => done,
+        if self.inner.storage.is_async() {
+            return self.invoke_shared(request, known).await;
+        }
+        let (resource, mut instance) = self.pooled()?;
+        let driven = self.inner.drive(&mut instance, resource, request, known);
+        let done = driven.await;
+        self.inner.conclude(&mut instance, &done);
+        // An instance that failed is dropped here, not pooled.
+        if done.is_ok() {
+            self.inner.runtime.checkin(instance);
+        }
+        done
+    }
+
+    /// Runs one operation on a shared instance, locked for each call into
+    /// the guest, so that operations awaiting the storage interleave.
+    async fn invoke_shared(
+        &self,
+        request: wit::Request,
+        known: wit::Known,
+    ) -> Result<(wit::Answer, Effects), Error> {
+        let mut shared = self.inner.runtime.shared()?;
+        let resource = {
+            let mut instance = shared.lock().unwrap_or_else(|e| e.into_inner());
+            self.resource(&mut instance)
+        };
+        let resource = match resource {
+            Ok(resource) => resource,
+            Err(error @ Error::InvalidConfig { .. }) => return Err(error),
             Err(error) => {
-                self.inner.discard(&instance);
-                return Err(error);
+                let failed = Err(error);
+                self.inner.conclude_shared(&shared, &failed);
+                return failed;
             }
         };
-        self.inner
-            .note_holding(&mut instance, done.1.flush_by_ms.is_some());
-        runtime.checkin(instance);
-        Ok(done)
+        let done = self
+            .inner
+            .drive(&mut shared, resource, request, known)
+            .await;
+        self.inner.conclude_shared(&shared, &done);
+        done
+    }
+
+    /// A pooled instance and this breaker's guest resource in it.
+    fn pooled(&self) -> Result<(ResourceAny, Box<Instance>), Error> {
+        let runtime = &self.inner.runtime;
+        let mut instance = runtime.checkout()?;
+        match self.resource(&mut instance) {
+            Ok(resource) => Ok((resource, instance)),
+            Err(error @ Error::InvalidConfig { .. }) => {
+                runtime.checkin(instance);
+                Err(error)
+            }
+            // A trap: the instance is dropped, not pooled.
+            Err(error) => {
+                runtime.discard(&mut instance);
+                Err(error)
+            }
+        }
     }
 
     /// This breaker's guest resource in `instance`, created on first use.
-    fn resource(&self, mut instance: Box<Instance>) -> Result<(ResourceAny, Box<Instance>), Error> {
+    fn resource(&self, instance: &mut Instance) -> Result<ResourceAny, Error> {
         if let Some(resource) = instance.breakers.get(&self.inner.id) {
-            return Ok((*resource, instance));
+            return Ok(*resource);
         }
         instance.enter();
         let created = instance
@@ -601,10 +753,9 @@ impl CircuitBreaker {
         match created {
             Ok(resource) => {
                 instance.breakers.insert(self.inner.id, resource);
-                Ok((resource, instance))
+                Ok(resource)
             }
             Err(wit::ConfigError::Invalid((field, reason))) => {
-                self.inner.runtime.checkin(instance);
                 Err(Error::InvalidConfig { field, reason })
             }
         }

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::backend::Backend;
 use crate::bindings::wit;
 use crate::breaker::{CircuitBreaker, Exclusion, Inner};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::listener::Listener;
 use crate::runtime::Runtime;
-use crate::storage::{MemoryStorage, Storage};
+use crate::storage::{AsyncStorage, MemoryStorage, Storage};
 use crate::types::State;
 
 /// A breaker's knobs; every one left unset takes the component's default.
@@ -105,7 +106,7 @@ pub struct Builder {
     name: String,
     config: Config,
     runtime: Option<Runtime>,
-    storage: Option<Arc<dyn Storage>>,
+    storage: Option<Backend>,
     clock: Arc<dyn Clock>,
     listeners: Vec<Arc<dyn Listener>>,
     exclusions: Vec<Exclusion>,
@@ -242,7 +243,14 @@ impl Builder {
 
     /// Where the breaker keeps its state (default: a memory storage of its own).
     pub fn storage(mut self, storage: impl Storage) -> Self {
-        self.storage = Some(Arc::new(storage));
+        self.storage = Some(Backend::Blocking(Arc::new(storage)));
+        self
+    }
+
+    /// Where the breaker keeps its state, through a storage it awaits (see
+    /// [`AsyncStorage`]); replaces [`storage`](Self::storage).
+    pub fn async_storage(mut self, storage: impl AsyncStorage) -> Self {
+        self.storage = Some(Backend::Async(Arc::new(storage)));
         self
     }
 
@@ -270,13 +278,12 @@ impl Builder {
         let breaker = CircuitBreaker::from_inner(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             flush_scheduled: std::sync::atomic::AtomicBool::new(false),
-            holders: std::sync::atomic::AtomicUsize::new(0),
             name: self.name,
             config: wit::Config::from(&self.config),
             runtime: self.runtime.unwrap_or_else(|| Runtime::embedded().clone()),
             storage: self
                 .storage
-                .unwrap_or_else(|| Arc::new(MemoryStorage::new())),
+                .unwrap_or_else(|| Backend::Blocking(Arc::new(MemoryStorage::new()))),
             clock: self.clock,
             listeners: self.listeners,
             exclusions: self.exclusions,

@@ -60,7 +60,7 @@ fn run() {
             if flush_inner(&inner).is_err() {
                 let retry = inner.clock.now_ms().saturating_add(RETRY_MS);
                 schedule(&inner, retry);
-            } else if inner.holders.load(Ordering::Acquire) > 0 {
+            } else if inner.runtime.held(inner.id) {
                 // An instance that holds some was checked out by a call
                 // meanwhile: try again at the next tick.
                 schedule(&inner, inner.clock.now_ms());

@@ -20,10 +20,12 @@
 
 #![warn(missing_docs)]
 
+mod backend;
 mod bindings;
 mod breaker;
 mod builder;
 pub mod clock;
+mod detach;
 mod error;
 mod flusher;
 mod listener;
@@ -55,7 +57,9 @@ pub use redis_storage::{
 #[cfg(feature = "redis")]
 pub use redis_target::redact as redact_redis_url;
 pub use runtime::{COMPONENT, Runtime};
-pub use storage::{Entry, MemoryStorage, Storage, StorageError, SwapResult};
+pub use storage::{
+    AsyncStorage, Entry, MemoryStorage, Storage, StorageError, StorageFuture, SwapResult,
+};
 pub use types::{Action, Outcome, Reason, Snapshot, State, StateChange, WindowTotals};
 
 /// A duration in whole milliseconds, saturating.

@@ -1,9 +1,8 @@
 //! The right to make one call, and recording what became of it.
 
-use std::future::Future;
-
 use crate::bindings::wit;
 use crate::breaker::CircuitBreaker;
+use crate::detach::{Finish, on_pool, wait};
 use crate::error::Error;
 use crate::types::Outcome;
 
@@ -102,18 +101,39 @@ impl Permit {
     /// Records `outcome`; returns whether it opened the circuit.
     pub fn report(mut self, outcome: Outcome) -> Result<bool, Error> {
         self.reported = true;
-        self.record(outcome)
+        wait(self.record(outcome))
+    }
+
+    /// Records `outcome`, awaiting the storage (see
+    /// [`CircuitBreaker::acquire_async`]); returns whether it opened the
+    /// circuit. Dropped before it answers, the report still ends.
+    pub async fn report_async(mut self, outcome: Outcome) -> Result<bool, Error> {
+        self.reported = true;
+        if self.breaker.offloads() {
+            return on_pool(move || wait(self.record(outcome))).await;
+        }
+        Finish::new(async move { self.record(outcome).await }).await
     }
 
     /// Records `outcome`, telling the listeners (not the caller) of an error;
     /// returns whether it opened the circuit.
     pub fn report_quietly(mut self, outcome: Outcome) -> bool {
         self.reported = true;
-        self.record_quietly(outcome)
+        wait(self.record_quietly(outcome))
     }
 
-    fn record_quietly(&self, outcome: Outcome) -> bool {
-        match self.record(outcome) {
+    /// [`report_quietly`](Self::report_quietly), awaiting the storage; the
+    /// report ends even if this future is dropped.
+    pub(crate) async fn report_quietly_async(mut self, outcome: Outcome) -> bool {
+        self.reported = true;
+        if self.breaker.offloads() {
+            return on_pool(move || wait(self.record_quietly(outcome))).await;
+        }
+        Finish::new(async move { self.record_quietly(outcome).await }).await
+    }
+
+    async fn record_quietly(&self, outcome: Outcome) -> bool {
+        match self.record(outcome).await {
             Ok(tripped) => tripped,
             // A storage outage is told once, when it starts.
             Err(Error::Storage { .. }) => false,
@@ -130,7 +150,7 @@ impl Permit {
 
     /// Reports to the component unless it said the report may be skipped,
     /// and tells the listeners.
-    fn record(&self, outcome: Outcome) -> Result<bool, Error> {
+    async fn record(&self, outcome: Outcome) -> Result<bool, Error> {
         let breaker = &self.breaker;
         let name = breaker.name();
         let listeners = breaker.listeners();
@@ -144,12 +164,14 @@ impl Permit {
             listeners.iter().for_each(|l| l.success(name));
             return Ok(false);
         }
-        let reported = breaker.report_to_component(self.permit, outcome, |answer| {
-            if outcome == Outcome::Failure {
-                let tripped = answer.as_ref().is_ok_and(|r| r.tripped);
-                listeners.iter().for_each(|l| l.failure(name, tripped));
-            }
-        });
+        let reported = breaker
+            .report_to_component(self.permit, outcome, |answer| {
+                if outcome == Outcome::Failure {
+                    let tripped = answer.as_ref().is_ok_and(|r| r.tripped);
+                    listeners.iter().for_each(|l| l.failure(name, tripped));
+                }
+            })
+            .await;
         // The call ended so whether or not the report was recorded, as a
         // failure is told (inside the report) either way.
         match outcome {
@@ -189,7 +211,21 @@ impl Drop for Permit {
             } else {
                 Outcome::Ignored
             };
-            self.record_quietly(outcome);
+            if self.breaker.awaits() {
+                // An async storage is not waited on here (this may be an
+                // async runtime's thread): the report runs in the background.
+                let rest = Permit {
+                    breaker: self.breaker.clone(),
+                    permit: self.permit,
+                    quiet: self.quiet,
+                    degraded: None,
+                    reported: true,
+                    handed_out: self.handed_out,
+                };
+                blocking::unblock(move || wait(rest.record_quietly(outcome))).detach();
+            } else {
+                wait(self.record_quietly(outcome));
+            }
         }
     }
 }
@@ -224,23 +260,4 @@ impl Drop for Offloaded {
             blocking::unblock(move || permit.report_quietly(outcome)).detach();
         }
     }
-}
-
-/// Runs `work` on the blocking pool; if the awaiting future is dropped, the
-/// work still runs to its end.
-pub(crate) async fn on_pool<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    struct Detach<T>(Option<blocking::Task<T>>);
-    impl<T> Drop for Detach<T> {
-        fn drop(&mut self) {
-            if let Some(task) = self.0.take() {
-                task.detach();
-            }
-        }
-    }
-    let mut task = Detach(Some(blocking::unblock(work)));
-    std::future::poll_fn(|cx| {
-        let running = task.0.as_mut().expect("polled after completion");
-        std::pin::Pin::new(running).poll(cx)
-    })
-    .await
 }

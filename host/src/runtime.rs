@@ -1,6 +1,8 @@
 //! The wasmtime side: one engine per process, a compiled and pre-linked
 //! component per [`Runtime`], and a pool of instances so that threads do not
 //! queue behind each other (each thread keeps the instance it used last).
+//! Operations that await an async storage run on a few shared instances
+//! instead, locked for each call into the guest and never across an await.
 
 use std::cell::Cell;
 use std::path::Path;
@@ -25,6 +27,12 @@ const TICK: Duration = Duration::from_millis(10);
 const RUNAWAY_TICKS: u32 = 10;
 /// The most linear memory one instance may grow to; the guest needs a few pages.
 const MEMORY_LIMIT: usize = 16 << 20;
+/// The most shared instances per runtime: operations in flight interleave
+/// on each, so a few serve any number of tasks.
+const MAX_SHARED: usize = 4;
+
+/// An instance shared by operations that await their storage.
+pub(crate) type Shared = Arc<Mutex<Box<Instance>>>;
 
 thread_local! {
     /// The instance this thread used last, kept back from the pool so that a
@@ -91,6 +99,12 @@ struct RuntimeInner {
     /// Breaker ids whose guest resources instances should drop.
     retired: Mutex<Vec<u64>>,
     retired_count: AtomicUsize,
+    /// The shared instances, and a turn counter to spread operations over them.
+    shared: Mutex<Vec<Shared>>,
+    turn: AtomicUsize,
+    /// How many instances (idle, checked out or shared) hold each breaker's
+    /// window outcomes.
+    holders: Mutex<FxHashMap<u64, usize>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -136,6 +150,9 @@ impl Runtime {
                 idle: Mutex::new(Vec::new()),
                 retired: Mutex::new(Vec::new()),
                 retired_count: AtomicUsize::new(0),
+                shared: Mutex::new(Vec::new()),
+                turn: AtomicUsize::new(0),
+                holders: Mutex::new(FxHashMap::default()),
             }),
         })
     }
@@ -205,6 +222,97 @@ impl Runtime {
         }
     }
 
+    /// A shared instance for an operation that awaits its storage: an
+    /// unlocked one if there is, else a new one while there are fewer than
+    /// [`MAX_SHARED`], else the next in turn.
+    pub(crate) fn shared(&self) -> Result<Shared, Error> {
+        let picked = {
+            let mut shared = self.inner.shared.lock().unwrap_or_else(|e| e.into_inner());
+            let free = shared
+                .iter()
+                .find(|instance| instance.try_lock().is_ok())
+                .cloned();
+            match free {
+                Some(instance) => instance,
+                None if shared.len() < MAX_SHARED => {
+                    let instance = Arc::new(Mutex::new(self.instantiate()?));
+                    shared.push(instance.clone());
+                    instance
+                }
+                None => {
+                    let turn = self.inner.turn.fetch_add(1, Ordering::Relaxed);
+                    shared[turn % shared.len()].clone()
+                }
+            }
+        };
+        let retired = self.inner.retired_count.load(Ordering::Acquire);
+        let mut instance = picked.lock().unwrap_or_else(|e| e.into_inner());
+        if instance.swept != retired {
+            self.sweep(&mut instance, retired);
+        }
+        drop(instance);
+        Ok(picked)
+    }
+
+    /// Stops handing out a shared instance that failed; operations still on
+    /// it fail at their next step.
+    pub(crate) fn discard_shared(&self, broken: &Shared) {
+        self.inner
+            .shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|instance| !Arc::ptr_eq(instance, broken));
+    }
+
+    /// The shared instances that hold window outcomes of `breaker`.
+    pub(crate) fn shared_holding(&self, breaker: u64) -> Vec<Shared> {
+        let shared = self.inner.shared.lock().unwrap_or_else(|e| e.into_inner());
+        shared
+            .iter()
+            .filter(|instance| {
+                let instance = instance.lock().unwrap_or_else(|e| e.into_inner());
+                instance.holding.contains(&breaker)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Notes whether `instance` holds `breaker`'s window outcomes, as the
+    /// component said after an operation.
+    pub(crate) fn note_holding(&self, instance: &mut Instance, breaker: u64, holds: bool) {
+        let changed = if holds {
+            instance.holding.insert(breaker)
+        } else {
+            instance.holding.remove(&breaker)
+        };
+        if changed {
+            let mut holders = self.inner.holders.lock().unwrap_or_else(|e| e.into_inner());
+            let count = holders.entry(breaker).or_default();
+            if holds {
+                *count += 1;
+            } else {
+                *count = count.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Marks an instance that failed as broken and forgets what it held.
+    pub(crate) fn discard(&self, instance: &mut Instance) {
+        instance.broken = true;
+        let mut holders = self.inner.holders.lock().unwrap_or_else(|e| e.into_inner());
+        for breaker in instance.holding.drain() {
+            if let Some(count) = holders.get_mut(&breaker) {
+                *count = count.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Whether any instance holds `breaker`'s window outcomes.
+    pub(crate) fn held(&self, breaker: u64) -> bool {
+        let holders = self.inner.holders.lock().unwrap_or_else(|e| e.into_inner());
+        holders.get(&breaker).is_some_and(|count| *count > 0)
+    }
+
     /// Takes the idle instances that hold window outcomes of `breaker`.
     #[allow(clippy::vec_box)] // moved between pools as boxes
     pub(crate) fn take_holding(&self, breaker: u64) -> Vec<Box<Instance>> {
@@ -218,6 +326,11 @@ impl Runtime {
 
     /// Asks every instance to drop a breaker's guest resource.
     pub(crate) fn retire(&self, breaker: u64) {
+        self.inner
+            .holders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&breaker);
         self.inner
             .retired
             .lock()
@@ -268,6 +381,7 @@ impl Runtime {
             bindings,
             breakers: FxHashMap::default(),
             holding: FxHashSet::default(),
+            broken: false,
             // Breakers retired before this instance existed have nothing here.
             swept: self.inner.retired_count.load(Ordering::Acquire),
         }))
@@ -282,6 +396,9 @@ pub(crate) struct Instance {
     pub breakers: FxHashMap<u64, ResourceAny>,
     /// The breakers whose window outcomes this instance holds, unmerged.
     pub holding: FxHashSet<u64>,
+    /// A call into it failed: it takes no more (a shared instance can still
+    /// be reached by operations that were on it).
+    pub broken: bool,
     swept: usize,
 }
 

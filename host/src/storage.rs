@@ -1,6 +1,9 @@
-//! Where breakers keep their records: the storage contract, and memory storage.
+//! Where breakers keep their records: the storage contracts (blocking and
+//! async), and memory storage.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashMap;
@@ -98,6 +101,70 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
 
     fn may_block(&self) -> bool {
         (**self).may_block()
+    }
+}
+
+/// What an [`AsyncStorage`] step returns: a boxed future of its result.
+pub type StorageFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StorageError>> + Send + 'a>>;
+
+/// A versioned register per key that breakers await: the same contract as
+/// [`Storage`] (versions grow with every write and never repeat), for
+/// storages whose I/O is asynchronous. `call_async`, `acquire_async` and the
+/// tower layer await its steps on the caller's task, with no thread of
+/// their own; the blocking calls wait on them. ([`MemoryStorage`] serves
+/// both kinds of call as a [`Storage`]: it never waits, so async calls run
+/// it inline.)
+///
+/// Its futures may be polled on any thread, outside the runtime that made
+/// them: a call dropped in the middle of a breaker operation finishes that
+/// operation on a background thread (so that no count is lost). A storage
+/// built on tokio spawns its I/O on its runtime's handle and awaits the
+/// join handle. Every step should end by a deadline of the storage's own:
+/// the breaker waits as long as the future does.
+pub trait AsyncStorage: Send + Sync + 'static {
+    /// Reads a key; none when it is absent.
+    fn load<'a>(&'a self, key: &'a str) -> StorageFuture<'a, Option<Entry>>;
+
+    /// Writes `data` under `key` if its version is `expected`.
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected: Option<u64>,
+        data: &'a [u8],
+    ) -> StorageFuture<'a, SwapResult>;
+
+    /// The key's current version, when the storage knows it without I/O
+    /// (see [`Storage::peek_version`]).
+    fn peek_version(&self, _key: &str) -> Option<Option<u64>> {
+        None
+    }
+
+    /// The fallback state this storage suggests to breakers that set none.
+    fn fallback_state(&self) -> Option<crate::State> {
+        None
+    }
+}
+
+impl<S: AsyncStorage + ?Sized> AsyncStorage for Arc<S> {
+    fn load<'a>(&'a self, key: &'a str) -> StorageFuture<'a, Option<Entry>> {
+        (**self).load(key)
+    }
+
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected: Option<u64>,
+        data: &'a [u8],
+    ) -> StorageFuture<'a, SwapResult> {
+        (**self).compare_and_swap(key, expected, data)
+    }
+
+    fn peek_version(&self, key: &str) -> Option<Option<u64>> {
+        (**self).peek_version(key)
+    }
+
+    fn fallback_state(&self) -> Option<crate::State> {
+        (**self).fallback_state()
     }
 }
 

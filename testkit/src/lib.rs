@@ -3,6 +3,7 @@
 //! loopback ports, a minimal HTTP client, an HTTP upstream, a real Envoy, the collected output
 //! of child processes, and a memory storage with faults on demand.
 
+mod awaited;
 pub mod envoy;
 mod faulty;
 pub mod http;
@@ -11,6 +12,7 @@ mod sentinel;
 pub mod tls;
 mod upstream;
 
+pub use awaited::Awaited;
 pub use faulty::{Faulty, OVERSIZED_BYTES, Pause};
 pub use log::Log;
 pub use sentinel::{MASTER as SENTINEL_MASTER, Sentinels};
