@@ -20,7 +20,7 @@ const swallow = (promise) => promise.catch(() => {});
 
 const tripswitch = new CircuitBreaker('bench');
 const tripswitchOpen = new CircuitBreaker('bench-open');
-tripswitchOpen.forceOpen();
+await tripswitchOpen.forceOpen();
 
 const opossum = new CircuitBreakerOpossum(noop, { timeout: false });
 const opossumOpen = new CircuitBreakerOpossum(noop, { timeout: false });

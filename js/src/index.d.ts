@@ -28,21 +28,24 @@ export interface Entry {
   data: Uint8Array;
 }
 
+/** What a compare-and-swap did. */
+export type SwapResult = { written: number } | { conflict: Entry | undefined };
+
 /**
- * A versioned register per key. Both methods are synchronous: the component
- * calls them in the middle of a decision. Versions grow with every write.
+ * A versioned register per key. `load` and `compareAndSwap` answer at once
+ * or with a promise (a Redis client); versions grow with every write.
  */
 export interface Storage {
   /** The key's entry, or undefined when it is absent. */
-  load(key: string): Entry | undefined;
+  load(key: string): Entry | undefined | Promise<Entry | undefined>;
   /** Writes if the key's version is `expected` (undefined: absent). */
   compareAndSwap(
     key: string,
     expected: number | undefined,
     data: Uint8Array,
-  ): { written: number } | { conflict: Entry | undefined };
-  /** The key's version (0: absent), if the storage can tell it for free. */
-  peekVersion?(key: string): number;
+  ): SwapResult | Promise<SwapResult>;
+  /** The key's version (0: absent), if the storage knows it at once, without I/O. */
+  peekVersion?(key: string): number | undefined;
 }
 
 /** Breaker state in memory; breakers given the same instance share state. */
@@ -52,7 +55,7 @@ export declare class MemoryStorage implements Storage {
     key: string,
     expected: number | undefined,
     data: Uint8Array,
-  ): { written: number } | { conflict: Entry | undefined };
+  ): SwapResult;
   peekVersion(key: string): number;
   /** The keys stored, sorted. */
   keys(): string[];
@@ -153,8 +156,8 @@ export interface Permit {
   readonly trial: boolean;
   /** The storage's message when the storage failed and the fallback admitted the call. */
   readonly degraded: string | undefined;
-  /** Records the outcome; returns whether it opened the circuit. */
-  report(outcome: Outcome): boolean;
+  /** Records the outcome; resolves to whether it opened the circuit. */
+  report(outcome: Outcome): Promise<boolean>;
 }
 
 /** What a breaker object has done since it was made, each a count. */
@@ -174,21 +177,24 @@ export interface Stats {
 export declare class CircuitBreaker extends EventTarget {
   constructor(name: string, options?: CircuitBreakerOptions);
   readonly name: string;
-  readonly state: State;
+  /** A promise of the effective state now. */
+  readonly state: Promise<State>;
   readonly stats: Stats;
-  snapshot(): Snapshot;
+  snapshot(): Promise<Snapshot>;
   call<A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, ...args: A): Promise<R>;
   callWithSignal<A extends unknown[], R>(signal: AbortSignal, fn: (...args: A) => R | Promise<R>, ...args: A): Promise<R>;
   wrap<A extends unknown[], R>(fn: (...args: A) => R | Promise<R>): (...args: A) => Promise<R>;
-  acquire(): Permit;
-  operate(action: Action): void;
+  /** A permit; rejects with CircuitOpenError when the call is not admitted. */
+  acquire(): Promise<Permit>;
+  operate(action: Action): Promise<void>;
   /** Merges the window outcomes this breaker holds into the record now. */
-  flush(): void;
+  flush(): Promise<void>;
   /** Merges what the breaker holds and stops its flush timer. */
-  dispose(): void;
-  open(): void;
-  close(): void;
-  halfOpen(): void;
-  forceOpen(): void;
-  disable(): void;
+  dispose(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+  open(): Promise<void>;
+  close(): Promise<void>;
+  halfOpen(): Promise<void>;
+  forceOpen(): Promise<void>;
+  disable(): Promise<void>;
 }

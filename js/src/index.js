@@ -4,7 +4,7 @@
 
 import { breaker as component } from '../dist/tripswitch.js';
 import { MemoryStorage } from './memory.js';
-import { run } from './steps.js';
+import { after, isThenable, run } from './steps.js';
 
 export { MemoryStorage } from './memory.js';
 
@@ -177,7 +177,7 @@ function checkOptions(name, options) {
   }
   const storage = options.storage ?? new MemoryStorage();
   if (typeof storage.load !== 'function' || typeof storage.compareAndSwap !== 'function') {
-    throw new TypeError(`${name}: storage must have load(key) and compareAndSwap(key, expected, data) methods`);
+    throw new TypeError(`${name}: storage must have load(key) and compareAndSwap(key, expected, data) methods (answering at once or with promises)`);
   }
   const clock = options.clock ?? Date.now;
   if (typeof clock !== 'function') throw new TypeError(`${name}: clock must be a function returning Unix ms`);
@@ -293,17 +293,25 @@ export class CircuitBreaker extends EventTarget {
     return { ...this.#stats };
   }
 
-  /** The effective state now: an open breaker whose timeout elapsed reads half-open. */
+  /**
+   * A promise of the effective state now (`await breaker.state`): an open
+   * breaker whose timeout elapsed reads half-open.
+   */
   get state() {
-    return this.snapshot().state;
+    return this.snapshot().then((snapshot) => snapshot.state);
   }
 
   /**
-   * State, counters, opened-at, trials in flight, generation, retry-after,
-   * the window's counts and rates, and the open's duration, now.
+   * Resolves to the state, counters, opened-at, trials in flight,
+   * generation, retry-after, the window's counts and rates, and the open's
+   * duration, now.
    */
-  snapshot() {
-    const s = this.#settled({ tag: 'snapshot' });
+  async snapshot() {
+    return after(this.#settled({ tag: 'snapshot' }), (s) => this.#snapshot(s));
+  }
+
+  /** A snapshot as this package gives it: plain numbers and names. */
+  #snapshot(s) {
     const number = (value) => (value === undefined ? undefined : Number(value));
     return {
       state: s.state,
@@ -348,11 +356,11 @@ export class CircuitBreaker extends EventTarget {
   }
 
   /** Operator: applies an action ('open', 'close', 'half-open', 'force-open' or 'disable') now. */
-  operate(action) {
+  async operate(action) {
     if (!Object.values(ACTION_OF_METHOD).includes(action)) {
       throw new RangeError(`${this.#name}: action must be one of ${Object.values(ACTION_OF_METHOD).join(', ')}, got ${describe(action)}`);
     }
-    this.#settled({ tag: 'operate', val: action });
+    return after(this.#settled({ tag: 'operate', val: action }), () => undefined);
   }
 
   /**
@@ -360,19 +368,19 @@ export class CircuitBreaker extends EventTarget {
    * timer does it when they fall due; call `dispose()` when done with the
    * breaker).
    */
-  flush() {
+  async flush() {
     clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
-    this.#settled({ tag: 'flush' });
+    return after(this.#settled({ tag: 'flush' }), () => undefined);
   }
 
   /** Merges what the breaker holds and stops its timer: call it when done with the breaker. */
-  dispose() {
-    this.flush();
+  async dispose() {
+    return this.flush();
   }
 
-  [Symbol.dispose]() {
-    this.dispose();
+  async [Symbol.asyncDispose]() {
+    return this.dispose();
   }
 
   /** Asks for a flush when the component says held outcomes fall due. */
@@ -381,72 +389,71 @@ export class CircuitBreaker extends EventTarget {
     const wait = Math.max(0, Number(dueMs) - Math.floor(this.#clock()));
     this.#flushTimer = setTimeout(() => {
       this.#flushTimer = undefined;
-      try {
-        this.flush();
-      } catch (error) {
-        this.#emit('error', { error });
-      }
+      this.flush().catch((error) => this.#emit('error', { error }));
     }, wait);
     // An idle process is not kept alive for it (Node); browsers have no unref.
     this.#flushTimer.unref?.();
   }
 
   /** Operator: opens the circuit now. */
-  open() {
-    this.operate(ACTION_OF_METHOD.open);
+  async open() {
+    return this.operate(ACTION_OF_METHOD.open);
   }
 
   /** Operator: closes the circuit and resets its counters. */
-  close() {
-    this.operate(ACTION_OF_METHOD.close);
+  async close() {
+    return this.operate(ACTION_OF_METHOD.close);
   }
 
   /** Operator: moves the circuit to half-open. */
-  halfOpen() {
-    this.operate(ACTION_OF_METHOD.halfOpen);
+  async halfOpen() {
+    return this.operate(ACTION_OF_METHOD.halfOpen);
   }
 
   /** Operator: rejects every call until another operator action. */
-  forceOpen() {
-    this.operate(ACTION_OF_METHOD.forceOpen);
+  async forceOpen() {
+    return this.operate(ACTION_OF_METHOD.forceOpen);
   }
 
   /** Operator: admits every call and records nothing. */
-  disable() {
-    this.operate(ACTION_OF_METHOD.disable);
+  async disable() {
+    return this.operate(ACTION_OF_METHOD.disable);
   }
 
   /**
-   * Asks for a permit; returns `{ trial, report(outcome) }` where outcome is
-   * 'success', 'failure' or 'ignored'. Throws CircuitOpenError when rejected.
+   * Asks for a permit; resolves to `{ trial, degraded, report(outcome) }`
+   * where outcome is 'success', 'failure' or 'ignored' and `report`
+   * resolves to whether the report opened the circuit. Rejects with
+   * CircuitOpenError when the call is not admitted.
    */
-  acquire() {
-    const admission = this.#acquire();
-    let reported = false;
-    return {
-      trial: admission.permit.trial,
-      degraded: admission.degraded,
-      report: (outcome) => {
-        if (reported) throw new Error(`${this.#name}: this permit was reported already`);
-        if (!['success', 'failure', 'ignored'].includes(outcome)) {
-          throw new RangeError(`${this.#name}: outcome must be success, failure or ignored, got ${describe(outcome)}`);
-        }
-        reported = true;
-        return this.#report(admission, outcome);
-      },
-    };
+  async acquire() {
+    return after(this.#acquire(), (admission) => {
+      let reported = false;
+      return {
+        trial: admission.permit.trial,
+        degraded: admission.degraded,
+        report: async (outcome) => {
+          if (reported) throw new Error(`${this.#name}: this permit was reported already`);
+          if (!['success', 'failure', 'ignored'].includes(outcome)) {
+            throw new RangeError(`${this.#name}: outcome must be success, failure or ignored, got ${describe(outcome)}`);
+          }
+          reported = true;
+          return this.#report(admission, outcome);
+        },
+      };
+    });
   }
 
   async #run(signal, fn, args) {
     if (typeof fn !== 'function') throw new TypeError(`${this.#name}: call takes a function`);
     signal?.throwIfAborted();
-    const admission = this.#acquire();
-    let reported = false;
+    let admission = this.#acquire();
+    // The memo and a storage that answers at once cost no promise turn.
+    if (isThenable(admission)) admission = await admission;
+    let reported;
     const report = (outcome) => {
-      if (!reported) {
-        reported = true;
-        this.#reportQuietly(admission, outcome);
-      }
+      reported ??= this.#reportQuietly(admission, outcome);
+      return reported;
     };
     // An abort records `ignored` at once (freeing a trial slot); the late
     // result then counts nothing.
@@ -460,7 +467,10 @@ export class CircuitBreaker extends EventTarget {
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
-    report(this.#classify(result));
+    const recorded = report(this.#classify(result));
+    // The call ends once its outcome is recorded (a report in flight when
+    // the signal aborted is waited for too).
+    if (isThenable(recorded)) await recorded;
     if ('error' in result) throw result.error;
     return result.value;
   }
@@ -476,34 +486,52 @@ export class CircuitBreaker extends EventTarget {
     }
   }
 
-  /** Reports a finished call; a failure to record it goes to listeners, not to the caller. */
+  /**
+   * Reports a finished call; a failure to record it goes to listeners, not
+   * to the caller. A promise (that never rejects) when the storage answers
+   * with one.
+   */
   #reportQuietly(admission, outcome) {
-    try {
-      this.#report(admission, outcome);
-    } catch (error) {
+    const quietly = (error) => {
       // A storage outage is told once, when it starts.
       if (error.kind !== 'storage') this.#emit('error', { error });
+    };
+    try {
+      const reported = this.#report(admission, outcome);
+      return isThenable(reported) ? reported.then(undefined, quietly) : reported;
+    } catch (error) {
+      return quietly(error);
     }
   }
 
-  /** An admission, or a CircuitOpenError thrown; a kept answer is reused while it holds. */
+  /**
+   * An admission, or a CircuitOpenError thrown; a promise of either when the
+   * storage answers with one. A kept answer is reused while it holds.
+   */
   #acquire() {
     let version;
     try {
       version = typeof this.#storage.peekVersion === 'function' ? this.#storage.peekVersion(this.#name) : undefined;
+      // Only a version known at once counts (a promise of one is no help).
+      if (typeof version !== 'number') version = undefined;
     } catch {
       // The component asks the storage itself, and follows the fallback if it fails.
       version = undefined;
     }
-    let answer = version === undefined ? undefined : this.#reuse(version);
-    if (answer === undefined) {
-      const known = version === undefined ? { tag: 'nothing' } : { tag: 'version', val: BigInt(version || 0) };
-      const result = this.#enter({ tag: 'acquire' }, known);
-      answer = result.tag === 'ok' ? { admission: result.val } : { refusal: result.val };
+    const reused = version === undefined ? undefined : this.#reuse(version);
+    if (reused !== undefined) return this.#admitted(reused);
+    const known = version === undefined ? { tag: 'nothing' } : { tag: 'version', val: BigInt(version || 0) };
+    return after(this.#enter({ tag: 'acquire' }, known), (result) => {
+      const answer = result.tag === 'ok' ? { admission: result.val } : { refusal: result.val };
       this.#keep(version, answer);
       const degraded = answer.admission?.degraded ?? (answer.refusal?.rejection.tag === 'storage-unavailable' ? answer.refusal.rejection.val : undefined);
       this.#noteOutage(degraded);
-    }
+      return this.#admitted(answer);
+    });
+  }
+
+  /** An answer's admission, or its refusal thrown as a CircuitOpenError. */
+  #admitted(answer) {
     if (answer.admission) return answer.admission;
     const rejected = rejection(this.#name, answer.refusal);
     this.#emit('reject', { error: rejected });
@@ -562,15 +590,17 @@ export class CircuitBreaker extends EventTarget {
       this.#emit('success', {});
       return false;
     }
-    const reported = this.#settled(
+    const settled = this.#settled(
       { tag: 'report', val: { permit: admission.permit, outcome } },
       (answer) => {
         if (outcome === 'failure') this.#emit('failure', { tripped: answer?.tripped ?? false });
       },
     );
-    if (outcome === 'success') this.#emit('success', {});
-    this.#flushBy(reported.flushByMs);
-    return reported.tripped;
+    return after(settled, (reported) => {
+      if (outcome === 'success') this.#emit('success', {});
+      this.#flushBy(reported.flushByMs);
+      return reported.tripped;
+    });
   }
 
   /**
@@ -579,14 +609,15 @@ export class CircuitBreaker extends EventTarget {
    * storage error starts an outage, an answer ends one.
    */
   #settled(request, before) {
-    const result = this.#enter(request, { tag: 'nothing' }, before);
-    if (result.tag === 'err') {
-      const error = result.val;
-      if (error.tag === 'storage') this.#noteOutage(error.val);
-      throw Object.assign(new Error(String(error.val)), { kind: error.tag });
-    }
-    this.#noteOutage(undefined);
-    return result.val;
+    return after(this.#enter(request, { tag: 'nothing' }, before), (result) => {
+      if (result.tag === 'err') {
+        const error = result.val;
+        if (error.tag === 'storage') this.#noteOutage(error.val);
+        throw Object.assign(new Error(String(error.val)), { kind: error.tag });
+      }
+      this.#noteOutage(undefined);
+      return result.val;
+    });
   }
 
   /** Whether the storage still holds the version a quiet success was decided on (or cannot tell). */
@@ -599,14 +630,16 @@ export class CircuitBreaker extends EventTarget {
    * Runs one operation on the component over this breaker's storage and
    * clock, then tells the state changes it saw. `before` runs first with the
    * answer's ok value (pybreaker's order: failure, then state change).
-   * Returns the answer's result ({tag: 'ok' | 'err', val}).
+   * Returns the answer's result ({tag: 'ok' | 'err', val}), or a promise of
+   * it when the storage answers with promises.
    */
   #enter(request, known, before) {
-    const done = run(this.#guest, this.#name, this.#storage, this.#clock, request, known);
-    const result = done.answer.val;
-    before?.(result.tag === 'ok' ? result.val : undefined);
-    this.#tell(done.changes);
-    return result;
+    return after(run(this.#guest, this.#name, this.#storage, this.#clock, request, known), (done) => {
+      const result = done.answer.val;
+      before?.(result.tag === 'ok' ? result.val : undefined);
+      this.#tell(done.changes);
+      return result;
+    });
   }
 
   /** Tells each generation's change once. */

@@ -10,8 +10,10 @@
  *   `{ written: newVersion }`, or else `{ conflict: currentEntryOrUndefined }`.
  * Versions are numbers that grow with every write to a key and never repeat,
  * even after the key is deleted (breakers reuse answers while a version
- * stays). Both methods are synchronous: the component calls them in the
- * middle of a decision.
+ * stays). `load` and `compareAndSwap` may instead return promises of the
+ * same (a storage over a network client); `peekVersion`, if there, answers
+ * at once, without I/O. Memory answers at once, so a healthy call costs no
+ * promise turn of the breaker's.
  */
 export class MemoryStorage {
   #entries = new Map();

@@ -21,9 +21,9 @@ test('sync and async functions: values, arguments, errors', async () => {
   assert.equal(await breaker.call(async (x) => x * 2, 21), 42);
   await assert.rejects(breaker.call(boom), /boom/);
   await assert.rejects(breaker.call(async () => Promise.reject(new TypeError('async boom'))), TypeError);
-  assert.equal(breaker.snapshot().failures, 2);
+  assert.equal((await breaker.snapshot()).failures, 2);
   await breaker.call(() => 'ok');
-  assert.equal(breaker.snapshot().failures, 0);
+  assert.equal((await breaker.snapshot()).failures, 0);
   const double = breaker.wrap((x) => x * 2);
   assert.equal(await double(4), 8);
 });
@@ -41,7 +41,7 @@ test('rejections are CircuitOpenErrors with retryAfterMs and the state', async (
   assert.equal(error.state, 'open');
   assert.equal(error.reason, 'open');
   assert.match(error.message, /breaker "rejects": circuit open; retry after 750 ms/);
-  breaker.forceOpen();
+  await breaker.forceOpen();
   const forced = await breaker.call(() => 1).catch((e) => e);
   assert.equal(forced.state, 'forced-open');
   assert.equal(forced.retryAfterMs, undefined);
@@ -54,13 +54,13 @@ test('exclude: error classes and predicates count as successes, and still reject
     exclude: [NotFound, (e) => e.code === 'EAGAIN'],
   });
   await assert.rejects(breaker.call(boom));
-  assert.equal(breaker.snapshot().failures, 1);
+  assert.equal((await breaker.snapshot()).failures, 1);
   await assert.rejects(breaker.call(() => Promise.reject(new NotFound('gone'))), NotFound);
-  assert.equal(breaker.snapshot().failures, 0);
+  assert.equal((await breaker.snapshot()).failures, 0);
   await assert.rejects(breaker.call(boom));
   await assert.rejects(breaker.call(() => Promise.reject(Object.assign(new Error('again'), { code: 'EAGAIN' }))));
-  assert.equal(breaker.snapshot().failures, 0);
-  assert.equal(breaker.state, 'closed');
+  assert.equal((await breaker.snapshot()).failures, 0);
+  assert.equal(await breaker.state, 'closed');
 });
 
 test('an aborted call records ignored and frees its trial slot', async () => {
@@ -71,18 +71,18 @@ test('an aborted call records ignored and frees its trial slot', async () => {
   const controller = new AbortController();
   let release;
   const pending = breaker.callWithSignal(controller.signal, () => new Promise((r) => (release = r)));
-  assert.equal(breaker.snapshot().trialsInFlight, 1);
+  assert.equal((await breaker.snapshot()).trialsInFlight, 1);
   controller.abort();
   release('late');
   assert.equal(await pending, 'late');
-  const s = breaker.snapshot();
+  const s = await breaker.snapshot();
   assert.deepEqual([s.state, s.trialsInFlight], ['half-open', 0]);
   // A breaker-wide signal: once aborted, results are not counted.
   const all = new AbortController();
   const quiet = new CircuitBreaker('abort-all', { failMax: 1, signal: all.signal });
   all.abort();
   await assert.rejects(quiet.call(boom));
-  assert.equal(quiet.state, 'closed');
+  assert.equal(await quiet.state, 'closed');
 });
 
 test('events come in pybreaker order, with their details', async () => {
@@ -112,13 +112,13 @@ test('breakers given the same MemoryStorage share state; others do not', async (
   const alone = new CircuitBreaker('shared', { failMax: 2 });
   await assert.rejects(a.call(boom));
   await assert.rejects(b.call(boom));
-  assert.equal(a.state, 'open');
-  assert.equal(alone.state, 'closed');
+  assert.equal(await a.state, 'open');
+  assert.equal(await alone.state, 'closed');
   assert.deepEqual(storage.keys(), ['shared']);
   let remote;
   a.addEventListener('stateChange', (e) => (remote = e.detail));
-  b.close();
-  a.snapshot();
+  await b.close();
+  await a.snapshot();
   assert.deepEqual([remote.previous, remote.current, remote.remote], ['open', 'closed', true]);
 });
 
@@ -151,18 +151,18 @@ test('a storage of your own: the documented interface, and its failures', async 
   const error = await rejects.call(() => 1).catch((e) => e);
   assert.equal(error.reason, 'storage-unavailable');
   assert.match(error.message, /connection refused/);
-  assert.throws(() => admits.snapshot(), /storage load failed: connection refused/);
+  await assert.rejects(admits.snapshot(), /storage load failed: connection refused/);
   down = false;
-  assert.equal(admits.snapshot().failures, 1);
+  assert.equal((await admits.snapshot()).failures, 1);
 });
 
-test('corrupt stored bytes are a clear error, repaired by an operator', () => {
+test('corrupt stored bytes are a clear error, repaired by an operator', async () => {
   const storage = new MemoryStorage();
   storage.compareAndSwap('corrupt', undefined, new Uint8Array([1, 9]));
   const breaker = new CircuitBreaker('corrupt', { storage });
-  assert.throws(() => breaker.snapshot(), /stored record is corrupt: unknown state code 9/);
-  breaker.close();
-  assert.equal(breaker.state, 'closed');
+  await assert.rejects(breaker.snapshot(), /stored record is corrupt: unknown state code 9/);
+  await breaker.close();
+  assert.equal(await breaker.state, 'closed');
 });
 
 test('bad options are named before they reach the component', async () => {
@@ -192,7 +192,7 @@ test('bad options are named before they reach the component', async () => {
   assert.throws(() => new CircuitBreaker('n'.repeat(257)), /at most 256 bytes/);
   const breaker = new CircuitBreaker('ok');
   await assert.rejects(breaker.call('not a function'), TypeError);
-  assert.throws(() => breaker.acquire().report('maybe'), RangeError);
+  await assert.rejects((await breaker.acquire()).report('maybe'), RangeError);
   assert.deepEqual(STATES, ['closed', 'open', 'half-open', 'forced-open', 'disabled']);
 });
 
@@ -200,9 +200,9 @@ test('the defaults are the component\'s: five failures, sixty seconds', async ()
   const { options } = clocked();
   const breaker = new CircuitBreaker('defaults', options);
   for (let i = 0; i < 4; i++) await assert.rejects(breaker.call(boom));
-  assert.equal(breaker.state, 'closed');
+  assert.equal(await breaker.state, 'closed');
   await assert.rejects(breaker.call(boom));
-  assert.equal(breaker.snapshot().retryAfterMs, 60_000);
+  assert.equal((await breaker.snapshot()).retryAfterMs, 60_000);
 });
 
 test('an abort frees the slot at once, and an aborted signal runs nothing', async () => {
@@ -213,15 +213,15 @@ test('an abort frees the slot at once, and an aborted signal runs nothing', asyn
   const controller = new AbortController();
   let release;
   const hanging = breaker.callWithSignal(controller.signal, () => new Promise((r) => (release = r)));
-  assert.equal(breaker.snapshot().trialsInFlight, 1);
+  assert.equal((await breaker.snapshot()).trialsInFlight, 1);
   controller.abort();
-  assert.equal(breaker.snapshot().trialsInFlight, 0, 'freed before the call settles');
+  assert.equal((await breaker.snapshot()).trialsInFlight, 0, 'freed before the call settles');
   release('late');
   assert.equal(await hanging, 'late');
   let ran = false;
   await assert.rejects(breaker.callWithSignal(controller.signal, () => (ran = true)), { name: 'AbortError' });
   assert.equal(ran, false);
-  assert.equal(breaker.state, 'half-open');
+  assert.equal(await breaker.state, 'half-open');
 });
 
 test('a throwing exclusion counts the call as a failure and keeps the caller\'s error', async () => {
@@ -235,20 +235,20 @@ test('a throwing exclusion counts the call as a failure and keeps the caller\'s 
   breaker.addEventListener('error', (e) => (told = e.detail.error.message));
   await assert.rejects(breaker.call(boom), /boom/);
   assert.equal(told, 'predicate bug');
-  assert.equal(breaker.state, 'open');
+  assert.equal(await breaker.state, 'open');
 });
 
-test('a deleted key never hands out an old version, so no stale answer is reused', () => {
+test('a deleted key never hands out an old version, so no stale answer is reused', async () => {
   const storage = new MemoryStorage();
   const a = new CircuitBreaker('k', { storage });
   const b = new CircuitBreaker('k', { storage, failMax: 1 });
-  a.forceOpen();
-  assert.throws(() => a.acquire(), CircuitOpenError);
+  await a.forceOpen();
+  await assert.rejects(a.acquire(), CircuitOpenError);
   storage.delete('k');
   // One write after the delete: with versions starting over, it would carry
   // the version a's forced-open answer was given at.
-  assert.equal(b.acquire().report('failure'), true);
-  assert.throws(() => a.acquire(), (e) => e.reason === 'open', 'a asks again and hears open');
+  assert.equal(await (await b.acquire()).report('failure'), true);
+  await assert.rejects(a.acquire(), (e) => e.reason === 'open', 'a asks again and hears open');
 });
 
 test('window outcomes are held and merged by flush(), dispose() and the timer', async () => {
@@ -258,20 +258,20 @@ test('window outcomes are held and merged by flush(), dispose() and the timer', 
   const reader = new CircuitBreaker('held', { ...options, flushInterval: 0 });
   for (let i = 0; i < 3; i += 1) await holder.call(() => 'ok');
   await assert.rejects(holder.call(boom), /boom/);
-  assert.equal(holder.snapshot().window.calls, 4, 'the holder counts what it holds');
-  assert.equal(reader.snapshot().window.calls, 0, 'not in the record yet');
-  holder.flush();
-  assert.deepEqual(reader.snapshot().window, {
+  assert.equal((await holder.snapshot()).window.calls, 4, 'the holder counts what it holds');
+  assert.equal((await reader.snapshot()).window.calls, 0, 'not in the record yet');
+  await holder.flush();
+  assert.deepEqual((await reader.snapshot()).window, {
     calls: 4, failures: 1, slowCalls: 0, failureRate: 25, slowCallRate: 0,
   });
   await holder.call(() => 'ok');
-  holder.dispose();
-  assert.equal(reader.snapshot().window.calls, 5);
+  await holder.dispose();
+  assert.equal((await reader.snapshot()).window.calls, 5);
   // The timer merges what falls due (20 ms on this clock, which it reads).
   await holder.call(() => 'ok');
   clock.now += 20;
   await new Promise((resolve) => setTimeout(resolve, 60));
-  assert.equal(reader.snapshot().window.calls, 6);
+  assert.equal((await reader.snapshot()).window.calls, 6);
   assert.throws(() => new CircuitBreaker('x', { flushInterval: -1 }), /flushInterval/);
 });
 

@@ -51,32 +51,44 @@ test('there are scenario files', () => assert.ok(files.length >= 10, files.join(
 
 /**
  * The scenarios' storage: memory that a `storage` step can make fail. It
- * tells its version for free while it works, as memory does. (This host
- * runs one component instance, so a step's `instance` changes nothing.)
+ * tells its version for free while it works, as memory does. Awaited, it
+ * answers with promises that settle on a later turn of the event loop.
+ * (This host runs one component instance, so a step's `instance` changes
+ * nothing.)
  */
 class Switch {
   failing = false;
   #inner = new MemoryStorage();
-  #check() {
-    if (this.failing) throw new Error('connection refused (scenario)');
+  #awaited;
+  constructor(awaited) {
+    this.#awaited = awaited;
+  }
+  #answer(step) {
+    if (!this.#awaited) {
+      if (this.failing) throw new Error('connection refused (scenario)');
+      return step();
+    }
+    return new Promise((resolve, reject) => setImmediate(() => {
+      if (this.failing) reject(new Error('connection refused (scenario)'));
+      else resolve(step());
+    }));
   }
   load(key) {
-    this.#check();
-    return this.#inner.load(key);
+    return this.#answer(() => this.#inner.load(key));
   }
   compareAndSwap(key, expected, data) {
-    this.#check();
-    return this.#inner.compareAndSwap(key, expected, data);
+    return this.#answer(() => this.#inner.compareAndSwap(key, expected, data));
   }
   peekVersion(key) {
-    this.#check();
+    if (this.failing) throw new Error('connection refused (scenario)');
     return this.#inner.peekVersion(key);
   }
 }
 
-for (const file of files) {
+for (const [file, awaited] of files.flatMap((file) => [[file, false], [file, true]])) {
   const scenario = JSON.parse(readFileSync(new URL(file, dir), 'utf8'));
-  test(`scenario ${file}: ${scenario.description}`, () => {
+  const over = awaited ? ' (over a storage that answers with promises)' : '';
+  test(`scenario ${file}: ${scenario.description}${over}`, async () => {
     if (scenario.invalid) {
       for (const bad of scenario.invalid) {
         const option = OPTION_OF_FIELD[bad.field];
@@ -94,7 +106,7 @@ for (const file of files) {
     }
     let now = START;
     const clock = () => now;
-    const storage = new Switch();
+    const storage = new Switch(awaited);
     const heard = [];
     const outages = [];
     const count = scenario.configs?.length ?? scenario.breakers ?? 1;
@@ -114,7 +126,7 @@ for (const file of files) {
     });
     const told = breakers.map(() => 0);
     const permits = new Map();
-    scenario.steps.forEach((step, n) => {
+    for (const [n, step] of scenario.steps.entries()) {
       const at = `${file} step ${n}: ${JSON.stringify(step)}`;
       const on = step.on ?? 0;
       const breaker = breakers[on];
@@ -131,7 +143,7 @@ for (const file of files) {
           break;
         case 'acquire':
           if (step.rejected) {
-            assert.throws(() => breaker.acquire(), (error) => {
+            await assert.rejects(breaker.acquire(), (error) => {
               assert.ok(error instanceof CircuitOpenError, at);
               assert.equal(error.reason, step.rejected, at);
               if (step.state !== undefined) assert.equal(error.state, step.state, at);
@@ -139,7 +151,7 @@ for (const file of files) {
               return true;
             });
           } else {
-            const permit = breaker.acquire();
+            const permit = await breaker.acquire();
             assert.equal(permit.trial, step.trial ?? false, at);
             assert.equal(permit.degraded !== undefined, step.degraded ?? false, at);
             permits.set(step.permit, permit);
@@ -149,18 +161,18 @@ for (const file of files) {
           const permit = permits.get(step.permit);
           permits.delete(step.permit);
           if (step.error) {
-            assert.throws(() => permit.report(step.outcome), (error) => error.kind === step.error, at);
+            await assert.rejects(permit.report(step.outcome), (error) => error.kind === step.error, at);
             break;
           }
-          const tripped = permit.report(step.outcome);
+          const tripped = await permit.report(step.outcome);
           if (step.tripped !== undefined) assert.equal(tripped, step.tripped, at);
           break;
         }
         case 'operate':
-          breaker.operate(step.action);
+          await breaker.operate(step.action);
           break;
         case 'snapshot': {
-          const s = breaker.snapshot();
+          const s = await breaker.snapshot();
           const got = {
             ...s,
             openedAt: s.openedAtMs === undefined ? null : s.openedAtMs - START,
@@ -187,6 +199,6 @@ for (const file of files) {
         default:
           assert.fail(`${at}: unknown step`);
       }
-    });
+    }
   });
 }
