@@ -124,7 +124,7 @@ impl Permit {
 
     /// [`report_quietly`](Self::report_quietly), awaiting the storage; the
     /// report ends even if this future is dropped.
-    pub(crate) async fn report_quietly_async(mut self, outcome: Outcome) -> bool {
+    pub async fn report_quietly_async(mut self, outcome: Outcome) -> bool {
         self.reported = true;
         if self.breaker.offloads() {
             return on_pool(move || wait(self.record_quietly(outcome))).await;

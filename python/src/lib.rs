@@ -3,6 +3,7 @@
 //! decision stays the component's, every storage call and the component run
 //! with the GIL released (a storage written in Python takes it back).
 
+mod awaiting;
 mod breaker;
 mod bridge;
 mod clock;
@@ -17,6 +18,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<breaker::Breaker>()?;
     m.add_class::<breaker::Permit>()?;
+    m.add_class::<awaiting::Pending>()?;
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<storage::MemoryStorage>()?;
     m.add_class::<storage::RedisStorage>()?;

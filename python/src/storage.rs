@@ -1,13 +1,16 @@
 //! Storages: memory in Rust, any Python object with `load` and
-//! `compare_and_swap` (called with the GIL), and what a Python Redis storage
-//! needs from the Rust one (its key and its script, the one copy).
+//! `compare_and_swap` (called with the GIL; coroutines too, awaited by the
+//! package's event-loop driver), and what a Python Redis storage needs from
+//! the Rust one (its key and its script, the one copy).
 
 use std::sync::Arc;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use tripswitch::{Storage, StorageError, SwapResult};
+use tripswitch::{AsyncStorage, Storage, StorageError, StorageFuture, SwapResult};
+
+use crate::awaiting::handoff;
 
 /// Memory in this process, kept in Rust; breakers given one share it.
 #[pyclass(frozen, module = "tripswitch._native")]
@@ -182,6 +185,8 @@ pub struct PyStorage {
     fallback: Option<tripswitch::State>,
     /// Whether it has `peek_version(key)`: it can tell a key's version for free.
     peeks: bool,
+    /// Whether `load` is a coroutine function: the storage is awaited.
+    pub awaits: bool,
 }
 
 impl PyStorage {
@@ -210,11 +215,17 @@ impl PyStorage {
         let peeks = object
             .getattr("peek_version")
             .is_ok_and(|m| m.is_callable());
+        let awaits = object
+            .py()
+            .import("inspect")?
+            .call_method1("iscoroutinefunction", (object.getattr("load")?,))?
+            .is_truthy()?;
         Ok(PyStorage {
             object: object.clone().unbind(),
             class,
             fallback,
             peeks,
+            awaits,
         })
     }
 
@@ -256,6 +267,66 @@ impl PyStorage {
     }
 }
 
+impl PyStorage {
+    /// What a compare-and-swap returned, checked.
+    fn swapped(&self, value: &Bound<'_, PyAny>) -> PyResult<SwapResult> {
+        if let Ok(written) = value.cast::<Written>() {
+            return Ok(SwapResult::Written(written.get().version));
+        }
+        if let Ok(conflict) = value.cast::<Conflict>() {
+            let current = match &conflict.get().current {
+                Some(entry) => self.entry("compare_and_swap", entry.bind(value.py()).as_any())?,
+                None => None,
+            };
+            return Ok(SwapResult::Conflict(current));
+        }
+        Err(PyTypeError::new_err(format!(
+            "{}.compare_and_swap returned {}, not tripswitch.Written or tripswitch.Conflict",
+            self.class,
+            type_name(value)
+        )))
+    }
+}
+
+/// A storage whose methods are coroutines, awaited on the caller's event
+/// loop by the package's driver (see `awaiting`).
+impl AsyncStorage for PyStorage {
+    fn load<'a>(&'a self, key: &'a str) -> StorageFuture<'a, Option<tripswitch::Entry>> {
+        Box::pin(async move {
+            let what = format!("{}.load", self.class);
+            let object = &self.object;
+            let value = handoff(&what, |py| Ok(object.bind(py).call_method1("load", (key,))?.unbind())).await?;
+            self.with("load", |object| self.entry("load", value.bind(object.py())))
+        })
+    }
+
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected: Option<u64>,
+        data: &'a [u8],
+    ) -> StorageFuture<'a, SwapResult> {
+        Box::pin(async move {
+            let what = format!("{}.compare_and_swap", self.class);
+            let object = &self.object;
+            let value = handoff(&what, |py| {
+                let data = PyBytes::new(py, data);
+                Ok(object.bind(py).call_method1("compare_and_swap", (key, expected, data))?.unbind())
+            })
+            .await?;
+            self.with("compare_and_swap", |object| self.swapped(value.bind(object.py())))
+        })
+    }
+
+    fn peek_version(&self, key: &str) -> Option<Option<u64>> {
+        Storage::peek_version(self, key)
+    }
+
+    fn fallback_state(&self) -> Option<tripswitch::State> {
+        self.fallback
+    }
+}
+
 fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
         .get_type()
@@ -265,7 +336,7 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
 }
 
 /// `Type: message` of a Python exception.
-fn describe(py: Python<'_>, error: &PyErr) -> String {
+pub(crate) fn describe(py: Python<'_>, error: &PyErr) -> String {
     let kind = error
         .get_type(py)
         .name()
@@ -292,21 +363,7 @@ impl Storage for PyStorage {
             let py = object.py();
             let value =
                 object.call_method1("compare_and_swap", (key, expected, PyBytes::new(py, data)))?;
-            if let Ok(written) = value.cast::<Written>() {
-                return Ok(SwapResult::Written(written.get().version));
-            }
-            if let Ok(conflict) = value.cast::<Conflict>() {
-                let current = match &conflict.get().current {
-                    Some(entry) => self.entry("compare_and_swap", entry.bind(py).as_any())?,
-                    None => None,
-                };
-                return Ok(SwapResult::Conflict(current));
-            }
-            Err(PyTypeError::new_err(format!(
-                "{}.compare_and_swap returned {}, not tripswitch.Written or tripswitch.Conflict",
-                self.class,
-                type_name(&value)
-            )))
+            self.swapped(&value)
         })
     }
 
@@ -328,16 +385,23 @@ impl Storage for PyStorage {
     }
 }
 
-/// The Rust storage a Python storage argument stands for, and whether it
-/// is written in Python.
-pub fn from_py(object: &Bound<'_, PyAny>) -> PyResult<(Arc<dyn Storage>, bool)> {
+/// The storage a Python storage argument stands for.
+pub enum Given {
+    /// Kept in Rust: works without the GIL.
+    Rust(Arc<dyn Storage>),
+    /// Written in Python: its methods run with the GIL.
+    Python(PyStorage),
+}
+
+/// The storage a Python storage argument stands for.
+pub fn from_py(object: &Bound<'_, PyAny>) -> PyResult<Given> {
     if let Ok(memory) = object.cast::<MemoryStorage>() {
-        return Ok((Arc::new(memory.get().0.clone()), false));
+        return Ok(Given::Rust(Arc::new(memory.get().0.clone())));
     }
     if let Ok(redis) = object.cast::<RedisStorage>() {
-        return Ok((Arc::new(redis.get().0.clone()), false));
+        return Ok(Given::Rust(Arc::new(redis.get().0.clone())));
     }
-    Ok((Arc::new(PyStorage::new(object)?), true))
+    Ok(Given::Python(PyStorage::new(object)?))
 }
 
 /// The Redis key of a breaker, as the Rust `RedisStorage` spells it.

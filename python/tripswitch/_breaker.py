@@ -141,7 +141,10 @@ class CircuitBreaker:
         # time: threads of one process then do not race each other's
         # compare-and-swap (a conflict costs a round trip and the GIL).
         self._writes = threading.RLock() if self._breaker.python_storage else None
-        self._enter_initial_state()
+        # A storage to await is first reached by a call_async.
+        self._initial_pending = self._breaker.awaits
+        if not self._initial_pending:
+            self._enter_initial_state()
         _LIVE.add(self)
 
     # -- building -----------------------------------------------------------
@@ -183,6 +186,17 @@ class CircuitBreaker:
         except _native.StorageError as error:
             logger.warning("breaker %r: initial state not applied: %s", self._breaker.name, error)
 
+    async def _enter_initial_state_async(self) -> None:
+        self._initial_pending = False
+        action = _ENTER.get(self._storage.initial_state)
+        if action is None:
+            return
+        try:
+            if (await _drive(self._breaker.snapshot_async())).version == 0:
+                await _drive(self._breaker.operate_async(action))
+        except _native.StorageError as error:
+            logger.warning("breaker %r: initial state not applied: %s", self._breaker.name, error)
+
     def _rebuild(self, argument: str, value: Any) -> None:
         knobs = dict(self._knobs, **{argument: value})
         config = _knobs.to_config(knobs)
@@ -212,6 +226,13 @@ class CircuitBreaker:
     def snapshot(self) -> _native.Snapshot:
         """The breaker's state now, read from the storage (times in Unix ms)."""
         return self._breaker.snapshot()
+
+    async def snapshot_async(self) -> _native.Snapshot:
+        """`snapshot`, awaiting the storage: the way to read a breaker whose
+        storage's methods are coroutines (any storage works)."""
+        if not self._breaker.awaits:
+            return self.snapshot()
+        return await _drive(self._breaker.snapshot_async())
 
     @property
     def current_state(self) -> str:
@@ -380,13 +401,29 @@ class CircuitBreaker:
         for listener in self._listeners:
             listener.success(self)
 
-    def _failed(self, permit: _native.Permit, exc: BaseException) -> Optional[CircuitBreakerError]:
-        """Records a raised exception; the error to raise instead of it, if any."""
+    def _verdict(self, exc: BaseException) -> str:
+        """What a raised exception counts as: `ignore`, `success` or `failure`."""
         if not isinstance(exc, Exception):
             # Cancelled, interrupted or exiting: the call did not finish.
+            return "ignore"
+        if self._excluded and not self.is_system_error(exc):
+            return "success"
+        return "failure"
+
+    def _trip_error(self, permit: _native.Permit, tripped: bool) -> Optional[CircuitBreakerError]:
+        """The error a failure that opened the circuit raises instead of its own, if any."""
+        if tripped and self._throw_new_error_on_trip:
+            message = _TRIAL_FAILED if permit.is_trial else _TRIPPED
+            return CircuitBreakerError(message, reason="tripped", state=STATE_OPEN)
+        return None
+
+    def _failed(self, permit: _native.Permit, exc: BaseException) -> Optional[CircuitBreakerError]:
+        """Records a raised exception; the error to raise instead of it, if any."""
+        verdict = self._verdict(exc)
+        if verdict == "ignore":
             permit.ignore(quiet=True)
             return None
-        if self._excluded and not self.is_system_error(exc):
+        if verdict == "success":
             self._succeeded(permit)
             return None
         if self._listeners:
@@ -399,10 +436,7 @@ class CircuitBreaker:
             tripped = permit.failure(True)
         else:
             tripped = self._report(permit.failure)
-        if tripped and self._throw_new_error_on_trip:
-            message = _TRIAL_FAILED if permit.is_trial else _TRIPPED
-            return CircuitBreakerError(message, reason="tripped", state=STATE_OPEN)
-        return None
+        return self._trip_error(permit, tripped)
 
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Calls `func(*args, **kwargs)` if the breaker admits it, and records what became of it."""
@@ -444,8 +478,11 @@ class CircuitBreaker:
 
     async def call_async(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Awaits `func(*args, **kwargs)` if the breaker admits it, and records
-        what became of it; a cancelled call records nothing. Storage I/O runs
-        on a worker thread, off the event loop."""
+        what became of it; a cancelled call records nothing. A storage whose
+        methods are coroutines is awaited on this event loop; a blocking one
+        other than memory runs on a worker thread, off the event loop."""
+        if self._breaker.awaits:
+            return await self._call_awaiting(func, args, kwargs)
         offload = self._breaker.may_block
         permit = await asyncio.to_thread(self.acquire) if offload else self.acquire()
         self._before_call(permit, func, args, kwargs)
@@ -468,6 +505,53 @@ class CircuitBreaker:
         for listener in self._listeners:
             listener.success(self)
         return result
+
+    async def _call_awaiting(self, func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """`call_async` over a storage whose methods are coroutines: every
+        storage step is awaited here, on the caller's loop, with no thread."""
+        if self._initial_pending:
+            await self._enter_initial_state_async()
+        answer = await _finish(_drive(self._breaker.acquire_async()))
+        if type(answer) is _native.Refusal:
+            raise self._refused(answer)
+        permit = answer
+        try:
+            for listener in self._listeners:
+                listener.before_call(self, func, *args, **kwargs)
+        except BaseException:
+            await _finish(_drive(permit.ignore_async(True)))
+            raise
+        try:
+            result = func(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        except BaseException as exc:
+            error = await _finish(self._failed_awaiting(permit, exc))
+            if error is not None:
+                raise error from exc
+            raise
+        await _finish(_drive(permit.success_async(True)))
+        for listener in self._listeners:
+            listener.success(self)
+        return result
+
+    async def _failed_awaiting(self, permit: _native.Permit, exc: BaseException) -> Optional[CircuitBreakerError]:
+        """`_failed`, awaiting the storage."""
+        verdict = self._verdict(exc)
+        if verdict == "ignore":
+            await _drive(permit.ignore_async(True))
+            return None
+        if verdict == "success":
+            await _drive(permit.success_async(True))
+            for listener in self._listeners:
+                listener.success(self)
+            return None
+        try:
+            for listener in self._listeners:
+                listener.failure(self, exc)
+        finally:
+            tripped = await _drive(permit.failure_async(True))
+        return self._trip_error(permit, tripped)
 
     @contextlib.contextmanager
     def calling(self) -> Iterator[None]:
@@ -512,6 +596,21 @@ class CircuitBreaker:
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self._breaker.name!r}>"
+
+
+async def _drive(pending: _native.Pending) -> Any:
+    """Steps a breaker operation on this event loop: each awaitable its
+    storage returns is awaited here and its result handed back."""
+    while True:
+        done, value = pending.step()
+        if done:
+            return value
+        try:
+            found = await value
+        except Exception as error:  # noqa: BLE001 - a storage failure, as the breaker takes it
+            pending.fail(f"{type(error).__name__}: {error}")
+        else:
+            pending.give(found)
 
 
 async def _finish(work: Any) -> Any:

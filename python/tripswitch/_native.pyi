@@ -1,6 +1,6 @@
 """Type stubs for tripswitch._native, the Rust host as an extension module."""
 
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 STATES: List[str]
 ACTIONS: List[str]
@@ -108,6 +108,22 @@ class Permit:
         """Records a failure; returns whether it opened the circuit."""
     def ignore(self, quiet: bool = False) -> None:
         """Records nothing and frees a trial slot."""
+    def success_async(self, quiet: bool = False) -> Pending:
+        """`success` as an operation the event loop steps."""
+    def failure_async(self, quiet: bool = False) -> Pending:
+        """`failure` as an operation the event loop steps."""
+    def ignore_async(self, quiet: bool = False) -> Pending:
+        """`ignore` as an operation the event loop steps."""
+
+class Pending:
+    """A breaker operation the event loop steps (over a storage whose methods are coroutines)."""
+
+    def step(self) -> Tuple[bool, Any]:
+        """(True, result) when it ended; (False, awaitable) to await and give back."""
+    def give(self, value: Any) -> None:
+        """What the awaited storage step returned."""
+    def fail(self, message: str) -> None:
+        """The awaited storage step raised: its message."""
 
 class Breaker:
     """A named breaker on a storage."""
@@ -130,8 +146,17 @@ class Breaker:
     @property
     def python_storage(self) -> bool:
         """Whether the storage is written in Python."""
+    @property
+    def awaits(self) -> bool:
+        """Whether the storage's methods are coroutines (reached through the *_async methods)."""
     def acquire(self) -> Union[Permit, Refusal]:
         """A permit, or a refusal when the call may not run."""
+    def acquire_async(self) -> Pending:
+        """`acquire` as an operation the event loop steps."""
+    def snapshot_async(self) -> Pending:
+        """`snapshot` as an operation the event loop steps."""
+    def operate_async(self, action: str) -> Pending:
+        """`operate` as an operation the event loop steps."""
     def config(self) -> Dict[str, Any]:
         """The configuration as the component resolved it: every default filled in."""
     def snapshot(self) -> Snapshot:
