@@ -234,7 +234,10 @@ impl Config {
         if !backoff_multiplier.is_finite() || backoff_multiplier < 1.0 {
             return Err(invalid(
                 "backoff-multiplier",
-                format!("must be a finite number of at least 1, got {backoff_multiplier}"),
+                format!(
+                    "must be a finite number of at least 1, got {}",
+                    Approximate(backoff_multiplier)
+                ),
             ));
         }
         let max_reset_timeout_ms = match options.max_reset_timeout_ms {
@@ -307,8 +310,46 @@ impl Config {
     }
 }
 
+/// A number as an error message shows it, to the thousandth: formatting
+/// floats exactly would add a fifth to the component's size.
+struct Approximate(f64);
+
+impl std::fmt::Display for Approximate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let x = self.0;
+        if x.is_nan() {
+            return f.write_str("NaN");
+        }
+        if x.is_infinite() {
+            return f.write_str(if x > 0.0 { "inf" } else { "-inf" });
+        }
+        let sign = if x < 0.0 { "-" } else { "" };
+        // Saturating: a number past u64's range shows as its largest.
+        let thousandths = (x.abs() * 1000.0).round() as u64;
+        let (whole, fraction) = (thousandths / 1000, thousandths % 1000);
+        if fraction == 0 {
+            write!(f, "{sign}{whole}")
+        } else {
+            let digits = format!("{fraction:03}");
+            write!(f, "{sign}{whole}.{}", digits.trim_end_matches('0'))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn numbers_in_messages_show_to_the_thousandth() {
+        let shown = |x: f64| super::Approximate(x).to_string();
+        assert_eq!(shown(0.5), "0.5");
+        assert_eq!(shown(-2.0), "-2");
+        assert_eq!(shown(0.0005), "0.001");
+        assert_eq!(shown(1.25), "1.25");
+        assert_eq!(shown(f64::NAN), "NaN");
+        assert_eq!(shown(f64::NEG_INFINITY), "-inf");
+        assert!(shown(1e300).starts_with(&(u64::MAX / 1000).to_string()));
+    }
+
     use super::*;
 
     #[test]
@@ -546,3 +587,4 @@ mod tests {
         );
     }
 }
+
