@@ -369,7 +369,19 @@ impl CircuitBreaker {
 
     /// Asks to make a call; the permit reports `ignored` if dropped unreported.
     pub fn acquire(&self) -> Result<Permit, Error> {
-        wait(self.admit())
+        let version = self.inner.storage.peek_version(&self.inner.name);
+        // A reused answer needs no future (the healthy call's path).
+        match self.reuse(version) {
+            Some(answer) => answer,
+            None => self.ask_blocking(version),
+        }
+    }
+
+    /// [`ask`](Self::ask), waited for: apart, so that the healthy call's
+    /// frame holds no operation's future.
+    #[inline(never)]
+    fn ask_blocking(&self, version: Option<Option<u64>>) -> Result<Permit, Error> {
+        wait(self.ask(version))
     }
 
     /// Asks to make a call, awaiting an async storage (a blocking one that
@@ -386,16 +398,28 @@ impl CircuitBreaker {
 
     /// Asks the component (or the memo) for a permit.
     async fn admit(&self) -> Result<Permit, Error> {
-        let now = self.inner.clock.now_ms();
         let version = self.inner.storage.peek_version(&self.inner.name);
-        if let Some(answer) = version.and_then(|v| self.inner.memo.reuse(v.unwrap_or(0), now)) {
-            return match answer {
-                Reused::Admitted(permit, quiet_success, at) => {
-                    Ok(self.admitted(Permit::reused(self.clone(), permit, quiet_success, at)))
-                }
-                Reused::Refused(refusal) => Err(self.rejected(refusal)),
-            };
+        match self.reuse(version) {
+            Some(answer) => answer,
+            None => self.ask(version).await,
         }
+    }
+
+    /// The memo's answer while the stored `version` (if known) lets it hold.
+    #[inline]
+    fn reuse(&self, version: Option<Option<u64>>) -> Option<Result<Permit, Error>> {
+        let now = self.inner.clock.now_ms();
+        let answer = self.inner.memo.reuse(version?.unwrap_or(0), now)?;
+        Some(match answer {
+            Reused::Admitted(permit, quiet_success, at) => {
+                Ok(self.admitted(Permit::reused(self.clone(), permit, quiet_success, at)))
+            }
+            Reused::Refused(refusal) => Err(self.rejected(refusal)),
+        })
+    }
+
+    /// Asks the component for a permit, telling what is known of the stored version.
+    async fn ask(&self, version: Option<Option<u64>>) -> Result<Permit, Error> {
         let known = match version {
             Some(version) => wit::Known::Version(version.unwrap_or(0)),
             None => wit::Known::Nothing,

@@ -101,6 +101,9 @@ impl Permit {
     /// Records `outcome`; returns whether it opened the circuit.
     pub fn report(mut self, outcome: Outcome) -> Result<bool, Error> {
         self.reported = true;
+        if self.skipped(outcome) {
+            return Ok(false);
+        }
         wait(self.record(outcome))
     }
 
@@ -119,6 +122,14 @@ impl Permit {
     /// returns whether it opened the circuit.
     pub fn report_quietly(mut self, outcome: Outcome) -> bool {
         self.reported = true;
+        // A skipped success needs no future (the healthy call's path).
+        !self.skipped(outcome) && self.record_blocking(outcome)
+    }
+
+    /// [`record_quietly`](Self::record_quietly), waited for: apart, so that
+    /// the healthy call's frame holds no operation's future.
+    #[inline(never)]
+    fn record_blocking(&self, outcome: Outcome) -> bool {
         wait(self.record_quietly(outcome))
     }
 
@@ -148,22 +159,32 @@ impl Permit {
         }
     }
 
-    /// Reports to the component unless it said the report may be skipped,
-    /// and tells the listeners.
-    async fn record(&self, outcome: Outcome) -> Result<bool, Error> {
+    /// Whether the component said this report may be skipped: then it is,
+    /// and the listeners hear of the success.
+    fn skipped(&self, outcome: Outcome) -> bool {
         let breaker = &self.breaker;
-        let name = breaker.name();
-        let listeners = breaker.listeners();
-        if outcome == Outcome::Success
+        let skip = outcome == Outcome::Success
             && match self.quiet {
                 Quiet::Never => false,
                 Quiet::Always => true,
                 Quiet::While(version) => breaker.unchanged_since(version),
-            }
-        {
-            listeners.iter().for_each(|l| l.success(name));
+            };
+        if skip {
+            let name = breaker.name();
+            breaker.listeners().iter().for_each(|l| l.success(name));
+        }
+        skip
+    }
+
+    /// Reports to the component unless it said the report may be skipped,
+    /// and tells the listeners.
+    async fn record(&self, outcome: Outcome) -> Result<bool, Error> {
+        if self.skipped(outcome) {
             return Ok(false);
         }
+        let breaker = &self.breaker;
+        let name = breaker.name();
+        let listeners = breaker.listeners();
         let reported = breaker
             .report_to_component(self.permit, outcome, |answer| {
                 if outcome == Outcome::Failure {

@@ -450,10 +450,14 @@ export class CircuitBreaker extends EventTarget {
     let admission = this.#acquire();
     // The memo and a storage that answers at once cost no promise turn.
     if (isThenable(admission)) admission = await admission;
-    let reported;
+    let reported = false;
+    let recorded;
     const report = (outcome) => {
-      reported ??= this.#reportQuietly(admission, outcome);
-      return reported;
+      if (!reported) {
+        reported = true;
+        recorded = this.#reportQuietly(admission, outcome);
+      }
+      return recorded;
     };
     // An abort records `ignored` at once (freeing a trial slot); the late
     // result then counts nothing.

@@ -75,9 +75,16 @@ impl Pending {
                 Ok((true, convert(py)?))
             }
             Poll::Pending => {
-                let wanted = self.exchange.wanted.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let wanted = self
+                    .exchange
+                    .wanted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
                 let wanted = wanted.ok_or_else(|| {
-                    PyRuntimeError::new_err("the breaker waited without asking its storage for anything")
+                    PyRuntimeError::new_err(
+                        "the breaker waited without asking its storage for anything",
+                    )
                 })?;
                 Ok((false, wanted))
             }
@@ -86,12 +93,20 @@ impl Pending {
 
     /// What the awaited storage step returned.
     fn give(&self, value: Py<PyAny>) {
-        *self.exchange.answer.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ok(value));
+        *self
+            .exchange
+            .answer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Ok(value));
     }
 
     /// The storage step raised: its message.
     fn fail(&self, message: String) {
-        *self.exchange.answer.lock().unwrap_or_else(|e| e.into_inner()) = Some(Err(message));
+        *self
+            .exchange
+            .answer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Err(message));
     }
 }
 
@@ -123,15 +138,24 @@ impl Future for Handoff<'_> {
 
     fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
         if let Some(exchange) = &self.exchange {
-            let answer = exchange.answer.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let answer = exchange
+                .answer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
             return match answer {
                 Some(Ok(value)) => Poll::Ready(Ok(value)),
-                Some(Err(message)) => Poll::Ready(Err(StorageError(format!("{}: {message}", self.what)))),
+                Some(Err(message)) => {
+                    Poll::Ready(Err(StorageError(format!("{}: {message}", self.what))))
+                }
                 None => Poll::Pending,
             };
         }
         let Some(call) = self.call.take() else {
-            return Poll::Ready(Err(StorageError(format!("{}: polled after it ended", self.what))));
+            return Poll::Ready(Err(StorageError(format!(
+                "{}: polled after it ended",
+                self.what
+            ))));
         };
         let Some(exchange) = CURRENT.with(|current| current.borrow().clone()) else {
             return Poll::Ready(Err(StorageError(format!(

@@ -199,17 +199,19 @@ impl Breaker {
     fn acquire_async(&self) -> Pending {
         let breaker = self.inner.clone();
         let (python_storage, awaits) = (self.python_storage, self.awaits);
-        pending(async move { breaker.acquire_async().await }, move |py, answer| {
-            admitted(py, answer, python_storage, awaits)
-        })
+        pending(
+            async move { breaker.acquire_async().await },
+            move |py, answer| admitted(py, answer, python_storage, awaits),
+        )
     }
 
     /// `snapshot` as an operation the event loop steps.
     fn snapshot_async(&self) -> Pending {
         let breaker = self.inner.clone();
-        pending(async move { breaker.snapshot_async().await }, |py, answer| {
-            Ok(Py::new(py, Snapshot::from(answer.map_err(to_py)?))?.into_any())
-        })
+        pending(
+            async move { breaker.snapshot_async().await },
+            |py, answer| Ok(Py::new(py, Snapshot::from(answer.map_err(to_py)?))?.into_any()),
+        )
     }
 
     /// `operate` as an operation the event loop steps.
@@ -296,7 +298,10 @@ impl Permit {
     fn report_async(&self, outcome: tripswitch::Outcome, quiet: bool) -> PyResult<Pending> {
         let permit = self.take()?;
         let tripped = |py: Python<'_>, tripped: bool| {
-            Ok(pyo3::types::PyBool::new(py, tripped).to_owned().into_any().unbind())
+            Ok(pyo3::types::PyBool::new(py, tripped)
+                .to_owned()
+                .into_any()
+                .unbind())
         };
         Ok(if quiet {
             pending(permit.report_quietly_async(outcome), tripped)

@@ -295,7 +295,10 @@ impl AsyncStorage for PyStorage {
         Box::pin(async move {
             let what = format!("{}.load", self.class);
             let object = &self.object;
-            let value = handoff(&what, |py| Ok(object.bind(py).call_method1("load", (key,))?.unbind())).await?;
+            let value = handoff(&what, |py| {
+                Ok(object.bind(py).call_method1("load", (key,))?.unbind())
+            })
+            .await?;
             self.with("load", |object| self.entry("load", value.bind(object.py())))
         })
     }
@@ -311,10 +314,15 @@ impl AsyncStorage for PyStorage {
             let object = &self.object;
             let value = handoff(&what, |py| {
                 let data = PyBytes::new(py, data);
-                Ok(object.bind(py).call_method1("compare_and_swap", (key, expected, data))?.unbind())
+                Ok(object
+                    .bind(py)
+                    .call_method1("compare_and_swap", (key, expected, data))?
+                    .unbind())
             })
             .await?;
-            self.with("compare_and_swap", |object| self.swapped(value.bind(object.py())))
+            self.with("compare_and_swap", |object| {
+                self.swapped(value.bind(object.py()))
+            })
         })
     }
 

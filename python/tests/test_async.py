@@ -184,3 +184,35 @@ def test_a_cancelled_call_still_records_its_failure():
         assert (await breaker.snapshot_async()).failures == 1
 
     asyncio.run(main())
+
+
+def test_a_trial_cancelled_while_taking_its_slot_leaves_it_free(clock):
+    storage = AsyncDict()
+    breaker = tripswitch.CircuitBreaker(fail_max=1, reset_timeout=1, state_storage=storage, name="slot", clock=clock)
+    original = storage.compare_and_swap
+
+    async def main() -> None:
+        with pytest.raises(tripswitch.CircuitBreakerError):
+            await breaker.call_async(boom)
+        clock.advance(1000)
+        writing, release = asyncio.Event(), asyncio.Event()
+
+        async def held_write(key, expected, data):
+            writing.set()
+            await release.wait()
+            return await original(key, expected, data)
+
+        storage.compare_and_swap = held_write  # type: ignore[method-assign]
+        task = asyncio.ensure_future(breaker.call_async(ok))
+        # The trial slot's write is in flight when the task is cancelled.
+        await writing.wait()
+        task.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        storage.compare_and_swap = original  # type: ignore[method-assign]
+        assert (await breaker.snapshot_async()).trials_in_flight == 0
+        assert await breaker.call_async(ok) == "ok"
+        assert (await breaker.snapshot_async()).state == "closed"
+
+    asyncio.run(main())

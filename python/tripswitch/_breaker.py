@@ -511,7 +511,15 @@ class CircuitBreaker:
         storage step is awaited here, on the caller's loop, with no thread."""
         if self._initial_pending:
             await self._enter_initial_state_async()
-        answer = await _finish(_drive(self._breaker.acquire_async()))
+        acquiring = asyncio.ensure_future(_drive(self._breaker.acquire_async()))
+        try:
+            answer = await asyncio.shield(acquiring)
+        except asyncio.CancelledError:
+            # Cancelled while asking: a permit it got frees its slot.
+            answer = await acquiring
+            if type(answer) is not _native.Refusal:
+                await _drive(answer.ignore_async(True))
+            raise
         if type(answer) is _native.Refusal:
             raise self._refused(answer)
         permit = answer
