@@ -451,13 +451,13 @@ export class CircuitBreaker extends EventTarget {
     // The memo and a storage that answers at once cost no promise turn.
     if (isThenable(admission)) admission = await admission;
     let reported = false;
-    let recorded;
+    let reporting;
     const report = (outcome) => {
       if (!reported) {
         reported = true;
-        recorded = this.#reportQuietly(admission, outcome);
+        reporting = this.#reportQuietly(admission, outcome);
       }
-      return recorded;
+      return reporting;
     };
     // An abort records `ignored` at once (freeing a trial slot); the late
     // result then counts nothing.

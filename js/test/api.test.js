@@ -294,3 +294,30 @@ test('stats counts what the breaker did, as plain numbers', async () => {
   stats.successes = 99;
   assert.equal(breaker.stats.successes, 2, 'a copy, not the counters themselves');
 });
+
+test('a call whose abort could not be recorded is not reported a second time', async () => {
+  const inner = new MemoryStorage();
+  let down = false;
+  const storage = {
+    load: (key) => inner.load(key),
+    compareAndSwap: (key, expected, data) => {
+      if (down) throw new Error('connection refused');
+      return inner.compareAndSwap(key, expected, data);
+    },
+    peekVersion: (key) => inner.peekVersion(key),
+  };
+  const { clock, options } = clocked({ failMax: 1, resetTimeout: 100, storage });
+  const breaker = new CircuitBreaker('abort-once', options);
+  await assert.rejects(breaker.call(boom));
+  clock.now += 100;
+  const controller = new AbortController();
+  let fail;
+  const trial = breaker.callWithSignal(controller.signal, () => new Promise((_, reject) => (fail = reject)));
+  down = true;
+  controller.abort();
+  down = false;
+  fail(new Error('late'));
+  await assert.rejects(trial, /late/);
+  const s = await breaker.snapshot();
+  assert.deepEqual([s.state, s.trialsInFlight], ['half-open', 1], 'the late failure counts nothing');
+});
