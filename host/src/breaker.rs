@@ -23,6 +23,7 @@ use crate::runtime::{Instance, Runtime, Shared};
 use crate::storage::{StorageError, SwapResult};
 use crate::tell::Teller;
 use crate::types::{Action, Outcome, Snapshot, State};
+use crate::writes::Writes;
 
 /// The most steps one operation may take: the component's own bound (a read
 /// to settle, a read, and every try of a merge and of a write) with room to
@@ -51,6 +52,8 @@ pub(crate) struct Inner {
     pub exclusions: Vec<Exclusion>,
     pub teller: Teller,
     pub memo: Memo,
+    /// The turn to write, for a blocking storage.
+    pub writes: Writes,
     /// Whether the flush thread has been asked to merge held outcomes.
     pub flush_scheduled: AtomicBool,
 }
@@ -77,14 +80,21 @@ impl Inner {
     ) -> Result<(wit::Answer, Effects), Error> {
         let mut storage_error = None;
         let mut steps = 0;
+        // A blocking storage's writes go one at a time from the first write
+        // to the operation's end (an awaited one holds nothing across steps).
+        let mut turn = None;
         let now = self.clock.now_ms();
         let mut step = seat
             .within(|instance| {
-                instance
+                let step = instance
                     .bindings
                     .tripswitch_breaker_breaker()
                     .circuit_breaker()
-                    .call_open(&mut instance.store, resource, request, &known, now)
+                    .call_open(&mut instance.store, resource, request, &known, now);
+                if let Ok(step) = &step {
+                    self.note_done(instance, step);
+                }
+                step
             })
             .ok_or_else(|| self.broken())?
             .map_err(|e| self.trapped(e))?;
@@ -113,6 +123,9 @@ impl Inner {
                     (operation, found)
                 }
                 exported::Step::Write(write) => {
+                    if turn.is_none() && !self.storage.is_async() {
+                        turn = Some(self.writes.take());
+                    }
                     let swapped = self
                         .storage
                         .compare_and_swap(&self.name, write.expected, &write.data)
@@ -133,11 +146,15 @@ impl Inner {
             let now = self.clock.now_ms();
             step = seat
                 .within(|instance| {
-                    instance
+                    let step = instance
                         .bindings
                         .tripswitch_breaker_breaker()
                         .circuit_breaker()
-                        .call_resume(&mut instance.store, resource, operation, &found, now)
+                        .call_resume(&mut instance.store, resource, operation, &found, now);
+                    if let Ok(Ok(step)) = &step {
+                        self.note_done(instance, step);
+                    }
+                    step
                 })
                 .ok_or_else(|| self.broken())?
                 .map_err(|e| self.trapped(e))?
@@ -154,16 +171,22 @@ impl Inner {
         ))
     }
 
-    /// Notes what an operation on `instance` left: whether the instance
-    /// holds this breaker's window outcomes, or, on an error, that it is
-    /// discarded.
+    /// Notes, when `step` ends an operation, whether `instance` holds this
+    /// breaker's window outcomes after it (the component says); noted in
+    /// the same call into the guest, so that operations interleaved on a
+    /// shared instance note them in the order they happened.
+    fn note_done(&self, instance: &mut Instance, step: &exported::Step) {
+        if let exported::Step::Done(done) = step {
+            let holds = done.flush_by_ms.is_some();
+            self.runtime.note_holding(instance, self.id, holds);
+        }
+    }
+
+    /// Notes what an operation on `instance` left: on an error, that the
+    /// instance is discarded (what it holds was noted at its end).
     fn conclude(&self, instance: &mut Instance, driven: &Result<(wit::Answer, Effects), Error>) {
-        match driven {
-            Ok((_, effects)) => {
-                let holds = effects.flush_by_ms.is_some();
-                self.runtime.note_holding(instance, self.id, holds);
-            }
-            Err(_) => self.runtime.discard(instance),
+        if driven.is_err() {
+            self.runtime.discard(instance);
         }
     }
 

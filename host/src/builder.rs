@@ -278,6 +278,7 @@ impl Builder {
         let breaker = CircuitBreaker::from_inner(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             flush_scheduled: std::sync::atomic::AtomicBool::new(false),
+            writes: Default::default(),
             name: self.name,
             config: wit::Config::from(&self.config),
             runtime: self.runtime.unwrap_or_else(|| Runtime::embedded().clone()),

@@ -43,6 +43,7 @@ mod tell;
 #[cfg(feature = "tower")]
 pub mod tower;
 mod types;
+mod writes;
 
 pub use breaker::CircuitBreaker;
 pub use builder::{Builder, Config};

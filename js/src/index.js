@@ -449,7 +449,14 @@ export class CircuitBreaker extends EventTarget {
     signal?.throwIfAborted();
     let admission = this.#acquire();
     // The memo and a storage that answers at once cost no promise turn.
-    if (isThenable(admission)) admission = await admission;
+    if (isThenable(admission)) {
+      admission = await admission;
+      if (signal?.aborted) {
+        // Aborted while the storage answered: the call does not run.
+        await this.#reportQuietly(admission, 'ignored');
+        signal.throwIfAborted();
+      }
+    }
     let reported = false;
     let reporting;
     const report = (outcome) => {

@@ -133,3 +133,20 @@ test('memory answers at once: a healthy call starts before call() returns', asyn
   await later;
   assert.equal(ran, true);
 });
+
+test('a call aborted while its storage answers does not run and frees its slot', async () => {
+  let now = 1_000_000;
+  const breaker = new CircuitBreaker('abort-async', { storage: new Delayed(), failMax: 1, resetTimeout: 100, clock: () => now });
+  await assert.rejects(breaker.call(boom), /boom/);
+  now += 100;
+  const controller = new AbortController();
+  let ran = false;
+  const call = breaker.callWithSignal(controller.signal, () => {
+    ran = true;
+  });
+  controller.abort();
+  await assert.rejects(call, { name: 'AbortError' });
+  assert.equal(ran, false);
+  const s = await breaker.snapshot();
+  assert.deepEqual([s.state, s.trialsInFlight], ['half-open', 0]);
+});

@@ -60,14 +60,13 @@ impl Pending {
         let Some(operation) = slot.as_mut() else {
             return Err(PyRuntimeError::new_err("this breaker operation has ended"));
         };
-        let polled = CURRENT.with(|current| {
-            *current.borrow_mut() = Some(self.exchange.clone());
-            let polled = operation
-                .as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()));
-            *current.borrow_mut() = None;
-            polled
-        });
+        // Restored after, so that a step taken inside another (a listener's
+        // call) leaves the outer one's exchange in place.
+        let outer = CURRENT.with(|current| current.replace(Some(self.exchange.clone())));
+        let polled = operation
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
+        CURRENT.with(|current| current.replace(outer));
         match polled {
             Poll::Ready(convert) => {
                 *slot = None;
@@ -148,7 +147,22 @@ impl Future for Handoff<'_> {
                 Some(Err(message)) => {
                     Poll::Ready(Err(StorageError(format!("{}: {message}", self.what))))
                 }
-                None => Poll::Pending,
+                // Polled by its own driver: the loop has not answered yet.
+                None if CURRENT.with(|current| {
+                    current
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|c| Arc::ptr_eq(c, exchange))
+                }) =>
+                {
+                    Poll::Pending
+                }
+                // Polled elsewhere (the operation was dropped and finishes on
+                // a background thread): nobody will answer.
+                None => Poll::Ready(Err(StorageError(format!(
+                    "{}: the caller stopped awaiting it (cancelled)",
+                    self.what
+                )))),
             };
         }
         let Some(call) = self.call.take() else {

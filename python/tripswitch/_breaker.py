@@ -143,6 +143,7 @@ class CircuitBreaker:
         self._writes = threading.RLock() if self._breaker.python_storage else None
         # A storage to await is first reached by a call_async.
         self._initial_pending = self._breaker.awaits
+        self._initial_task: Optional[asyncio.Future] = None
         if not self._initial_pending:
             self._enter_initial_state()
         _LIVE.add(self)
@@ -187,7 +188,15 @@ class CircuitBreaker:
             logger.warning("breaker %r: initial state not applied: %s", self._breaker.name, error)
 
     async def _enter_initial_state_async(self) -> None:
+        """Applies the storage's initial state once, before any call (every
+        concurrent first call waits for the one task that applies it)."""
+        task = self._initial_task
+        if task is None or task.get_loop() is not asyncio.get_running_loop():
+            task = self._initial_task = asyncio.ensure_future(self._apply_initial_state())
+        await asyncio.shield(task)
         self._initial_pending = False
+
+    async def _apply_initial_state(self) -> None:
         action = _ENTER.get(self._storage.initial_state)
         if action is None:
             return
@@ -515,10 +524,12 @@ class CircuitBreaker:
         try:
             answer = await asyncio.shield(acquiring)
         except asyncio.CancelledError:
-            # Cancelled while asking: a permit it got frees its slot.
-            answer = await acquiring
-            if type(answer) is not _native.Refusal:
-                await _drive(answer.ignore_async(True))
+            # Cancelled while asking: a permit it got frees its slot (and
+            # the cancellation, not a storage error, is what the caller sees).
+            with contextlib.suppress(Exception):
+                answer = await acquiring
+                if type(answer) is not _native.Refusal:
+                    await _drive(answer.ignore_async(True))
             raise
         if type(answer) is _native.Refusal:
             raise self._refused(answer)
