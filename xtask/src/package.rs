@@ -70,8 +70,10 @@ pub fn package() -> Result<PathBuf, String> {
     std::fs::create_dir_all(&check).map_err(|e| format!("creating {}: {e}", check.display()))?;
     run(
         "unpacking the package",
+        // `-m`: the files get the time of unpacking, so that the scratch
+        // project's cached build sees a component that changed since.
         Command::new("tar")
-            .arg("-xzf")
+            .arg("-xmzf")
             .arg(&packaged)
             .arg("-C")
             .arg(&check),
