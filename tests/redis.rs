@@ -396,6 +396,30 @@ fn a_cluster_shares_breakers_across_slots_and_follows_redirections() {
 }
 
 #[test]
+fn breakers_are_listed_on_a_cluster_that_asks_for_a_password() {
+    let cluster = RedisCluster::start_with(0, &["--requirepass", "p@ss", "--masterauth", "p@ss"]);
+    let urls: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|node| format!("redis://:p%40ss@127.0.0.1:{}/", node.port))
+        .collect();
+    let storage = RedisStorage::cluster_builder(urls)
+        .namespace("pw")
+        .build()
+        .unwrap();
+    let names: Vec<String> = (0..6).map(|n| format!("b{n}")).collect();
+    for name in &names {
+        tripswitch::CircuitBreaker::builder(name)
+            .storage(storage.clone())
+            .build()
+            .unwrap()
+            .operate(tripswitch::Action::Open)
+            .unwrap();
+    }
+    assert_eq!(storage.breakers().unwrap(), names);
+}
+
+#[test]
 fn call_async_waits_on_redis_without_blocking_the_executor() {
     use futures_lite::future;
     use std::sync::atomic::{AtomicUsize, Ordering};

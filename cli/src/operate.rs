@@ -191,7 +191,14 @@ fn window(s: &Snapshot) -> String {
     format!("{}/{}/{}", w.calls, w.failures, w.slow_calls)
 }
 
+/// `ms` since the Unix epoch as an RFC 3339 time; past what RFC 3339 can
+/// write (year 9999), the milliseconds themselves.
 fn timestamp(ms: u64) -> String {
+    /// 9999-12-31T23:59:59.999Z, the last instant RFC 3339 writes.
+    const LAST_RFC3339_MS: u64 = 253_402_300_799_999;
+    if ms > LAST_RFC3339_MS {
+        return format!("{ms} ms (past year 9999)");
+    }
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
@@ -201,4 +208,23 @@ struct Row<'a> {
     name: &'a str,
     #[serde(flatten)]
     snapshot: &'a Snapshot,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timestamp;
+
+    #[test]
+    fn every_time_is_written() {
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(timestamp(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            timestamp(253_402_300_800_000),
+            "253402300800000 ms (past year 9999)"
+        );
+        assert_eq!(
+            timestamp(u64::MAX),
+            format!("{} ms (past year 9999)", u64::MAX)
+        );
+    }
 }

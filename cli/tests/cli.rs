@@ -307,6 +307,45 @@ mod repairs {
             "{note}"
         );
     }
+
+    #[test]
+    fn a_record_past_year_9999_shows_beside_the_others() {
+        use tripswitch::{Action, CircuitBreaker, ManualClock, RedisStorage};
+        let server = RedisServer::start();
+        let url = server.url();
+        let storage = RedisStorage::builder(url.as_str())
+            .namespace("far")
+            .build()
+            .unwrap();
+        // Opened in year 10000, by a clock far ahead.
+        let far = CircuitBreaker::builder("far")
+            .storage(storage)
+            .clock(ManualClock::new(253_402_300_800_000))
+            .build()
+            .unwrap();
+        far.operate(Action::Open).unwrap();
+        let with = |args: &[&str]| {
+            let mut all = args.to_vec();
+            all.extend(["--redis", url.as_str(), "--namespace", "far"]);
+            tripswitch(&all)
+        };
+        assert!(with(&["open", "near"]).status.success());
+        let status = with(&["status"]);
+        assert!(status.status.success(), "{status:?}");
+        let table = stdout(&status);
+        let row = |name: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} in {table}"))
+                .to_owned()
+        };
+        assert!(
+            row("far").contains("253402300800000 ms (past year 9999)"),
+            "{table}"
+        );
+        assert!(row("near").contains("open"), "{table}");
+    }
 }
 
 #[test]

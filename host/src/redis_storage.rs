@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use std::path::PathBuf;
 
+use redis::cluster::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Client, Connection, ConnectionLike, RedisError, Script, Value};
 
 use crate::redis_target::{Conn, Mode, Options, Target, TlsFiles, redact};
@@ -259,12 +261,23 @@ impl RedisStorage {
                 keys.extend(scan(&mut con, &pattern).map_err(|e| self.failed("SCAN", &e))?);
             }
             Target::Cluster(_) => {
-                for node in self.cluster_masters()? {
-                    let client =
-                        Client::open(node.as_str()).map_err(|e| self.failed("SCAN", &e))?;
-                    let mut con = self.connect_standalone(&client)?;
-                    keys.extend(scan(&mut con, &pattern).map_err(|e| self.failed("SCAN", &e))?);
-                }
+                // Each master is scanned through the cluster connection, so
+                // its TLS, credentials and address are the cluster's own.
+                let Conn::Cluster(mut cluster) = self.checkout()? else {
+                    return Err(StorageError(
+                        "a cluster target opened no cluster connection".into(),
+                    ));
+                };
+                let found = cluster_masters(&mut cluster).and_then(|masters| {
+                    let mut keys = Vec::new();
+                    for (host, port) in masters {
+                        keys.extend(scan_node(&mut cluster, &pattern, host, port)?);
+                    }
+                    Ok(keys)
+                });
+                // A connection that failed is dropped, not pooled again.
+                keys.extend(found.map_err(|e| self.failed("SCAN", &e))?);
+                self.idle().push(Conn::Cluster(cluster));
             }
         }
         let prefix = format!("{{{}", self.prefix());
@@ -276,34 +289,6 @@ impl RedisStorage {
         names.sort();
         names.dedup();
         Ok(names)
-    }
-
-    /// The addresses of the cluster's masters, from `CLUSTER SLOTS`.
-    fn cluster_masters(&self) -> Result<Vec<String>, StorageError> {
-        let slots: Value = self.with(
-            |con| redis::cmd("CLUSTER").arg("SLOTS").query(con),
-            "CLUSTER SLOTS",
-            true,
-        )?;
-        let mut masters = Vec::new();
-        if let Value::Array(ranges) = slots {
-            for range in ranges {
-                if let Value::Array(fields) = range
-                    && let Some(Value::Array(master)) = fields.get(2)
-                    && let (Some(host), Some(Value::Int(port))) = (master.first(), master.get(1))
-                {
-                    let host = match host {
-                        Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-                        Value::SimpleString(text) => text.clone(),
-                        _ => continue,
-                    };
-                    masters.push(format!("redis://{host}:{port}/"));
-                }
-            }
-        }
-        masters.sort();
-        masters.dedup();
-        Ok(masters)
     }
 
     fn connect_standalone(&self, client: &Client) -> Result<Connection, StorageError> {
@@ -445,6 +430,62 @@ fn prefix(namespace: &str) -> String {
 }
 
 /// SCANs a server for keys matching `pattern`.
+/// The host and port of each of the cluster's masters, from `CLUSTER SLOTS`.
+fn cluster_masters(cluster: &mut ClusterConnection) -> Result<Vec<(String, u16)>, RedisError> {
+    let slots: Value = redis::cmd("CLUSTER").arg("SLOTS").query(cluster)?;
+    let mut masters = Vec::new();
+    if let Value::Array(ranges) = slots {
+        for range in ranges {
+            if let Value::Array(fields) = range
+                && let Some(Value::Array(master)) = fields.get(2)
+                && let (Some(host), Some(Value::Int(port))) = (master.first(), master.get(1))
+                && let Ok(port) = u16::try_from(*port)
+            {
+                let host = match host {
+                    Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                    Value::SimpleString(text) => text.clone(),
+                    _ => continue,
+                };
+                masters.push((host, port));
+            }
+        }
+    }
+    masters.sort();
+    masters.dedup();
+    Ok(masters)
+}
+
+/// The keys matching `pattern` on one node of a cluster.
+fn scan_node(
+    cluster: &mut ClusterConnection,
+    pattern: &str,
+    host: String,
+    port: u16,
+) -> Result<Vec<String>, RedisError> {
+    let mut cursor = 0u64;
+    let mut keys = Vec::new();
+    loop {
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+            host: host.clone(),
+            port,
+        });
+        let mut command = redis::cmd("SCAN");
+        command
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let reply = cluster.route_command(&command, routing)?;
+        let (next, batch): (u64, Vec<String>) = redis::from_redis_value(reply)?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
 fn scan(con: &mut Connection, pattern: &str) -> Result<Vec<String>, RedisError> {
     let mut cursor = 0u64;
     let mut keys = Vec::new();

@@ -211,7 +211,8 @@ pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    match rest.split_once('@') {
+    // A password may hold `@` itself: the host follows the last one.
+    match rest.rsplit_once('@') {
         Some((credentials, host)) => {
             let user = credentials
                 .split_once(':')
@@ -237,5 +238,7 @@ mod tests {
         assert_eq!(redact("redis://u@h:1"), "redis://u:***@h:1");
         assert_eq!(redact("redis://h:1/"), "redis://h:1/");
         assert_eq!(redact("h:1"), "h:1");
+        assert_eq!(redact("redis://:p@ss@h:1/"), "redis://:***@h:1/");
+        assert_eq!(redact("redis://u:a:b@c@[::1]:1/"), "redis://u:***@[::1]:1/");
     }
 }

@@ -231,21 +231,33 @@ impl RedisCluster {
     /// Starts three masters with `replicas` replicas each (a node timeout of
     /// 1 s, so that a failover takes seconds) and joins them into one cluster.
     pub fn start_with_replicas(replicas: usize) -> RedisCluster {
+        RedisCluster::start_with(replicas, &[])
+    }
+
+    /// Like [`start_with_replicas`](Self::start_with_replicas), each node
+    /// with extra `redis-server` options (`--requirepass` is used to join them).
+    pub fn start_with(replicas: usize, extra: &[&str]) -> RedisCluster {
         let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
             .map(|_| {
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-node-timeout",
-                    "1000",
-                ])
+                let mut options =
+                    vec!["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"];
+                options.extend_from_slice(extra);
+                RedisServer::start_with(&options)
             })
             .collect();
+        let password = extra
+            .iter()
+            .position(|a| *a == "--requirepass")
+            .and_then(|at| extra.get(at + 1));
         let addresses: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        let created = std::process::Command::new(redis_binary("redis-cli"))
+        let mut create = std::process::Command::new(redis_binary("redis-cli"));
+        if let Some(password) = password {
+            create.args(["--no-auth-warning", "-a", password]);
+        }
+        let created = create
             .args(["--cluster", "create"])
             .args(&addresses)
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
