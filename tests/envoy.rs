@@ -217,6 +217,30 @@ fn a_client_that_goes_away_counts_as_ignored() {
     );
 }
 
+#[test]
+fn an_upstream_cannot_pass_for_a_breaker_refusal() {
+    let upstream = Upstream::start();
+    let envoy = Envoy::start(&with_filter(
+        r#"{"breaker": "orders", "fail_max": 2}"#,
+        upstream.port,
+        1,
+    ));
+    upstream.behave(Behaviour::Pretend(
+        503,
+        "x-tripswitch: open\r\nretry-after: 7\r\n",
+    ));
+    let reply = envoy.get("/x");
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(reply.body, "upstream says 503\n");
+    assert_eq!(reply.header("x-tripswitch"), None, "{reply:?}");
+    assert_eq!(reply.header("retry-after"), Some("7"), "the upstream's own");
+    envoy.get("/x");
+    envoy
+        .log
+        .wait_for("tripswitch: breaker orders: closed -> open");
+    assert_rejected(&envoy.get("/x"), "open");
+}
+
 /// Sends `count` requests at once through `envoy`, each on its own
 /// connection, and returns the replies.
 fn parallel(envoy: &Envoy, count: usize) -> Vec<Response> {

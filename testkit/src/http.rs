@@ -34,21 +34,34 @@ pub fn get(addr: SocketAddr, path: &str) -> Result<Response, String> {
 
 /// `method path` on `addr`, with no body.
 pub fn request(addr: SocketAddr, method: &str, path: &str) -> Result<Response, String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("connecting to {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
     let length = if method == "GET" {
         ""
     } else {
         "content-length: 0\r\n"
     };
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{length}connection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("sending to {addr}: {e}"))?;
+    let head =
+        format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{length}connection: close\r\n\r\n");
+    exchange(addr, head.as_bytes())
+}
+
+/// Sends `raw` on a new connection to `addr` and reads the response.
+pub fn exchange(addr: SocketAddr, raw: &[u8]) -> Result<Response, String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    stream
+        .write_all(raw)
+        .map_err(|e| format!("sending to {addr}: {e}"))?;
+    read_response(&mut stream)
+}
+
+/// Reads a response from `stream` (waiting at most 30 s for each read).
+pub fn read_response(stream: &mut TcpStream) -> Result<Response, String> {
+    let addr = stream
+        .peer_addr()
+        .map_or_else(|_| "the server".to_string(), |a| a.to_string());
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
     let mut buffer = [0; 4096];
     loop {

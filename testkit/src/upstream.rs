@@ -17,6 +17,9 @@ pub enum Behaviour {
     Late(Duration, u16),
     /// Closes the connection without answering.
     Reset,
+    /// Answers with the status and these extra header lines (each ending
+    /// in `\r\n`), as if it were someone else.
+    Pretend(u16, &'static str),
 }
 
 /// The upstream; its threads run until the test process ends.
@@ -102,18 +105,19 @@ fn serve(stream: TcpStream, behaviour: &Mutex<Behaviour>, hits: &AtomicUsize) {
         }
         hits.fetch_add(1, Ordering::SeqCst);
         let now = *behaviour.lock().expect("the behaviour lock");
-        let code = match now {
-            Behaviour::Answer(code) => code,
+        let (code, extra) = match now {
+            Behaviour::Answer(code) => (code, ""),
             Behaviour::Late(wait, code) => {
                 std::thread::sleep(wait);
-                code
+                (code, "")
             }
             Behaviour::Reset => return,
+            Behaviour::Pretend(code, extra) => (code, extra),
         };
         let text = format!("upstream says {code}\n");
         let sent = write!(
             writer,
-            "HTTP/1.1 {code} Whatever\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{text}",
+            "HTTP/1.1 {code} Whatever\r\nContent-Type: text/plain\r\n{extra}Content-Length: {}\r\n\r\n{text}",
             text.len()
         );
         if sent.is_err() {

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_TYPE};
@@ -19,6 +20,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 use tripswitch::telemetry::Meter;
 use tripswitch::{CircuitBreaker, Outcome, Rejected, State};
 
+use super::connections::Connections;
+
 /// Makes the host library's breaker that reads a plugin breaker's snapshots.
 type MakeBreaker = dyn Fn(&str) -> Result<CircuitBreaker, tripswitch::Error> + Send + Sync;
 
@@ -29,6 +32,8 @@ pub struct Metrics {
     handle: PrometheusHandle,
     make: Box<MakeBreaker>,
     breakers: Mutex<BTreeMap<String, Arc<Metered>>>,
+    /// Held by the scrape that reads the storage now.
+    scraping: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// One breaker's meters, and the breaker its gauges are read through.
@@ -51,6 +56,7 @@ impl Metrics {
             recorder,
             make,
             breakers: Mutex::default(),
+            scraping: Arc::default(),
         };
         for name in known {
             metrics.metered(name);
@@ -138,19 +144,34 @@ impl Metrics {
     }
 }
 
+/// Scrapers' connections open at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 16;
+/// How long a scrape may wait for the one before it and for the storage.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves `GET /metrics` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    header_timeout: Duration,
+) {
+    let connections = Connections::new(MAX_CONNECTIONS);
     loop {
         let stream = super::next_connection(&listener).await;
+        let seat = connections.seat().await;
         let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let metrics = Arc::clone(&metrics);
                 async move { Ok::<_, Infallible>(respond(&metrics, request).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection =
+                super::http1(header_timeout).serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = seat.evicted() => super::close_evicted(&seat, connection).await,
+            }
         });
     }
 }
@@ -187,17 +208,36 @@ async fn respond(
             .insert(ALLOW, http::HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    let metrics = Arc::clone(metrics);
-    match tokio::task::spawn_blocking(move || metrics.render()).await {
-        Ok(text) => answer(
+    // One scrape reads the storage at a time, on one blocking thread, and
+    // none waits past the deadline.
+    let scraped = tokio::time::timeout(SCRAPE_TIMEOUT, async {
+        let turn = Arc::clone(&metrics.scraping).lock_owned().await;
+        let metrics = Arc::clone(metrics);
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            metrics.render()
+        })
+        .await
+    })
+    .await;
+    match scraped {
+        Ok(Ok(text)) => answer(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
             text,
         ),
-        Err(error) => answer(
+        Ok(Err(error)) => answer(
             StatusCode::INTERNAL_SERVER_ERROR,
             PLAIN,
             format!("the metrics could not be read: {error}\n"),
+        ),
+        Err(_elapsed) => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            PLAIN,
+            format!(
+                "the metrics could not be read within {} s (the storage is slow)\n",
+                SCRAPE_TIMEOUT.as_secs()
+            ),
         ),
     }
 }

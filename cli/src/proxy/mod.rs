@@ -10,6 +10,9 @@
 //! breaker component itself). With `--metrics` it serves the plugin's
 //! breakers in Prometheus' text format on a listener of its own.
 
+mod body;
+mod connections;
+mod limits;
 mod metrics;
 mod plugin;
 mod upstream;
@@ -24,16 +27,19 @@ use anyhow::{Context, anyhow};
 use bytes::Bytes;
 use clap::Args;
 use http::StatusCode;
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::sync::Semaphore;
 use tripswitch::{CircuitBreaker, Config, State};
 use tripswitch_plugin_settings::{self as settings, Fallback, Settings};
 use wasmtime_wasi_http::handler::ProxyHandler;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
+use self::connections::Connections;
 use self::metrics::Metrics;
 use self::plugin::Plugin;
 use self::upstream::{Address, Upstream};
@@ -54,6 +60,24 @@ pub struct ProxyArgs {
     /// failure, and the client gets 504.
     #[arg(long, value_name = "MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     upstream_timeout_ms: u64,
+    /// How long a client may take to send a request's body, in ms, from its
+    /// head; a body cut short or slower gets 408 and counts as ignored (the
+    /// upstream timeout starts once the body is whole).
+    #[arg(long, value_name = "MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout_ms: u64,
+    /// How long a client may take to send a request's head, in ms; an idle
+    /// keep-alive connection is closed after as long.
+    #[arg(long, value_name = "MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_ms: u64,
+    /// Client connections open at once; at the cap, a new one replaces the
+    /// oldest connection waiting for a request's head (lowered to fit the
+    /// open-file limit, as said at start).
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Requests served at once; more get 503 at once, uncounted (lowered to
+    /// fit the open-file limit, as said at start).
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_in_flight: u64,
     /// The wasi:http middleware plugin (a component file) [default: the embedded one].
     #[arg(long, value_name = "FILE")]
     plugin: Option<PathBuf>,
@@ -76,8 +100,9 @@ The plugin's settings are environment variables, checked before the proxy listen
   TRIPSWITCH_FALLBACK_STATE       closed, open or forced-open while the storage fails
   TRIPSWITCH_FAILURE_STATUS       upstream statuses counted as failures (like 500-599)
 Knobs left unset take the breaker component's defaults. An upstream that cannot be
-reached (502) or does not answer in time (504) counts as a failure; a rejected
-request gets 503 with Retry-After.";
+reached (502) or does not answer in time (504) counts as a failure; a request whose
+body the client cut short or sent too slowly (408) counts as ignored; a rejected
+request gets 503 with Retry-After and x-tripswitch.";
 
 /// The middleware plugin built into this binary (composed with the embedded
 /// breaker by the build script).
@@ -98,9 +123,18 @@ pub fn run(args: &ProxyArgs) -> anyhow::Result<()> {
         ),
         None => (EMBEDDED_PLUGIN.to_vec(), "the embedded plugin".to_string()),
     };
+    let caps = limits::fit(
+        limits::Caps {
+            connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+            in_flight: usize::try_from(args.max_in_flight).unwrap_or(usize::MAX),
+        },
+        limits::open_files(),
+    );
     let upstream = Upstream::new(
         args.upstream.clone(),
         Duration::from_millis(args.upstream_timeout_ms),
+        Duration::from_millis(args.body_timeout_ms),
+        caps.in_flight,
     );
     let metrics = args.metrics.is_some().then(|| {
         let (config, storage) = (breaker_config(&settings), Arc::clone(&storage));
@@ -133,32 +167,59 @@ pub fn run(args: &ProxyArgs) -> anyhow::Result<()> {
             args.store.describe(),
             settings.breaker,
         );
+        let header_timeout = Duration::from_millis(args.header_timeout_ms);
         if let (Some(addr), Some(metrics)) = (&args.metrics, metrics) {
             let (listener, local) = listen(addr)?;
             line.push_str(&format!(", metrics on http://{local}/metrics"));
-            tokio::spawn(metrics::serve(listener, metrics));
+            tokio::spawn(metrics::serve(listener, metrics, header_timeout));
         }
+        line.push_str(&format!(
+            ", at most {} connections and {} requests in flight",
+            caps.connections, caps.in_flight
+        ));
         let mut out = std::io::stdout().lock();
         // A closed stdout does not stop the proxy.
         let _ = writeln!(out, "{line}").and_then(|()| out.flush());
         drop(out);
-        serve(listener, ProxyHandler::new(plugin)).await;
+        let handler = ProxyHandler::new(plugin);
+        serve(listener, handler, caps, header_timeout).await;
         Ok(())
     })
 }
 
+/// Connections waiting to be accepted, as the listeners ask the kernel for.
+const BACKLOG: u32 = 1024;
+
 /// Binds `addr` for the runtime; the address it got.
 fn listen(addr: &str) -> anyhow::Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
-    let listener = std::net::TcpListener::bind(addr)
-        .and_then(|listener| {
-            listener.set_nonblocking(true)?;
-            tokio::net::TcpListener::from_std(listener)
-        })
-        .with_context(|| format!("listening on {addr}"))?;
+    let bound = || -> std::io::Result<tokio::net::TcpListener> {
+        let address = std::net::ToSocketAddrs::to_socket_addrs(addr)?
+            .next()
+            .ok_or_else(|| std::io::Error::other("the address resolves to nothing"))?;
+        let socket = match address {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(address)?;
+        socket.listen(BACKLOG)
+    };
+    let listener = bound().with_context(|| format!("listening on {addr}"))?;
     let local = listener
         .local_addr()
         .with_context(|| format!("listening on {addr}"))?;
     Ok((listener, local))
+}
+
+/// An HTTP/1 server connection builder that closes a connection whose
+/// request head takes longer than `header_timeout` (or that idles as long).
+fn http1(header_timeout: Duration) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    builder
 }
 
 /// The process's `TRIPSWITCH_*` variables: the plugin's environment.
@@ -218,41 +279,102 @@ fn check_knobs(settings: &Settings) -> anyhow::Result<()> {
     })
 }
 
-/// Accepts connections until the process ends.
-async fn serve(listener: tokio::net::TcpListener, handler: ProxyHandler<Plugin>) {
+/// Accepts connections until the process ends, at most `caps` of them and
+/// of their requests at once.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    handler: ProxyHandler<Plugin>,
+    caps: limits::Caps,
+    header_timeout: Duration,
+) {
+    let connections = Connections::new(caps.connections);
+    let in_flight = Arc::new(Semaphore::new(caps.in_flight));
     loop {
         let stream = next_connection(&listener).await;
+        let seat = connections.seat().await;
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
+        let (handler, in_flight) = (handler.clone(), Arc::clone(&in_flight));
+        let tracked = seat.tracked();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
+                let serving = tracked.serving();
+                let admitted = Arc::clone(&in_flight).try_acquire_owned();
                 let handler = handler.clone();
-                async move { Ok::<_, Infallible>(respond(&handler, request).await) }
+                async move {
+                    let Ok(slot) = admitted else {
+                        return Ok::<_, Infallible>(overloaded(caps.in_flight));
+                    };
+                    let response = respond(&handler, request).await;
+                    // The request counts as served until its answer is sent.
+                    let held = (serving, slot);
+                    Ok(response.map(|body| {
+                        body.map_err(move |error| {
+                            let _ = &held;
+                            error
+                        })
+                        .boxed_unsync()
+                    }))
+                }
             });
+            let connection = http1(header_timeout).serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
             // A client that goes away mid-request is not the proxy's error.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = seat.evicted() => close_evicted(&seat, connection).await,
+            }
         });
     }
 }
 
+/// How long an evicted connection that served requests before may take to
+/// send what it was sending.
+const EVICTION_GRACE: Duration = Duration::from_secs(1);
+
+/// Closes an evicted connection: at once if it never got a whole request
+/// head, else once it has sent what it was sending (within the grace).
+async fn close_evicted<C: GracefulConnection>(
+    seat: &connections::Seat,
+    mut connection: std::pin::Pin<&mut C>,
+) {
+    if seat.never_served() {
+        return;
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(EVICTION_GRACE, connection).await;
+}
+
 /// The next connection on `listener`. An error (out of file descriptors and
-/// the like) is logged and waited out.
-async fn next_connection(listener: &tokio::net::TcpListener) -> tokio::net::TcpStream {
+/// the like) is logged once per second at most, and waited out.
+pub(crate) async fn next_connection(listener: &tokio::net::TcpListener) -> tokio::net::TcpStream {
+    let mut last_told: Option<tokio::time::Instant> = None;
     loop {
         match listener.accept().await {
             Ok((stream, _)) => return stream,
             Err(error) => {
-                let on = listener
-                    .local_addr()
-                    .map_or_else(|_| "?".into(), |a| a.to_string());
-                eprintln!("tripswitch proxy: accepting a connection on {on}: {error}");
+                if last_told.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                    last_told = Some(tokio::time::Instant::now());
+                    let on = listener
+                        .local_addr()
+                        .map_or_else(|_| "?".into(), |a| a.to_string());
+                    eprintln!("tripswitch proxy: accepting a connection on {on}: {error}");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
+}
+
+/// 503 for a request beyond `--max-in-flight` (the breaker never sees it).
+fn overloaded(max: usize) -> http::Response<WasiBody> {
+    let mut response = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the proxy is serving its limit of {max} requests at once; retry\n"),
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, http::HeaderValue::from_static("1"));
+    response
 }
 
 /// One request through the plugin.
@@ -277,6 +399,15 @@ async fn respond(
             Some(ErrorCode::ConnectionReadTimeout) => plain(
                 StatusCode::GATEWAY_TIMEOUT,
                 "gateway timeout: the upstream did not answer in time\n".into(),
+            ),
+            Some(ErrorCode::ConnectionWriteTimeout) => plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway timeout: the upstream did not take the request's body in time\n".into(),
+            ),
+            Some(ErrorCode::HttpRequestBodySize(_)) => plain(
+                StatusCode::REQUEST_TIMEOUT,
+                "request timeout: the request's body was cut short or did not arrive in time\n"
+                    .into(),
             ),
             Some(code) => plain(
                 StatusCode::BAD_GATEWAY,

@@ -9,10 +9,13 @@ use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Uri};
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, Error as LegacyError};
 use hyper_util::rt::TokioExecutor;
+use tripswitch_plugin_settings::TRIPSWITCH_HEADER;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::body::{self, Progress};
 
 /// How long connecting to the upstream may take before the request fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,24 +88,35 @@ impl std::fmt::Display for Address {
 pub struct Upstream {
     address: Address,
     client: Client<HttpConnector, WasiBody>,
-    /// How long the upstream may take to answer a request's head.
+    /// How long the upstream may take to answer once the request is whole.
     timeout: Duration,
+    /// How long the client may take to send its request's body.
+    body_timeout: Duration,
 }
 
 impl Upstream {
-    /// A pooled client for `address` that gives up on an answer after
-    /// `timeout`; needs a tokio runtime when used.
-    pub fn new(address: Address, timeout: Duration) -> Upstream {
+    /// A pooled client for `address` (at most `max_idle` idle connections)
+    /// that gives up on an answer `timeout` after the request's body is
+    /// whole, and on a body that takes longer than `body_timeout`; needs a
+    /// tokio runtime when used.
+    pub fn new(
+        address: Address,
+        timeout: Duration,
+        body_timeout: Duration,
+        max_idle: usize,
+    ) -> Upstream {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(max_idle)
             .build(connector);
         Upstream {
             address,
             client,
             timeout,
+            body_timeout,
         }
     }
 
@@ -132,22 +146,21 @@ impl WasiHttpHooks for Upstream {
 
     fn send_request(
         &mut self,
-        mut request: http::Request<WasiBody>,
+        request: http::Request<WasiBody>,
         _options: Option<RequestOptions>,
         _response_result: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> Sent {
-        let path = request.uri().path_and_query().cloned();
-        *request.uri_mut() = self.address.uri(path);
-        request
-            .headers_mut()
-            .insert(HOST, self.address.host_header.clone());
-        let sent = self.client.request(request);
-        let timeout = self.timeout;
+        let (mut parts, body) = request.into_parts();
+        let path = parts.uri.path_and_query().cloned();
+        parts.uri = self.address.uri(path);
+        parts.headers.insert(HOST, self.address.host_header.clone());
+        let (body, watch) = body::watched(body);
+        let sent = self.client.request(http::Request::from_parts(parts, body));
+        let (timeout, body_timeout) = (self.timeout, self.body_timeout);
         Box::new(async move {
-            let response = tokio::time::timeout(timeout, sent)
-                .await
-                .map_err(|_elapsed| HttpError::ConnectionReadTimeout)?
-                .map_err(classify)?;
+            let mut response = answer(sent, watch, body_timeout, timeout).await?;
+            // Only the proxy says what the breaker did.
+            response.headers_mut().remove(TRIPSWITCH_HEADER);
             let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
             let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
                 Box::new(std::future::ready(Ok(())));
@@ -156,8 +169,49 @@ impl WasiHttpHooks for Upstream {
     }
 }
 
+/// The error a request gets when its client's body did not arrive whole in
+/// time: one that blames the request, which the middleware counts as ignored.
+fn client_body_failed() -> HttpError {
+    HttpError::HttpRequestBodySize(None)
+}
+
+/// The upstream's answer to a request: the client has `body_timeout` to send
+/// its body (the upstream may answer sooner), then the upstream `timeout`.
+async fn answer<F>(
+    sent: F,
+    mut watch: body::Watch,
+    body_timeout: Duration,
+    timeout: Duration,
+) -> Result<http::Response<hyper::body::Incoming>, HttpError>
+where
+    F: Future<Output = Result<http::Response<hyper::body::Incoming>, LegacyError>>,
+{
+    let mut sent = std::pin::pin!(sent);
+    let blame = |error: LegacyError, watch: &body::Watch| match watch.now() {
+        Progress::Failed => client_body_failed(),
+        _ => classify(error),
+    };
+    tokio::select! {
+        biased;
+        result = &mut sent => return result.map_err(|e| blame(e, &watch)),
+        progress = watch.settled() => if progress == Progress::Failed {
+            return Err(client_body_failed());
+        },
+        () = tokio::time::sleep(body_timeout) => return Err(if watch.client_behind() {
+            client_body_failed()
+        } else {
+            // The upstream did not take the body in time.
+            HttpError::ConnectionWriteTimeout
+        }),
+    }
+    match tokio::time::timeout(timeout, sent).await {
+        Ok(result) => result.map_err(|e| blame(e, &watch)),
+        Err(_elapsed) => Err(HttpError::ConnectionReadTimeout),
+    }
+}
+
 /// The wasi:http error for a request the upstream did not answer.
-fn classify(error: hyper_util::client::legacy::Error) -> HttpError {
+fn classify(error: LegacyError) -> HttpError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     let mut io_kind = None;
     while let Some(cause) = source {

@@ -14,7 +14,9 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
 use tripswitch_core::breaker::{Admission, Breaker, Change, Denial, Port, Stored, Swap};
 use tripswitch_core::machine::{Outcome, Permit, Record, Rejection, State};
 use tripswitch_core::record;
-use tripswitch_plugin_settings::{Refused, StatusSet, refusal, state_change_line};
+use tripswitch_plugin_settings::{
+    Refused, StatusSet, TRIPSWITCH_HEADER, refusal, state_change_line,
+};
 
 use crate::outcome::outcome;
 use crate::plugin::Plugin;
@@ -309,6 +311,8 @@ impl HttpContext for Request {
                 .and_then(|bytes| String::from_utf8(bytes).ok());
             let outcome = outcome(status, details.as_deref(), &self.filter.failure_status);
             self.finish(outcome);
+            // Only the filter says what the breaker did.
+            self.set_http_response_header(TRIPSWITCH_HEADER, None);
         }
         Action::Continue
     }

@@ -1,6 +1,7 @@
 //! The breaker as wasi:http middleware (WASIp3): a request reaches the next
 //! handler only when the breaker admits it; 5xx answers (a configurable set)
-//! and transport errors count as failures, the rest as successes; a rejected
+//! and the upstream's transport errors count as failures, errors that blame
+//! the request (the client's) as ignored, the rest as successes; a rejected
 //! request gets 503 with `Retry-After` at once. What it counts it tells its
 //! host through `tripswitch:plugins/counted`.
 //!
@@ -14,6 +15,7 @@ mod bindings {
         generate_all,
     });
 }
+mod blame;
 mod outage;
 mod reply;
 mod steps;
@@ -186,16 +188,16 @@ impl Guest for Component {
             quiet_success,
         };
         let result = next::handle(request).await;
-        let failed = match &result {
-            Ok(response) => middleware
-                .failure_status
-                .contains(response.get_status_code()),
-            Err(_) => true,
-        };
-        pending.report(if failed {
-            Outcome::Failure
-        } else {
-            Outcome::Success
+        pending.report(match &result {
+            Ok(response)
+                if middleware
+                    .failure_status
+                    .contains(response.get_status_code()) =>
+            {
+                Outcome::Failure
+            }
+            Ok(_) => Outcome::Success,
+            Err(error) => blame::outcome_of(error),
         });
         result
     }

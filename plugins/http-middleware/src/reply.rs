@@ -3,7 +3,7 @@
 use crate::bindings::tripswitch::breaker::types::Rejection;
 use crate::bindings::wasi::http::types::{ErrorCode, Fields, Response};
 use crate::bindings::{wit_future, wit_stream};
-use tripswitch_plugin_settings::{Refused, refusal};
+use tripswitch_plugin_settings::{Refused, TRIPSWITCH_HEADER, refusal};
 
 /// The proxies' answer to a rejected request (503, `Retry-After`, `x-tripswitch`).
 pub fn rejected(breaker: &str, rejection: &Rejection) -> Response {
@@ -21,7 +21,7 @@ pub fn rejected(breaker: &str, rejection: &Rejection) -> Response {
 pub fn misconfigured(message: &str) -> Response {
     plain(
         500,
-        &[("x-tripswitch", "bad-configuration".to_owned())],
+        &[(TRIPSWITCH_HEADER, "bad-configuration".to_owned())],
         format!("tripswitch: bad configuration: {message}\n"),
     )
 }

@@ -13,7 +13,7 @@
 mod json;
 mod reply;
 
-pub use reply::{Refusal, Refused, refusal};
+pub use reply::{Refusal, Refused, TRIPSWITCH_HEADER, refusal};
 
 use std::fmt;
 

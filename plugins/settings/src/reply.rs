@@ -2,6 +2,10 @@
 //! proxy: 503, `x-tripswitch: <why>`, `Retry-After` in whole seconds
 //! (rounded up) when waiting will help, and a one-line body.
 
+/// The header that says why a proxy refused a request; the proxies remove
+/// it from upstream answers, so that it is only ever theirs.
+pub const TRIPSWITCH_HEADER: &str = "x-tripswitch";
+
 /// Why a request was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {
@@ -49,7 +53,7 @@ pub fn refusal(breaker: &str, refused: Refused) -> Refusal {
         // has it, the client does not.
         Refused::StorageUnavailable => (None, "cannot reach its storage"),
     };
-    let mut headers = vec![("x-tripswitch", refused.reason().to_owned())];
+    let mut headers = vec![(TRIPSWITCH_HEADER, refused.reason().to_owned())];
     let mut body = format!("tripswitch: circuit {breaker:?} {text}");
     if let Some(ms) = retry_after_ms {
         let seconds = ms.div_ceil(1000);
