@@ -44,7 +44,7 @@ fn slow_and_cut_bodies_are_the_clients_and_count_as_ignored() {
     let upstream = Upstream::start();
     let proxy = Proxy::start(
         &upstream.url(),
-        &["--body-timeout-ms", "300", "--metrics", "127.0.0.1:0"],
+        &["--body-timeout-ms", "1000", "--metrics", "127.0.0.1:0"],
     );
     // More slow uploads than fail-max: each is answered 408 once the body
     // timeout passes.
@@ -121,7 +121,7 @@ fn sockets_that_never_finish_a_header_keep_no_one_out() {
 #[test]
 fn requests_beyond_the_in_flight_cap_get_503_and_count_nothing() {
     let upstream = Upstream::start();
-    upstream.behave(Behaviour::Late(Duration::from_millis(1500), 200));
+    upstream.behave(Behaviour::Late(Duration::from_millis(3000), 200));
     let proxy = Proxy::start(
         &upstream.url(),
         &["--max-in-flight", "2", "--metrics", "127.0.0.1:0"],
@@ -177,4 +177,40 @@ fn an_upstream_cannot_pass_for_a_breaker_refusal() {
     proxy.wait_for_stderr("closed -> open");
     let refused = proxy.get("/");
     assert_eq!(refused.header("x-tripswitch"), Some("open"), "{refused:?}");
+}
+
+#[test]
+fn a_client_that_never_reads_its_answer_gives_its_slot_back() {
+    let upstream = Upstream::start();
+    upstream.behave(Behaviour::Bulk(32 << 20));
+    let proxy = Proxy::start(
+        &upstream.url(),
+        &["--max-in-flight", "1", "--send-timeout-ms", "1000"],
+    );
+    // Asks for 32 MB and reads none of it: the sockets' buffers fill.
+    let mut greedy = TcpStream::connect(proxy.addr()).unwrap();
+    greedy
+        .write_all(b"GET /big HTTP/1.1\r\nhost: proxy\r\n\r\n")
+        .unwrap();
+    let start = Instant::now();
+    while upstream.hits() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "never sent on");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Its request holds the one slot until the send timeout drops it.
+    upstream.answer(200);
+    let start = Instant::now();
+    loop {
+        let reply = proxy.get("/");
+        if reply.status == 200 {
+            break;
+        }
+        assert_eq!(reply.status, 503, "{reply:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the unread answer kept the slot"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(greedy);
 }

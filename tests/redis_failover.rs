@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use tripswitch::{Action, CircuitBreaker, RedisStorage, State, Storage, SwapResult};
-use tripswitch_testkit::Sentinels;
+use tripswitch_testkit::{Sentinels, Silent};
 use tripswitch_tests::{RedisCluster, RedisServer, builder, clock, fail, succeed};
 
 /// A primary and a replica of it, in sync.
@@ -352,4 +352,47 @@ fn writers_of_the_previous_script_stay_correct_beside_the_current_one() {
         old.call(|| Ok::<_, ()>(())),
         Err(tripswitch::CallError::Rejected(_))
     ));
+}
+
+#[test]
+fn sentinels_that_never_answer_or_never_accept_cost_their_timeouts_only() {
+    let (silent, full) = (Silent::accepting(), Silent::never_accepting());
+    let storage = RedisStorage::sentinel_builder(
+        tripswitch_testkit::SENTINEL_MASTER,
+        [silent.url(), full.url()],
+    )
+    .connect_timeout(Duration::from_millis(300))
+    .response_timeout(Duration::from_millis(300))
+    .retry_interval(Duration::ZERO)
+    .build()
+    .unwrap();
+    let breaker = CircuitBreaker::builder("behind-silence")
+        .storage(storage)
+        .build()
+        .unwrap();
+    // On a thread of its own, so that a hang fails the test instead of
+    // stalling it.
+    let (sent, answers) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for _ in 0..2 {
+            let started = Instant::now();
+            let call = succeed(&breaker);
+            let snapshot = breaker.snapshot();
+            let _ = sent.send((call, snapshot, started.elapsed()));
+        }
+    });
+    for _ in 0..2 {
+        let (call, snapshot, took) = answers
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the breaker answered despite the silent Sentinels");
+        // Two Sentinels, a connect and a response timeout each at most,
+        // for the call and for the snapshot, with room for a slow machine.
+        assert!(took < Duration::from_secs(8), "took {took:?}");
+        call.expect("the fallback state (closed) admits the call");
+        let error = snapshot.expect_err("no master to read from").to_string();
+        assert!(error.contains("no Sentinel named master"), "{error}");
+        for port in [silent.port, full.port] {
+            assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+        }
+    }
 }

@@ -32,6 +32,8 @@ mod listener;
 mod memo;
 mod permit;
 #[cfg(feature = "redis")]
+mod redis_sentinel;
+#[cfg(feature = "redis")]
 mod redis_storage;
 #[cfg(feature = "redis")]
 mod redis_target;

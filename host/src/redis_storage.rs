@@ -304,14 +304,14 @@ impl RedisStorage {
 
     /// A connection to the master Sentinel names now.
     fn connect_master(&self) -> Result<Connection, StorageError> {
-        let Target::Sentinel(sentinel) = &self.inner.target else {
-            unreachable!("only a Sentinel target has a master to ask for");
+        let Target::Sentinel(sentinels) = &self.inner.target else {
+            return Err(StorageError(
+                "only a Sentinel target has a master to ask for".into(),
+            ));
         };
-        let client = sentinel
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_client()
-            .map_err(|e| self.failed("asking Sentinel for the master", &e))?;
+        let client = sentinels
+            .master(self.inner.connect_timeout, self.inner.response_timeout)
+            .map_err(|e| StorageError(format!("Redis {}: {}", self.inner.address, e.0)))?;
         self.connect_standalone(&client)
     }
 
@@ -429,7 +429,6 @@ fn prefix(namespace: &str) -> String {
     }
 }
 
-/// SCANs a server for keys matching `pattern`.
 /// The host and port of each of the cluster's masters, from `CLUSTER SLOTS`.
 fn cluster_masters(cluster: &mut ClusterConnection) -> Result<Vec<(String, u16)>, RedisError> {
     let slots: Value = redis::cmd("CLUSTER").arg("SLOTS").query(cluster)?;
@@ -486,6 +485,7 @@ fn scan_node(
     }
 }
 
+/// SCANs a server for keys matching `pattern`.
 fn scan(con: &mut Connection, pattern: &str) -> Result<Vec<String>, RedisError> {
     let mut cursor = 0u64;
     let mut keys = Vec::new();

@@ -3,17 +3,16 @@
 //! given; and the connections it opens there.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::io::tcp::TcpSettings;
-use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    Client, ClientTlsConfig, Connection, ConnectionAddr, ConnectionLike, IntoConnectionInfo,
-    RedisError, TlsCertificates, TlsMode,
+    Client, ClientTlsConfig, Connection, ConnectionLike, IntoConnectionInfo, RedisError,
+    TlsCertificates,
 };
 
+use crate::redis_sentinel::Sentinels;
 use crate::storage::StorageError;
 
 /// How the nodes given are reached.
@@ -87,7 +86,7 @@ pub(crate) struct Options<'a> {
 pub(crate) enum Target {
     Standalone(Client),
     Cluster(ClusterClient),
-    Sentinel(Mutex<SentinelClient>),
+    Sentinel(Sentinels),
 }
 
 /// One open connection.
@@ -154,53 +153,20 @@ impl Target {
                 Ok(Target::Standalone(client.map_err(bad)?))
             }
             Mode::Sentinel(master) => {
-                let mut addrs = Vec::new();
-                let mut credentials = None;
+                let mut nodes = Vec::new();
                 for node in options.nodes {
                     let info = node.as_str().into_connection_info().map_err(bad)?;
-                    let settings = info.redis_settings();
-                    if credentials.is_none() && settings.password().is_some() {
-                        credentials = Some((
-                            settings.username().map(str::to_string),
-                            settings.password().unwrap_or_default().to_string(),
-                        ));
-                    }
-                    addrs.push(info.addr().clone());
+                    nodes.push((redact(node), info));
                 }
-                let tls = certificates.is_some()
-                    || addrs
-                        .iter()
-                        .any(|addr| matches!(addr, ConnectionAddr::TcpTls { .. }));
-                let mut builder =
-                    SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)
-                        .map_err(bad)?
-                        .set_client_to_redis_tcp_settings(nodelay())
-                        .set_client_to_sentinel_tcp_settings(nodelay());
-                if let Some((username, password)) = &credentials {
-                    if let Some(username) = username {
-                        builder = builder.set_client_to_sentinel_username(username);
-                    }
-                    builder = builder.set_client_to_sentinel_password(password);
-                }
-                if let Some((username, password)) =
-                    options.master_credentials.or(credentials.as_ref())
-                {
-                    if let Some(username) = username {
-                        builder = builder.set_client_to_redis_username(username);
-                    }
-                    builder = builder.set_client_to_redis_password(password);
-                }
-                if tls {
-                    builder = builder
-                        .set_client_to_redis_tls_mode(TlsMode::Secure)
-                        .set_client_to_sentinel_tls_mode(TlsMode::Secure);
-                    if let Some(certificates) = certificates {
-                        builder = builder
-                            .set_client_to_redis_certificates(certificates.clone())
-                            .set_client_to_sentinel_certificates(certificates);
-                    }
-                }
-                Ok(Target::Sentinel(Mutex::new(builder.build().map_err(bad)?)))
+                let sentinels = Sentinels::new(
+                    &nodes,
+                    master,
+                    options.master_credentials,
+                    certificates,
+                    nodelay(),
+                )
+                .map_err(bad)?;
+                Ok(Target::Sentinel(sentinels))
             }
         }
     }

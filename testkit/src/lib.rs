@@ -9,6 +9,7 @@ mod faulty;
 pub mod http;
 mod log;
 mod sentinel;
+mod silent;
 pub mod tls;
 mod upstream;
 
@@ -16,6 +17,7 @@ pub use awaited::Awaited;
 pub use faulty::{Faulty, OVERSIZED_BYTES, Pause};
 pub use log::Log;
 pub use sentinel::{MASTER as SENTINEL_MASTER, Sentinels};
+pub use silent::Silent;
 pub use upstream::{Behaviour, Upstream};
 
 use std::time::Duration;

@@ -20,6 +20,8 @@ pub enum Behaviour {
     /// Answers with the status and these extra header lines (each ending
     /// in `\r\n`), as if it were someone else.
     Pretend(u16, &'static str),
+    /// Answers 200 with a body of this many bytes.
+    Bulk(usize),
 }
 
 /// The upstream; its threads run until the test process ends.
@@ -113,6 +115,15 @@ fn serve(stream: TcpStream, behaviour: &Mutex<Behaviour>, hits: &AtomicUsize) {
             }
             Behaviour::Reset => return,
             Behaviour::Pretend(code, extra) => (code, extra),
+            Behaviour::Bulk(bytes) => {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {bytes}\r\n\r\n");
+                if writer.write_all(head.as_bytes()).is_err()
+                    || writer.write_all(&vec![b'x'; bytes]).is_err()
+                {
+                    return;
+                }
+                continue;
+            }
         };
         let text = format!("upstream says {code}\n");
         let sent = write!(

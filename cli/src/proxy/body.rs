@@ -21,6 +21,9 @@ pub enum Progress {
     Whole,
     /// The body failed (the client went away, or sent less than it said).
     Failed,
+    /// The body was dropped unfinished (the upstream answered or failed
+    /// first): it will not come.
+    Dropped,
 }
 
 /// A request body that tells its [`Progress`] to a [`Watch`].
@@ -66,24 +69,30 @@ impl Watch {
     }
 
     /// Whether the body is late because of the client (the upstream side
-    /// waits for it) rather than the upstream (which has not asked for it).
+    /// waits for it) rather than the upstream (which has not asked for it,
+    /// or not yet: before the first poll, the upstream side is blamed).
     pub fn client_behind(&self) -> bool {
         self.client_behind.load(Ordering::Relaxed)
     }
 
-    /// Waits until the body is no longer coming; what became of it. A body
-    /// dropped unfinished (the upstream answered first) stays coming.
+    /// Waits until the body is no longer coming; what became of it.
     pub async fn settled(&mut self) -> Progress {
-        let settled = self
-            .progress
+        self.progress
             .wait_for(|p| *p != Progress::Coming)
             .await
-            .map(|progress| *progress);
-        match settled {
-            Ok(progress) => progress,
-            // The body was dropped while coming: it will not settle.
-            Err(_) => std::future::pending().await,
-        }
+            .map_or(Progress::Dropped, |progress| *progress)
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.progress.send_if_modified(|progress| {
+            let coming = *progress == Progress::Coming;
+            if coming {
+                *progress = Progress::Dropped;
+            }
+            coming
+        });
     }
 }
 

@@ -1,8 +1,8 @@
 //! The clients' connections: at most `max` at once. At the cap, a new
 //! connection takes the place of the oldest one that is waiting for a
 //! request's head (a slow or silent client, or an idle keep-alive one); when
-//! every connection is serving a request, accepting waits for one to end.
-//! So sockets that never finish a header cannot keep anyone else out.
+//! every connection is serving a request, accepting waits until one ends or
+//! goes idle. So sockets that never finish a header cannot keep anyone out.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -10,10 +10,16 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+/// Set in [`Tracked::serving`] once a connection is evicted: it takes no
+/// more requests.
+const EVICTED: usize = 1 << (usize::BITS - 1);
+
 /// The open connections, and room for more.
 pub struct Connections {
     room: Arc<Semaphore>,
     open: Mutex<Open>,
+    /// Told when a connection stops serving requests (it may be evicted).
+    went_idle: Arc<Notify>,
 }
 
 /// The open connections by age.
@@ -24,14 +30,14 @@ struct Open {
 }
 
 /// One connection as the cap sees it.
-#[derive(Default)]
 pub struct Tracked {
-    /// Requests of this connection being served now.
+    /// Requests of this connection being served now, and [`EVICTED`].
     serving: AtomicUsize,
     /// Whether it ever got a whole request head.
     served: AtomicBool,
-    /// Told when the connection should close once idle.
+    /// Told when the connection should close.
     evicted: Notify,
+    went_idle: Arc<Notify>,
 }
 
 /// A connection's place under the cap: frees it when dropped.
@@ -51,23 +57,36 @@ impl Connections {
         Arc::new(Connections {
             room: Arc::new(Semaphore::new(max)),
             open: Mutex::new(Open::default()),
+            went_idle: Arc::new(Notify::new()),
         })
     }
 
     /// A seat for a connection just accepted: at once if there is room,
-    /// else after the oldest idle connection closes, or any connection ends.
+    /// else once the oldest idle connection has closed, or any connection
+    /// has ended.
     pub async fn seat(self: &Arc<Self>) -> Seat {
-        let permit = match Arc::clone(&self.room).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                self.evict_oldest_idle();
-                Arc::clone(&self.room)
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed")
+        let permit = loop {
+            if let Ok(permit) = Arc::clone(&self.room).try_acquire_owned() {
+                break permit;
+            }
+            let went_idle = self.went_idle.notified();
+            let mut went_idle = std::pin::pin!(went_idle);
+            went_idle.as_mut().enable();
+            let evicting = self.evict_oldest_idle();
+            tokio::select! {
+                permit = Arc::clone(&self.room).acquire_owned() => {
+                    break permit.expect("the semaphore is never closed");
+                }
+                // Every connection was serving: try again once one is idle.
+                () = went_idle, if !evicting => {}
             }
         };
-        let tracked = Arc::new(Tracked::default());
+        let tracked = Arc::new(Tracked {
+            serving: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            evicted: Notify::new(),
+            went_idle: Arc::clone(&self.went_idle),
+        });
         let mut open = self.lock();
         let id = open.next_id;
         open.next_id += 1;
@@ -80,16 +99,25 @@ impl Connections {
         }
     }
 
-    /// Asks the oldest connection that serves no request to close.
-    fn evict_oldest_idle(&self) {
+    /// Asks the oldest connection that serves no request to close; whether
+    /// there was one.
+    fn evict_oldest_idle(&self) -> bool {
         let mut open = self.lock();
-        let oldest = open
-            .by_age
-            .iter()
-            .find(|(_, tracked)| tracked.serving.load(Ordering::Acquire) == 0)
-            .map(|(id, _)| *id);
-        if let Some(tracked) = oldest.and_then(|id| open.by_age.remove(&id)) {
-            tracked.evicted.notify_one();
+        let oldest = open.by_age.iter().find_map(|(id, tracked)| {
+            // Evicted only if still idle: a request that starts after this
+            // finds the connection evicted.
+            tracked
+                .serving
+                .compare_exchange(0, EVICTED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+                .then_some(*id)
+        });
+        match oldest.and_then(|id| open.by_age.remove(&id)) {
+            Some(tracked) => {
+                tracked.evicted.notify_one();
+                true
+            }
+            None => false,
         }
     }
 
@@ -116,17 +144,24 @@ impl Seat {
 }
 
 impl Tracked {
-    /// Marks a request of this connection as being served.
-    pub fn serving(self: &Arc<Self>) -> Serving {
-        self.serving.fetch_add(1, Ordering::AcqRel);
+    /// Marks a request of this connection as being served; none when the
+    /// connection was evicted (the request is refused, the connection closes).
+    pub fn serving(self: &Arc<Self>) -> Option<Serving> {
+        let before = self.serving.fetch_add(1, Ordering::AcqRel);
+        if before & EVICTED != 0 {
+            self.serving.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
         self.served.store(true, Ordering::Release);
-        Serving(Arc::clone(self))
+        Some(Serving(Arc::clone(self)))
     }
 }
 
 impl Drop for Serving {
     fn drop(&mut self) {
-        self.0.serving.fetch_sub(1, Ordering::AcqRel);
+        if self.0.serving.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.went_idle.notify_waiters();
+        }
     }
 }
 
@@ -145,7 +180,7 @@ mod tests {
     async fn the_oldest_idle_connection_makes_room() {
         let connections = Connections::new(2);
         let busy = connections.seat().await;
-        let _request = busy.tracked().serving();
+        let _request = busy.tracked().serving().unwrap();
         let idle = connections.seat().await;
         // Full: the next seat evicts the idle one, not the busy one.
         let next = tokio::spawn({
@@ -155,6 +190,10 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), idle.evicted())
             .await
             .expect("the idle connection is asked to close");
+        assert!(
+            idle.tracked().serving().is_none(),
+            "an evicted connection takes no more requests"
+        );
         assert!(!next.is_finished(), "no seat until the idle one closes");
         drop(idle);
         let seated = tokio::time::timeout(Duration::from_secs(5), next)
@@ -166,10 +205,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn with_every_connection_busy_a_new_one_waits() {
+    async fn with_every_connection_busy_a_new_one_waits_for_one_to_go_idle() {
         let connections = Connections::new(1);
         let busy = connections.seat().await;
-        let request = busy.tracked().serving();
+        let request = busy.tracked().serving().unwrap();
         let next = tokio::spawn({
             let connections = Arc::clone(&connections);
             async move { connections.seat().await }
@@ -178,11 +217,15 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(!next.is_finished(), "no idle connection to make room");
+        // The busy connection answers and idles (keep-alive): it is evicted.
         drop(request);
+        tokio::time::timeout(Duration::from_secs(5), busy.evicted())
+            .await
+            .expect("the connection that went idle is asked to close");
         drop(busy);
         tokio::time::timeout(Duration::from_secs(5), next)
             .await
-            .expect("seated once the busy connection ended")
+            .expect("seated once the evicted connection closed")
             .unwrap();
     }
 }

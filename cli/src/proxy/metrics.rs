@@ -15,11 +15,11 @@ use http::header::{ALLOW, CONTENT_TYPE};
 use http::{Method, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use tripswitch::telemetry::Meter;
 use tripswitch::{CircuitBreaker, Outcome, Rejected, State};
 
+use super::Timeouts;
 use super::connections::Connections;
 
 /// Makes the host library's breaker that reads a plugin breaker's snapshots.
@@ -144,34 +144,31 @@ impl Metrics {
     }
 }
 
-/// Scrapers' connections open at once; more wait to be accepted.
+/// Scrapers' connections open at once; at the cap, a new one takes the
+/// place of the oldest idle one.
 const MAX_CONNECTIONS: usize = 16;
 /// How long a scrape may wait for the one before it and for the storage.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `GET /metrics` on `listener` until the process ends.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    header_timeout: Duration,
-) {
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, timeouts: Timeouts) {
     let connections = Connections::new(MAX_CONNECTIONS);
     loop {
         let stream = super::next_connection(&listener).await;
         let seat = connections.seat().await;
         let metrics = Arc::clone(&metrics);
+        let tracked = seat.tracked();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
+                let serving = tracked.serving();
                 let metrics = Arc::clone(&metrics);
-                async move { Ok::<_, Infallible>(respond(&metrics, request).await) }
+                async move {
+                    let response = respond(&metrics, request).await;
+                    drop(serving);
+                    Ok::<_, Infallible>(response)
+                }
             });
-            let connection =
-                super::http1(header_timeout).serve_connection(TokioIo::new(stream), service);
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = seat.evicted() => super::close_evicted(&seat, connection).await,
-            }
+            super::serve_connection(stream, service, timeouts, &seat).await;
         });
     }
 }

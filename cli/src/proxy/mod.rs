@@ -15,6 +15,7 @@ mod connections;
 mod limits;
 mod metrics;
 mod plugin;
+mod stall;
 mod upstream;
 
 use std::convert::Infallible;
@@ -27,11 +28,10 @@ use anyhow::{Context, anyhow};
 use bytes::Bytes;
 use clap::Args;
 use http::StatusCode;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::Semaphore;
 use tripswitch::{CircuitBreaker, Config, State};
 use tripswitch_plugin_settings::{self as settings, Fallback, Settings};
@@ -69,6 +69,10 @@ pub struct ProxyArgs {
     /// keep-alive connection is closed after as long.
     #[arg(long, value_name = "MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     header_timeout_ms: u64,
+    /// How long a client may leave its answer unread (taking no byte of
+    /// it), in ms; then its connection is closed.
+    #[arg(long, value_name = "MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    send_timeout_ms: u64,
     /// Client connections open at once; at the cap, a new one replaces the
     /// oldest connection waiting for a request's head (lowered to fit the
     /// open-file limit, as said at start).
@@ -171,7 +175,11 @@ pub fn run(args: &ProxyArgs) -> anyhow::Result<()> {
         if let (Some(addr), Some(metrics)) = (&args.metrics, metrics) {
             let (listener, local) = listen(addr)?;
             line.push_str(&format!(", metrics on http://{local}/metrics"));
-            tokio::spawn(metrics::serve(listener, metrics, header_timeout));
+            let timeouts = Timeouts {
+                header: header_timeout,
+                send: Duration::from_millis(args.send_timeout_ms),
+            };
+            tokio::spawn(metrics::serve(listener, metrics, timeouts));
         }
         line.push_str(&format!(
             ", at most {} connections and {} requests in flight",
@@ -182,7 +190,11 @@ pub fn run(args: &ProxyArgs) -> anyhow::Result<()> {
         let _ = writeln!(out, "{line}").and_then(|()| out.flush());
         drop(out);
         let handler = ProxyHandler::new(plugin);
-        serve(listener, handler, caps, header_timeout).await;
+        let timeouts = Timeouts {
+            header: header_timeout,
+            send: Duration::from_millis(args.send_timeout_ms),
+        };
+        serve(listener, handler, caps, timeouts).await;
         Ok(())
     })
 }
@@ -211,15 +223,48 @@ fn listen(addr: &str) -> anyhow::Result<(tokio::net::TcpListener, std::net::Sock
     Ok((listener, local))
 }
 
-/// An HTTP/1 server connection builder that closes a connection whose
-/// request head takes longer than `header_timeout` (or that idles as long).
-fn http1(header_timeout: Duration) -> hyper::server::conn::http1::Builder {
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
+/// How long a client may keep a connection waiting.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timeouts {
+    /// To send a request's head (or to idle between requests).
+    pub header: Duration,
+    /// To take any byte of its answer.
+    pub send: Duration,
+}
+
+/// Serves HTTP/1 on `stream` with `service`, within `timeouts`, until the
+/// client is done or the connection's `seat` is taken back.
+pub(crate) async fn serve_connection<S>(
+    stream: tokio::net::TcpStream,
+    service: S,
+    timeouts: Timeouts,
+    seat: &connections::Seat,
+) where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let io = TokioIo::new(stall::Stalling::new(stream, timeouts.send));
+    let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .keep_alive(true);
-    builder
+        .header_read_timeout(timeouts.header)
+        .keep_alive(true)
+        .serve_connection(io, service);
+    let mut connection = std::pin::pin!(connection);
+    // A client that goes away mid-request is not the proxy's error.
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = seat.evicted() => {
+            // A connection that never got a whole head loses nothing; one
+            // that served finishes sending what it was sending (within the
+            // send timeout), then closes.
+            if !seat.never_served() {
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            }
+        }
+    }
 }
 
 /// The process's `TRIPSWITCH_*` variables: the plugin's environment.
@@ -285,7 +330,7 @@ async fn serve(
     listener: tokio::net::TcpListener,
     handler: ProxyHandler<Plugin>,
     caps: limits::Caps,
-    header_timeout: Duration,
+    timeouts: Timeouts,
 ) {
     let connections = Connections::new(caps.connections);
     let in_flight = Arc::new(Semaphore::new(caps.in_flight));
@@ -301,8 +346,11 @@ async fn serve(
                 let admitted = Arc::clone(&in_flight).try_acquire_owned();
                 let handler = handler.clone();
                 async move {
+                    let Some(serving) = serving else {
+                        return Ok::<_, Infallible>(closing());
+                    };
                     let Ok(slot) = admitted else {
-                        return Ok::<_, Infallible>(overloaded(caps.in_flight));
+                        return Ok(overloaded(caps.in_flight));
                     };
                     let response = respond(&handler, request).await;
                     // The request counts as served until its answer is sent.
@@ -316,32 +364,9 @@ async fn serve(
                     }))
                 }
             });
-            let connection = http1(header_timeout).serve_connection(TokioIo::new(stream), service);
-            let mut connection = std::pin::pin!(connection);
-            // A client that goes away mid-request is not the proxy's error.
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = seat.evicted() => close_evicted(&seat, connection).await,
-            }
+            serve_connection(stream, service, timeouts, &seat).await;
         });
     }
-}
-
-/// How long an evicted connection that served requests before may take to
-/// send what it was sending.
-const EVICTION_GRACE: Duration = Duration::from_secs(1);
-
-/// Closes an evicted connection: at once if it never got a whole request
-/// head, else once it has sent what it was sending (within the grace).
-async fn close_evicted<C: GracefulConnection>(
-    seat: &connections::Seat,
-    mut connection: std::pin::Pin<&mut C>,
-) {
-    if seat.never_served() {
-        return;
-    }
-    connection.as_mut().graceful_shutdown();
-    let _ = tokio::time::timeout(EVICTION_GRACE, connection).await;
 }
 
 /// The next connection on `listener`. An error (out of file descriptors and
@@ -363,6 +388,19 @@ pub(crate) async fn next_connection(listener: &tokio::net::TcpListener) -> tokio
             }
         }
     }
+}
+
+/// 503 for a request on a connection taken back for another client (the
+/// breaker never sees it); the connection closes.
+fn closing() -> http::Response<WasiBody> {
+    let mut response = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the proxy is at its connection limit; retry on a new connection\n".into(),
+    );
+    response
+        .headers_mut()
+        .insert(CONNECTION, http::HeaderValue::from_static("close"));
+    response
 }
 
 /// 503 for a request beyond `--max-in-flight` (the breaker never sees it).
