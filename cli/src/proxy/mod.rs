@@ -56,8 +56,8 @@ pub struct ProxyArgs {
     /// Where the requests the plugin passes on go: http://HOST:PORT.
     #[arg(long, value_name = "URL", value_parser = Address::parse)]
     upstream: Address,
-    /// How long the upstream may take to answer, in ms; a slower answer is a
-    /// failure, and the client gets 504.
+    /// How long the upstream may take to answer once the request's body is
+    /// whole, in ms; a slower answer is a failure, and the client gets 504.
     #[arg(long, value_name = "MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     upstream_timeout_ms: u64,
     /// How long a client may take to send a request's body, in ms, from its
