@@ -460,7 +460,30 @@ mod tests {
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
-            let _ = decode(&bytes);
+            if let Err(problem) = decode(&bytes) {
+                prop_assert!(!problem.is_empty());
+            }
+        }
+
+        #[test]
+        fn damaged_records_never_panic(
+            state in any_state(),
+            generation: u64,
+            trials in proptest::collection::vec(any::<u64>(), 0..8),
+            window in any_window(),
+            cut in any::<proptest::sample::Index>(),
+            flips in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 0..4),
+        ) {
+            let record = Record { state, generation, trials, window, ..Record::default() };
+            let mut bytes = encode(&record);
+            for (at, byte) in flips {
+                let at = at.index(bytes.len());
+                bytes[at] = byte;
+            }
+            bytes.truncate(cut.index(bytes.len() + 1));
+            if let Err(problem) = decode(&bytes) {
+                prop_assert!(!problem.is_empty());
+            }
         }
     }
 }

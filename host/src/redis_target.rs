@@ -196,6 +196,28 @@ pub(crate) fn millis(duration: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::redact;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn no_password_shows_in_any_url(
+            scheme in "(redis|rediss|unix|[a-z]{0,6})",
+            user in "[^:@/]{0,8}",
+            password in "[^/]{4,16}",
+            host in "[a-z0-9.\\[\\]:]{0,20}",
+            rest in "(/[0-9]{0,2})?(\\?[a-z=&]{0,10})?",
+        ) {
+            let url = format!("{scheme}://{user}:{password}@{host}{rest}");
+            let shown = redact(&url);
+            prop_assume!(!format!("{scheme}{user}{host}{rest}").contains(&password));
+            prop_assert!(!shown.contains(&password), "{url} shown as {shown}");
+        }
+
+        #[test]
+        fn any_text_is_shown_without_a_panic(text in any::<String>()) {
+            let _ = redact(&text);
+        }
+    }
 
     #[test]
     fn passwords_stay_out_of_messages() {

@@ -237,6 +237,18 @@ fn classify(error: LegacyError) -> HttpError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_upstream_text_is_parsed_or_refused_by_name(
+            text in prop_oneof![any::<String>(), "http://[a-z0-9.:@\\[\\]/?#%]{0,30}"]
+        ) {
+            if let Err(problem) = Address::parse(&text) {
+                prop_assert!(problem.contains("http://HOST:PORT"), "{problem}");
+            }
+        }
+    }
 
     #[test]
     fn upstream_addresses() {
