@@ -93,36 +93,51 @@ fn entry(version: u64, data: &[u8]) -> Option<Entry> {
     })
 }
 
+/// The version a swap wrote.
+fn written(result: Result<SwapResult, String>) -> u64 {
+    match result {
+        Ok(SwapResult::Written(version)) => version,
+        other => panic!("expected a write, got {other:?}"),
+    }
+}
+
 #[test]
 fn it_is_a_versioned_register() {
     let mut adapter = Adapter::start(&[]);
     assert_eq!(adapter.load("orders"), Ok(None));
-    assert_eq!(
-        adapter.swap("orders", None, b"first"),
-        Ok(SwapResult::Written(1))
-    );
-    assert_eq!(adapter.load("orders"), Ok(entry(1, b"first")));
+    let first = written(adapter.swap("orders", None, b"first"));
+    assert_eq!(adapter.load("orders"), Ok(entry(first, b"first")));
     // Creating a key that exists, or writing from a stale version, conflicts
     // and hands back what is there; nothing is written.
     assert_eq!(
         adapter.swap("orders", None, b"again"),
-        Ok(SwapResult::Conflict(entry(1, b"first")))
+        Ok(SwapResult::Conflict(entry(first, b"first")))
     );
+    let second = written(adapter.swap("orders", Some(first), b"second"));
+    assert!(second > first, "{second} after {first}");
     assert_eq!(
-        adapter.swap("orders", Some(1), b"second"),
-        Ok(SwapResult::Written(2))
-    );
-    assert_eq!(
-        adapter.swap("orders", Some(1), b"stale"),
-        Ok(SwapResult::Conflict(entry(2, b"second")))
+        adapter.swap("orders", Some(first), b"stale"),
+        Ok(SwapResult::Conflict(entry(second, b"second")))
     );
     // Writing to an absent key from a version conflicts with nothing there.
     assert_eq!(
         adapter.swap("payments", Some(4), b"x"),
         Ok(SwapResult::Conflict(None))
     );
-    assert_eq!(adapter.load("orders"), Ok(entry(2, b"second")));
+    assert_eq!(adapter.load("orders"), Ok(entry(second, b"second")));
     assert_eq!(adapter.load("payments"), Ok(None));
+}
+
+#[test]
+fn versions_never_repeat_after_a_key_is_lost() {
+    let mut before = Adapter::start(&[]);
+    let first = written(before.swap("orders", None, b"first"));
+    let second = written(before.swap("orders", Some(first), b"second"));
+    // A fresh store: the key is gone, as after a delete or a lost store. A
+    // host that saw `second` must not take the new record for it.
+    let mut after = Adapter::start(&[]);
+    let again = written(after.swap("orders", None, b"again"));
+    assert!(again > second, "{again} after {second}: a version repeated");
 }
 
 #[test]

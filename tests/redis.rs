@@ -341,6 +341,22 @@ fn bad_addresses_are_refused_by_name() {
             .build()
             .is_err()
     );
+    let zero = RedisStorage::builder("redis://127.0.0.1:1/")
+        .connect_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(
+        zero.0.contains("connect timeout must be at least 1 ms"),
+        "{zero}"
+    );
+    let zero = RedisStorage::builder("redis://127.0.0.1:1/")
+        .response_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(
+        zero.0.contains("response timeout must be at least 1 ms"),
+        "{zero}"
+    );
 }
 
 #[test]

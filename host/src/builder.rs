@@ -275,13 +275,16 @@ impl Builder {
         #[cfg(any(feature = "metrics", feature = "tracing"))]
         self.listeners
             .push(Arc::new(crate::telemetry::Telemetry::new(&self.name)));
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let runtime = self.runtime.unwrap_or_else(|| Runtime::embedded().clone());
+        runtime.register(id);
         let breaker = CircuitBreaker::from_inner(Inner {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             flush_scheduled: std::sync::atomic::AtomicBool::new(false),
             writes: Default::default(),
             name: self.name,
             config: wit::Config::from(&self.config),
-            runtime: self.runtime.unwrap_or_else(|| Runtime::embedded().clone()),
+            runtime,
             storage: self
                 .storage
                 .unwrap_or_else(|| Backend::Blocking(Arc::new(MemoryStorage::new()))),

@@ -154,6 +154,16 @@ impl RedisStorageBuilder {
     /// Checks the addresses and reads the TLS files; connects lazily, so a
     /// service can start while Redis is down.
     pub fn build(self) -> Result<RedisStorage, StorageError> {
+        for (what, timeout) in [
+            ("connect", self.connect_timeout),
+            ("response", self.response_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(StorageError(format!(
+                    "the Redis {what} timeout must be at least 1 ms (0 would wait forever)"
+                )));
+            }
+        }
         let nodes: Vec<String> = self.nodes.iter().map(|n| redact(n)).collect();
         let address = match &self.mode {
             Mode::Sentinel(master) => format!("{master} via Sentinel {}", nodes.join(",")),

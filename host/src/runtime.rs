@@ -97,7 +97,8 @@ struct RuntimeInner {
     #[allow(clippy::vec_box)]
     idle: Mutex<Vec<Box<Instance>>>,
     /// Breaker ids whose guest resources instances should drop.
-    retired: Mutex<Vec<u64>>,
+    retired: Mutex<Retired>,
+    /// Retirements ever: an instance that has swept as many is current.
     retired_count: AtomicUsize,
     /// The shared instances, and a turn counter to spread operations over them.
     shared: Mutex<Vec<Shared>>,
@@ -106,6 +107,21 @@ struct RuntimeInner {
     /// window outcomes.
     holders: Mutex<FxHashMap<u64, usize>>,
 }
+
+/// The breakers retired lately, and those alive: the list is cleared when it
+/// grows long, and an instance that had not swept it all drops every guest
+/// resource of a breaker no longer alive instead.
+#[derive(Default)]
+struct Retired {
+    /// How many retirements came before `ids[0]`.
+    base: usize,
+    ids: Vec<u64>,
+    /// The breakers on this runtime not retired yet.
+    live: FxHashSet<u64>,
+}
+
+/// Retirements the list keeps before it is cleared.
+const RETIRED_KEPT: usize = 1024;
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -148,7 +164,7 @@ impl Runtime {
             inner: Arc::new(RuntimeInner {
                 pre,
                 idle: Mutex::new(Vec::new()),
-                retired: Mutex::new(Vec::new()),
+                retired: Mutex::new(Retired::default()),
                 retired_count: AtomicUsize::new(0),
                 shared: Mutex::new(Vec::new()),
                 turn: AtomicUsize::new(0),
@@ -187,7 +203,7 @@ impl Runtime {
         };
         let retired = self.inner.retired_count.load(Ordering::Acquire);
         if instance.swept != retired {
-            self.sweep(&mut instance, retired);
+            self.sweep(&mut instance);
         }
         Ok(instance)
     }
@@ -248,7 +264,7 @@ impl Runtime {
         let retired = self.inner.retired_count.load(Ordering::Acquire);
         let mut instance = picked.lock().unwrap_or_else(|e| e.into_inner());
         if instance.swept != retired {
-            self.sweep(&mut instance, retired);
+            self.sweep(&mut instance);
         }
         drop(instance);
         Ok(picked)
@@ -331,25 +347,48 @@ impl Runtime {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&breaker);
+        let mut retired = self.inner.retired.lock().unwrap_or_else(|e| e.into_inner());
+        retired.live.remove(&breaker);
+        retired.ids.push(breaker);
+        if retired.ids.len() >= RETIRED_KEPT {
+            retired.base += retired.ids.len();
+            retired.ids.clear();
+        }
+        self.inner.retired_count.fetch_add(1, Ordering::Release);
+    }
+
+    /// Notes a breaker made on this runtime, alive until it is retired.
+    pub(crate) fn register(&self, breaker: u64) {
         self.inner
             .retired
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(breaker);
-        self.inner.retired_count.fetch_add(1, Ordering::Release);
+            .live
+            .insert(breaker);
     }
 
-    fn sweep(&self, instance: &mut Instance, retired_count: usize) {
+    fn sweep(&self, instance: &mut Instance) {
         let retired = self.inner.retired.lock().unwrap_or_else(|e| e.into_inner());
-        for id in retired.iter().skip(instance.swept) {
-            instance.holding.remove(id);
-            if let Some(resource) = instance.breakers.remove(id) {
+        let dead: Vec<u64> = match instance.swept.checked_sub(retired.base) {
+            Some(seen) => retired.ids.iter().skip(seen).copied().collect(),
+            // The list was cleared since this instance last swept.
+            None => instance
+                .breakers
+                .keys()
+                .chain(instance.holding.iter())
+                .filter(|id| !retired.live.contains(id))
+                .copied()
+                .collect(),
+        };
+        for id in dead {
+            instance.holding.remove(&id);
+            if let Some(resource) = instance.breakers.remove(&id) {
                 instance.enter();
                 // A failed drop only leaks guest memory in this instance.
                 let _ = resource.resource_drop(&mut instance.store);
             }
         }
-        instance.swept = retired_count.min(retired.len());
+        instance.swept = retired.base + retired.ids.len();
     }
 
     fn instantiate(&self) -> Result<Box<Instance>, Error> {
@@ -408,5 +447,42 @@ impl Instance {
     pub fn enter(&mut self) {
         self.store.data_mut().guest_ticks = 0;
         self.store.set_epoch_deadline(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CircuitBreaker;
+
+    #[test]
+    fn the_retired_list_stays_short_and_a_late_instance_forgets_the_dead() {
+        let runtime = Runtime::from_bytes(COMPONENT).unwrap();
+        let build = |name: String| {
+            CircuitBreaker::builder(name)
+                .runtime(&runtime)
+                .build()
+                .unwrap()
+        };
+        let kept = build("kept".into());
+        let doomed: Vec<CircuitBreaker> = (0..RETIRED_KEPT + 10)
+            .map(|n| build(format!("doomed-{n}")))
+            .collect();
+        // The instance that made their guest resources sits out their end.
+        let aside = runtime.checkout().unwrap();
+        let resources = aside.breakers.len();
+        assert!(resources > RETIRED_KEPT, "{resources} resources");
+        drop(doomed);
+        let retired = runtime.inner.retired.lock().unwrap().ids.len();
+        assert!(retired < RETIRED_KEPT, "{retired} retired ids kept");
+        runtime.checkin(aside);
+        let back = runtime.checkout().unwrap();
+        assert_eq!(
+            back.breakers.len(),
+            1,
+            "only the live breaker's resource stays"
+        );
+        runtime.checkin(back);
+        assert_eq!(kept.state().unwrap(), crate::State::Closed);
     }
 }

@@ -205,6 +205,13 @@ def test_a_cluster_mode_flag_and_bad_clients(redis_server) -> None:
         pybreaker.CircuitRedisStorage("closed", client, fallback_circuit_state="ajar")
 
 
+def test_a_zero_timeout_is_refused_by_name(redis_server) -> None:
+    for argument in ("connect_timeout", "response_timeout"):
+        for zero in (0, 0.0001):
+            with pytest.raises(ValueError, match=argument):
+                pybreaker.RedisStorage(redis_server.url, **{argument: zero})
+
+
 def test_call_async_runs_redis_io_off_the_event_loop(redis_server, clock) -> None:
     import asyncio
 

@@ -66,8 +66,8 @@ class RedisStorage(Storage):
             namespace or "",
             self.fallback_state,
             cluster,
-            millis("connect_timeout", connect_timeout),
-            millis("response_timeout", response_timeout),
+            _positive_millis("connect_timeout", connect_timeout),
+            _positive_millis("response_timeout", response_timeout),
             sentinel_master,
             None if tls_ca is None else os.fspath(tls_ca),
             None if tls_cert is None else os.fspath(tls_cert),
@@ -173,3 +173,11 @@ def _check_client(redis_object: Any) -> None:
             "redis_object decodes responses (decode_responses=True), but a breaker's record is binary: "
             "pass a client made with decode_responses=False (redis-py's default)"
         )
+
+
+def _positive_millis(argument: str, value: Any) -> int:
+    """Seconds as whole ms, at least 1 (a zero timeout would wait forever), or an error naming `argument`."""
+    ms = millis(argument, value)
+    if ms < 1:
+        raise ValueError(f"{argument} must be at least 0.001 seconds, got {value!r}")
+    return ms

@@ -2,7 +2,8 @@
 //! (as Spin provides them, shared by all instances of an app).
 //!
 //! A key's value is its version (8 bytes, little-endian) followed by the
-//! breaker's record; compare-and-swap reads the value through an atomics
+//! breaker's record; each write takes max(previous + 1, the clock in µs), so
+//! versions never repeat, even after a key is deleted; compare-and-swap reads the value through an atomics
 //! `cas` handle, checks the version and swaps, and the store refuses the swap
 //! if the value changed since the handle was made.
 //!
@@ -111,13 +112,24 @@ impl Guest for Component {
         if seen.as_ref().map(|entry| entry.version) != expected {
             return Ok(SwapResult::Conflict(seen));
         }
-        let version = expected.unwrap_or(0) + 1;
+        // Versions never repeat, even after the key is deleted or lost: a
+        // key (re)created starts from the clock, in µs.
+        let version = expected.unwrap_or(0).saturating_add(1).max(now_micros());
         match atomics::swap(cas, &encode(version, &data)) {
             Ok(()) => Ok(SwapResult::Written(version)),
             Err(CasError::CasFailed(_)) => Ok(SwapResult::Conflict(Self::load(key)?)),
             Err(CasError::StoreError(e)) => Err(format!("writing {key:?}: {}", describe(&e))),
         }
     }
+}
+
+/// Unix time in µs (0 if the clock is before 1970).
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        })
 }
 
 bindings::export!(Component with_types_in bindings);
