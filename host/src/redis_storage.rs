@@ -321,7 +321,12 @@ impl RedisStorage {
         };
         let client = sentinels
             .master(self.inner.connect_timeout, self.inner.response_timeout)
-            .map_err(|e| StorageError(format!("Redis {}: {}", self.inner.address, e.0)))?;
+            .map_err(|e| {
+                StorageError(format!(
+                    "Redis {} (asking Sentinel for the master): {}",
+                    self.inner.address, e.0
+                ))
+            })?;
         self.connect_standalone(&client)
     }
 
