@@ -7,7 +7,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tripswitch::{CallError, CircuitBreaker, MemoryStorage, Outcome, State};
-use tripswitch_tests::{Boom, Heard, Recorder, builder, clock, fail};
+use tripswitch_tests::{Boom, Faulty, Heard, Recorder, builder, clock, fail};
 
 /// Polls a future to completion on this thread.
 fn block_on<F: Future>(future: F) -> F::Output {
@@ -363,6 +363,37 @@ fn window_outcomes_are_held_and_merged_by_flush_drop_and_the_flush_thread() {
         std::thread::sleep(Duration::from_millis(5));
     }
     drop(holder);
+}
+
+#[test]
+fn outcomes_a_dropped_breaker_could_not_merge_are_merged_once_the_storage_answers() {
+    let storage = Faulty::new();
+    let clock = clock();
+    let windowed = |flush_ms: u64| {
+        builder("dropped", &clock)
+            .storage(storage.clone())
+            .failure_rate_threshold(50)
+            .flush_interval(Duration::from_millis(flush_ms))
+            .build()
+            .unwrap()
+    };
+    let holder = windowed(60_000);
+    for _ in 0..3 {
+        holder.call(|| Ok::<_, ()>(())).unwrap();
+    }
+    storage.set_failing(true);
+    drop(holder);
+    storage.set_failing(false);
+    let reader = windowed(0);
+    let calls = || reader.snapshot().unwrap().window.calls;
+    assert_eq!(calls(), 0, "the merge at drop failed");
+    // The flush thread tries again a second later (by the breaker's clock).
+    clock.advance(Duration::from_secs(1));
+    let start = std::time::Instant::now();
+    while calls() != 3 {
+        assert!(start.elapsed() < Duration::from_secs(5), "never merged");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tripswitch::{CallError, Entry, Error, RedisStorage, Rejected, State, Storage, SwapResult};
 use tripswitch_tests::{
-    Heard, Recorder, RedisCluster, RedisServer, advance, builder, clock, fail, succeed,
+    Heard, Recorder, RedisCluster, RedisServer, Swallow, advance, builder, clock, fail, succeed,
 };
 
 fn storage(server: &RedisServer, namespace: &str) -> RedisStorage {
@@ -276,6 +276,91 @@ fn a_frozen_redis_costs_a_timeout_not_a_hang() {
     succeed(&breaker).unwrap();
 }
 
+/// A storage through `relay`, whose replies time out in 200 ms.
+fn relayed(relay: &Swallow, namespace: &str) -> RedisStorage {
+    RedisStorage::builder(relay.url())
+        .namespace(namespace)
+        .response_timeout(Duration::from_millis(200))
+        .retry_interval(Duration::ZERO)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_write_whose_reply_is_lost_counts_its_outcomes_once() {
+    let server = RedisServer::start();
+    let relay = Swallow::to(server.port);
+    let clock = clock();
+    let windowed = |storage: RedisStorage| {
+        builder("lost", &clock)
+            .storage(storage)
+            .failure_rate_threshold(50)
+            .minimum_calls(100)
+            .window_calls(100)
+            .fail_max(1000)
+            .flush_interval(Duration::from_secs(60))
+    };
+    let breaker = windowed(relayed(&relay, "lost")).build().unwrap();
+    // A failure is written at once (with fail-max, the consecutive rule is
+    // on), which loads the script into Redis; so is the success that resets
+    // the count. The next four are held.
+    assert!(fail(&breaker).is_err());
+    for _ in 0..5 {
+        succeed(&breaker).unwrap();
+    }
+    // Redis applies the merge of the four held outcomes; its reply is lost.
+    relay.swallow_after(Some(b"EVALSHA"));
+    assert!(
+        matches!(breaker.flush(), Err(Error::Storage { .. })),
+        "the reply timed out"
+    );
+    assert!(relay.swallowed() > 0, "Redis answered the write");
+    relay.swallow_after(None);
+    // The next look finds the write landed: the four are not merged again.
+    succeed(&breaker).unwrap();
+    breaker.flush().unwrap();
+    let direct = windowed(storage(&server, "lost")).build().unwrap();
+    let snapshot = direct.snapshot().unwrap();
+    assert_eq!(snapshot.window.calls, 7, "{snapshot:?}");
+}
+
+#[test]
+fn a_trial_slot_whose_reply_is_lost_is_forfeited_by_its_timeout() {
+    let server = RedisServer::start();
+    let relay = Swallow::to(server.port);
+    let clock = clock();
+    let redis = relayed(&relay, "lost-trial");
+    let breaker = builder("lost-trial", &clock)
+        .storage(redis)
+        .fail_max(1)
+        .reset_timeout(Duration::from_millis(100))
+        .trial_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    assert!(fail(&breaker).is_err(), "it trips");
+    advance(&clock, 100);
+    // The read passes; Redis takes the trial slot, and the reply to that
+    // write is lost, so the caller gets the fallback's degraded admission.
+    relay.swallow_after(Some(b"EVALSHA"));
+    let permit = breaker.acquire().unwrap();
+    assert!(
+        !permit.is_trial() && permit.degraded().is_some(),
+        "{permit:?}"
+    );
+    assert!(relay.swallowed() > 0, "Redis answered the write");
+    relay.swallow_after(None);
+    drop(permit);
+    assert!(matches!(
+        breaker.acquire(),
+        Err(Error::Rejected(Rejected::HalfOpenFull { .. }))
+    ));
+    advance(&clock, 500);
+    let trial = breaker.acquire().unwrap();
+    assert!(trial.is_trial(), "the lost slot was forfeited: {trial:?}");
+    trial.report(tripswitch::Outcome::Success).unwrap();
+    assert_eq!(breaker.snapshot().unwrap().state, State::Closed);
+}
+
 #[test]
 fn pybreaker_redis_behaviours() {
     let server = RedisServer::start();
@@ -473,6 +558,49 @@ fn call_async_waits_on_redis_without_blocking_the_executor() {
         seen > 0,
         "the executor ran nothing while the breaker waited on Redis"
     );
+}
+
+#[test]
+fn a_trip_made_after_the_key_was_lost_is_told_to_a_long_lived_process() {
+    let server = RedisServer::start();
+    let clock = clock();
+    let heard = Recorder::default();
+    let made = |listener: Option<Recorder>| {
+        let builder = builder("lost-key", &clock)
+            .fail_max(1)
+            .reset_timeout(Duration::from_millis(100))
+            .storage(storage(&server, "lost-key"));
+        match listener {
+            Some(listener) => builder.listener(listener),
+            None => builder,
+        }
+        .build()
+        .unwrap()
+    };
+    let old = made(Some(heard.clone()));
+    // Closed, open, half-open, closed: generation 3.
+    fail(&old).unwrap_err();
+    advance(&clock, 100);
+    succeed(&old).unwrap();
+    assert_eq!(old.snapshot().unwrap().generation, 3);
+    heard.take();
+    server.cli(&["FLUSHALL"]);
+    // A process that never saw the breaker makes it anew, from generation
+    // 0, and trips it.
+    let newcomer = made(None);
+    fail(&newcomer).unwrap_err();
+    assert!(matches!(
+        old.acquire(),
+        Err(Error::Rejected(Rejected::Open { .. }))
+    ));
+    let told = heard.changes();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(
+        (told[0].current, told[0].remote, told[0].generation),
+        (State::Open, true, 4),
+        "told above every generation told before"
+    );
+    assert_eq!(newcomer.snapshot().unwrap().generation, 4, "lifted");
 }
 
 #[test]

@@ -149,6 +149,7 @@ fn run(path: &Path, awaited: bool) {
         .collect();
     let mut told = vec![0usize; count];
     let mut outages_told = vec![0usize; count];
+    let mut notices_told = vec![0usize; count];
     let mut permits: HashMap<String, Permit> = HashMap::new();
     for (n, step) in scenario["steps"].as_array().unwrap().iter().enumerate() {
         let at = format!("{file} step {n}: {step}");
@@ -221,6 +222,15 @@ fn run(path: &Path, awaited: bool) {
                 let fresh = outages - outages_told[on];
                 outages_told[on] = outages;
                 assert_eq!(fresh as u64, step["expect"].as_u64().unwrap(), "{at}");
+            }
+            "notices" => {
+                let notices = heard[on].notices();
+                let fresh: Vec<&str> = notices[notices_told[on]..]
+                    .iter()
+                    .map(|n| n.kind.as_str())
+                    .collect();
+                notices_told[on] = notices.len();
+                assert_eq!(fresh, step["expect"].as_array().unwrap().to_vec(), "{at}");
             }
             "snapshot" => {
                 let s = on_instance(instance, || breaker.snapshot()).unwrap();

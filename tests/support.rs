@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::Duration;
 
 use tripswitch::{
-    Builder, CallError, CircuitBreaker, Error, Listener, ManualClock, Rejected, StateChange,
+    Builder, CallError, CircuitBreaker, Error, Listener, ManualClock, Notice, Rejected, StateChange,
 };
 
 /// The virtual clock's start: a Unix time in ms, far from zero.
@@ -44,6 +44,8 @@ pub enum Heard {
     Rejected(Rejected),
     /// error
     Error(Error),
+    /// notice
+    Notice(Notice),
 }
 
 /// A listener that writes down everything it hears, in order.
@@ -64,6 +66,19 @@ impl Recorder {
             .iter()
             .filter_map(|heard| match heard {
                 Heard::Error(error) => Some(error.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The notices heard so far (kept).
+    pub fn notices(&self) -> Vec<Notice> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|heard| match heard {
+                Heard::Notice(notice) => Some(notice.clone()),
                 _ => None,
             })
             .collect()
@@ -106,6 +121,9 @@ impl Listener for Recorder {
     fn error(&self, _: &str, error: &Error) {
         self.push(Heard::Error(error.clone()));
     }
+    fn notice(&self, _: &str, notice: &Notice) {
+        self.push(Heard::Notice(notice.clone()));
+    }
 }
 
 /// The error every test call fails with.
@@ -122,7 +140,9 @@ pub fn succeed(breaker: &CircuitBreaker) -> Result<(), tripswitch::CallError<Boo
     breaker.call(|| Ok::<(), Boom>(()))
 }
 
-pub use tripswitch_testkit::{Awaited, Faulty, Pause, RedisCluster, RedisServer, free_port};
+pub use tripswitch_testkit::{
+    Awaited, Faulty, Pause, RedisCluster, RedisServer, Swallow, free_port,
+};
 
 /// What became of one failing call made by a thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

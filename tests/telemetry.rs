@@ -174,6 +174,36 @@ fn publish_sets_the_state_and_window_gauges_from_a_snapshot() {
     });
 }
 
+#[test]
+fn a_window_restart_is_counted_once_by_the_instance_that_made_it() {
+    let clock = clock();
+    let storage = tripswitch::MemoryStorage::new();
+    let windowed = |window: u32| {
+        builder("shape", &clock)
+            .storage(storage.clone())
+            .failure_rate_threshold(50)
+            .window_calls(window)
+            .flush_interval(Duration::ZERO)
+            .build()
+            .unwrap()
+    };
+    let (old, new) = (windowed(10), windowed(20));
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        succeed(&old).unwrap();
+        // Once the old shape's instances wrote nothing for a minute, the new
+        // one restarts the window; the old one then counts nothing in it.
+        advance(&clock, 60_000);
+        succeed(&new).unwrap();
+        succeed(&old).unwrap();
+        succeed(&new).unwrap();
+    });
+    let all = metrics(&snapshotter);
+    let key = format!("{}{{breaker=shape,kind=window-restarted}}", names::NOTICES);
+    assert_eq!(value(&all, &key), 1.0, "{all:#?}");
+}
+
 /// A subscriber that keeps each event's level and fields.
 #[derive(Clone, Default)]
 struct Collect(Arc<Mutex<Vec<String>>>);

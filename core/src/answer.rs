@@ -42,6 +42,34 @@ pub struct Change {
     pub remote: bool,
 }
 
+/// Something an operation did that is no state change, for a host to log
+/// and count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// What kind, for a metric's label.
+    pub kind: NoticeKind,
+    /// What happened, to log.
+    pub message: String,
+}
+
+/// The kinds of notice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// Another config's window shape replaced the stored one, which no
+    /// instance configured with it wrote for a minute: the window
+    /// restarted.
+    WindowRestarted,
+}
+
+impl NoticeKind {
+    /// The kind's name as the contract spells it (`window-restarted`).
+    pub fn name(self) -> &'static str {
+        match self {
+            NoticeKind::WindowRestarted => "window-restarted",
+        }
+    }
+}
+
 /// How long an answer stays the component's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Holds {
@@ -104,19 +132,13 @@ pub enum BreakerError {
     Corrupt(String),
     /// Other writers won every one of [`MAX_ATTEMPTS`] tries.
     Contended(String),
-    /// The stored record keeps a window of another shape than this
-    /// breaker's config: processes sharing a breaker must agree on it.
-    Mismatch(String),
 }
 
 impl BreakerError {
     /// The error's message.
     pub fn message(&self) -> &str {
         match self {
-            BreakerError::Storage(m)
-            | BreakerError::Corrupt(m)
-            | BreakerError::Contended(m)
-            | BreakerError::Mismatch(m) => m,
+            BreakerError::Storage(m) | BreakerError::Corrupt(m) | BreakerError::Contended(m) => m,
         }
     }
 }

@@ -1,11 +1,12 @@
 //! One breaker over a blocking storage: drives the [`engine`](crate::engine)'s
-//! steps against a host's [`Port`], and tells the state changes each
-//! operation saw through it.
+//! steps against a host's [`Port`], and tells the state changes and notices
+//! of each operation through it.
 
 use std::cell::RefCell;
 
 pub use crate::answer::{
-    Admission, BreakerError, Change, Denial, Holds, MAX_ATTEMPTS, Refusal, Reported, Stored, Swap,
+    Admission, BreakerError, Change, Denial, Holds, MAX_ATTEMPTS, Notice, NoticeKind, Refusal,
+    Reported, Stored, Swap,
 };
 use crate::config::Config;
 pub use crate::engine::MAX_HELD;
@@ -25,6 +26,8 @@ pub trait Port {
     ) -> Result<Swap, String>;
     /// Tells the host that a breaker changed state.
     fn state_changed(&self, breaker: &str, change: &Change);
+    /// Tells the host that a breaker did something else worth a log line.
+    fn noticed(&self, breaker: &str, notice: &Notice);
 }
 
 /// One named breaker, as one instance sees it.
@@ -132,6 +135,9 @@ impl<P: Port> Breaker<P> {
             let (op, found) = match step {
                 Step::Done(done) => {
                     self.tell(&done.changes);
+                    for notice in &done.notices {
+                        self.port.noticed(&self.name, notice);
+                    }
                     return done.answer;
                 }
                 Step::Read(mut op) => {

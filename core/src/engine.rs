@@ -7,12 +7,17 @@
 //! flight is a value the host keeps ([`Operation`]), so operations may
 //! interleave. The decisions are `machine`'s.
 
+use std::borrow::Cow;
+
 use crate::answer::{
-    Admission, BreakerError, Change, Denial, Holds, MAX_ATTEMPTS, Refusal, Reported, Stored, Swap,
+    Admission, BreakerError, Change, Denial, Holds, MAX_ATTEMPTS, Notice, NoticeKind, Refusal,
+    Reported, Stored, Swap,
 };
 use crate::config::Config;
 use crate::machine::{self, Action, Held, Outcome, Permit, Record, Rejection, Snapshot, State};
 use crate::record;
+use crate::shaping::{Fit, LEASE_MS, Shaping};
+use crate::window::Shape;
 
 /// Outcomes an instance holds at most before it merges them, however young.
 pub const MAX_HELD: usize = 1024;
@@ -96,6 +101,8 @@ pub struct Done {
     pub answer: Answer,
     /// The state changes the operation saw or made, in order, each once.
     pub changes: Vec<Change>,
+    /// What else the operation did that a host logs and counts.
+    pub notices: Vec<Notice>,
     /// When the host should flush the outcomes the engine holds (none: it
     /// holds none).
     pub flush_by_ms: Option<u64>,
@@ -144,6 +151,7 @@ pub struct Operation {
     /// (the host said so, or the operation read or wrote it).
     current: bool,
     changes: Vec<Change>,
+    notices: Vec<Notice>,
 }
 
 impl Operation {
@@ -200,8 +208,9 @@ enum Awaiting {
     Read,
     Write {
         expected: Option<u64>,
-        next: Record,
+        next: Box<Record>,
         output: Output,
+        notice: Option<Notice>,
     },
 }
 
@@ -267,7 +276,7 @@ struct Holding {
     base_version: Option<u64>,
     /// The cached record with every held outcome merged: what a merge
     /// would write if nobody else wrote meanwhile.
-    projected: Record,
+    projected: Box<Record>,
 }
 
 /// One named breaker, as one instance sees it.
@@ -345,6 +354,7 @@ impl Engine {
             serial: self.opened.wrapping_add(1),
             current: false,
             changes: Vec::new(),
+            notices: Vec::new(),
         };
         self.opened = op.serial;
         if let Request::Report { permit, outcome } = request
@@ -410,15 +420,17 @@ impl Engine {
                     expected,
                     next,
                     output,
+                    notice,
                 },
                 Found::Swapped(Swap::Written(version)),
             ) => {
+                op.notices.extend(notice);
                 if self.doubt.as_ref().is_some_and(|d| d.expected == expected) {
                     // Of two writes expecting one version, one at most lands:
                     // this one did, so the doubtful one did not.
                     self.settle(true);
                 }
-                self.wrote(version, next, &mut op.changes);
+                self.wrote(version, *next, &mut op.changes);
                 self.finish(op, output, None, now)
             }
             (Awaiting::Write { .. }, Found::Swapped(Swap::Conflict(entry))) => {
@@ -499,12 +511,15 @@ impl Engine {
             let Some((_, record)) = self.view.cached.as_ref() else {
                 return self.report_now(op, permit, outcome, now);
             };
+            // Held outcomes go to a window that follows this instance's
+            // shape, or to a fresh record's; a restart is written at once.
+            let fit = record.shaping.fit(self.config.window, now);
+            if !matches!(fit, Fit::Same | Fit::Adopt { told: false }) {
+                return self.report_now(op, permit, outcome, now);
+            }
             let Some(held) = machine::holdable(&self.config, record, &permit, outcome, now) else {
                 return self.report_now(op, permit, outcome, now);
             };
-            if let Err(error) = self.window_matches(record) {
-                return self.done(op, Answer::Reported(Err(error)));
-            }
             held
         };
         if self
@@ -545,7 +560,7 @@ impl Engine {
             since_ms: now,
             outcomes: Vec::new(),
             base_version: Some(*version),
-            projected: record.clone(),
+            projected: Box::new(record.clone()),
         });
         holding.outcomes.push(held);
         if holding.base_version == Some(*version) {
@@ -553,7 +568,7 @@ impl Engine {
             machine::absorb(&self.config, &mut holding.projected, held);
         } else {
             // The cached record changed (loaded since): project them all again.
-            holding.projected = machine::project(&self.config, record, &holding.outcomes);
+            *holding.projected = machine::project(&self.config, record, &holding.outcomes);
             holding.base_version = Some(*version);
         }
         let due = holding.projected.state != State::Closed
@@ -591,10 +606,11 @@ impl Engine {
         now: u64,
     ) -> Step {
         op.stage = Stage::Report { permit, outcome };
-        let writes = self.view.cached.as_ref().is_some_and(|(_, record)| {
-            self.window_matches(record).is_ok()
-                && machine::report(&self.config, record, &permit, outcome, now).is_some()
-        });
+        let writes = self
+            .view
+            .cached
+            .as_ref()
+            .is_some_and(|(_, record)| self.decide(&op.stage, record, now).0.is_some());
         if op.current || writes {
             return self.write_from_cache(op, now);
         }
@@ -691,8 +707,13 @@ impl Engine {
                 return self.fail(op, BreakerError::Corrupt(message), now);
             }
         };
-        let (next, output) = self.decide(&op.stage, &record, now);
-        let Some(mut next) = next else {
+        // A record below the generations this instance saw was made anew
+        // after its key was lost: lifted above them before anything else, so
+        // that its changes are told as new wherever they are seen.
+        let lifted = expected.and_then(|_| self.lifted(&record));
+        let record = lifted.clone().unwrap_or(record);
+        let (next, output, notice) = self.decide(&op.stage, &record, now);
+        let Some(mut next) = next.or(lifted) else {
             return self.finish(op, output, Some(expected.unwrap_or(0)), now);
         };
         if expected.is_none() {
@@ -703,8 +724,9 @@ impl Engine {
         let answer = self.answer_if_written(&op, &next, &output);
         op.awaiting = Awaiting::Write {
             expected,
-            next,
+            next: Box::new(next),
             output,
+            notice,
         };
         Step::Write(Write {
             operation: op,
@@ -714,46 +736,106 @@ impl Engine {
         })
     }
 
-    /// The record a stage writes over `record` (none: nothing to write), and
-    /// its answer.
-    fn decide(&self, stage: &Stage, record: &Record, now: u64) -> (Option<Record>, Output) {
+    /// The record a stage writes over `record` (none: nothing to write), its
+    /// answer, and the notice to tell if it is written. The stage decides
+    /// with this instance's window where the record follows it or takes it
+    /// on (restarting the window), and with none where another config's
+    /// window holds (see [`crate::shaping`]).
+    fn decide(
+        &self,
+        stage: &Stage,
+        record: &Record,
+        now: u64,
+    ) -> (Option<Record>, Output, Option<Notice>) {
+        let ours = self.config.window;
+        let fit = record.shaping.fit(ours, now);
+        let (config, record) = match fit {
+            Fit::Same => (Cow::Borrowed(&self.config), Cow::Borrowed(record)),
+            Fit::Adopt { .. } => (
+                Cow::Borrowed(&self.config),
+                Cow::Owned(Record {
+                    window: None,
+                    shaping: record.shaping.written(ours, fit, now),
+                    ..record.clone()
+                }),
+            ),
+            Fit::Defer => (
+                Cow::Owned(Config {
+                    window: None,
+                    ..self.config.clone()
+                }),
+                Cow::Borrowed(record),
+            ),
+        };
+        let (mut next, output) = self.decide_with(&config, stage, &record, now);
+        let mut notice = None;
+        if let Some(next) = &mut next
+            && fit != Fit::Defer
+        {
+            next.shaping = next.shaping.written(ours, Fit::Same, now);
+            if let Fit::Adopt { told: true } = fit {
+                notice = Some(self.window_restarted(ours));
+            }
+        }
+        (next, output, notice)
+    }
+
+    /// What a write that restarts the window tells.
+    fn window_restarted(&self, ours: Option<Shape>) -> Notice {
+        Notice {
+            kind: NoticeKind::WindowRestarted,
+            message: format!(
+                "breaker {:?}: the failure-rate window restarted with this instance's config \
+                 ({}): no instance configured with the window kept before wrote for {} s; \
+                 instances configured otherwise count nothing in it while this one's \
+                 instances write (the consecutive rule counts as before)",
+                self.name,
+                Shaping::describe(ours),
+                LEASE_MS / 1000,
+            ),
+        }
+    }
+
+    /// [`Engine::decide`] with the config and record it settled on.
+    fn decide_with(
+        &self,
+        config: &Config,
+        stage: &Stage,
+        record: &Record,
+        now: u64,
+    ) -> (Option<Record>, Output) {
         match stage {
             // These stages read, and never decide.
             Stage::Start | Stage::Settle(_) => {
                 (None, Output::Reported(Ok(self.reported_unchanged())))
             }
             Stage::Acquire => {
-                let (next, answer) = machine::acquire(&self.config, record, now);
+                let (next, answer) = machine::acquire(config, record, now);
                 (next, Output::Permit(answer))
             }
             Stage::Operate(action) => (
-                Some(machine::operate(&self.config, record, *action, now)),
+                Some(machine::operate(config, record, *action, now)),
                 Output::Operated,
             ),
             Stage::Report { permit, outcome } => {
-                if let Err(error) = self.window_matches(record) {
-                    return (None, Output::Reported(Err(error)));
-                }
-                let next = machine::report(&self.config, record, permit, *outcome, now);
-                let reported = Reported {
-                    tripped: next.as_ref().is_some_and(|n| machine::tripped(record, n)),
-                    state: next.as_ref().map_or(record.state, |n| n.state),
-                };
-                (next, Output::Reported(Ok(reported)))
+                let next = machine::report(config, record, permit, *outcome, now);
+                let reported = self.reported(record, next.as_ref());
+                (next, reported)
             }
             Stage::Merge { holding, .. } => {
-                if let Err(error) = self.window_matches(record) {
-                    return (None, Output::Reported(Err(error)));
-                }
-                let next =
-                    machine::merge(&self.config, record, holding.generation, &holding.outcomes);
-                let reported = Reported {
-                    tripped: next.as_ref().is_some_and(|n| machine::tripped(record, n)),
-                    state: next.as_ref().map_or(record.state, |n| n.state),
-                };
-                (next, Output::Reported(Ok(reported)))
+                let next = machine::merge(config, record, holding.generation, &holding.outcomes);
+                let reported = self.reported(record, next.as_ref());
+                (next, reported)
             }
         }
+    }
+
+    /// A report's answer: whether writing `next` over `record` trips.
+    fn reported(&self, record: &Record, next: Option<&Record>) -> Output {
+        Output::Reported(Ok(Reported {
+            tripped: next.is_some_and(|n| machine::tripped(record, n)),
+            state: next.map_or(record.state, |n| n.state),
+        }))
     }
 
     /// The answer the operation ends with if `next` is written (none: it
@@ -935,6 +1017,7 @@ impl Engine {
         Step::Done(Done {
             answer,
             changes: op.changes,
+            notices: op.notices,
             flush_by_ms: self.flush_due(),
         })
     }
@@ -945,28 +1028,6 @@ impl Engine {
             tripped: false,
             state: self.view.seen,
         }
-    }
-
-    /// Whether a stored record's window has this breaker's shape (a record
-    /// with none yet takes this breaker's).
-    fn window_matches(&self, record: &Record) -> Result<(), BreakerError> {
-        let Some(stored) = record.window.as_ref().map(|w| w.shape()) else {
-            return Ok(());
-        };
-        if self.config.window == Some(stored) {
-            return Ok(());
-        }
-        let ours = match self.config.window {
-            Some(shape) => format!("{} ({})", shape.describe(), shape.field()),
-            None => "no window (no failure-rate-threshold or slow-call-ms)".to_owned(),
-        };
-        Err(BreakerError::Mismatch(format!(
-            "breaker {:?}: the stored record keeps {} ({}); this breaker's config has {ours}: \
-             every process sharing a breaker must configure the same window",
-            self.name,
-            stored.describe(),
-            stored.field()
-        )))
     }
 
     /// The breaker's state at `now` from the entry read; what this instance
@@ -1040,6 +1101,10 @@ impl Engine {
         let (at_ms, generation) = if version == 0 {
             // A vanished key: told in the generation its next record starts from.
             (absent_at, self.fresh_base())
+        } else if let Some(lifted) = self.lifted(&record) {
+            // Made anew after its key was lost: told in the generation this
+            // instance lifts it to at its next write.
+            (record.changed_at_ms, lifted.generation)
         } else {
             (record.changed_at_ms, record.generation)
         };
@@ -1058,6 +1123,15 @@ impl Engine {
                 remote,
             });
         }
+    }
+
+    /// The record lifted one above every generation this instance saw, if
+    /// it is below them (none: it is not).
+    fn lifted(&self, record: &Record) -> Option<Record> {
+        (record.generation < self.view.generation).then(|| Record {
+            generation: self.view.generation.wrapping_add(1),
+            ..record.clone()
+        })
     }
 
     /// The generation a record written onto an absent key starts from: 0 for

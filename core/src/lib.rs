@@ -1,6 +1,8 @@
 //! The tripswitch circuit breaker, with no bindings: a pure state machine
 //! (`machine`), its defaults (`config`), its stored bytes (`record`), the
-//! failure-rate window (`window`), the
+//! failure-rate window (`window`) and whose shape a shared record follows
+//! (`shaping`), how far a record's times may be ahead of the reader's
+//! clock (`skew`), the
 //! sans-I/O engine that a host drives step by step (`engine`), with the
 //! answers it gives (`answer`), a driver of it over a blocking
 //! [`breaker::Port`] (`breaker`), and the metric
@@ -17,4 +19,6 @@ pub mod machine;
 #[path = "../../host/src/metric_names.rs"]
 pub mod metrics;
 pub mod record;
+pub mod shaping;
+pub mod skew;
 pub mod window;

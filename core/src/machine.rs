@@ -17,6 +17,8 @@
 //!   action, so a permit from before either counts nothing.
 
 use crate::config::Config;
+use crate::shaping::Shaping;
+use crate::skew;
 use crate::window::{Counts, Shape, Totals};
 
 /// Where a circuit stands.
@@ -141,6 +143,8 @@ pub struct Record {
     /// The failure-rate window's counts in this closed period (none: no
     /// window, or nothing counted yet).
     pub window: Option<Counts>,
+    /// The window shape the record follows, and whose config set it.
+    pub shaping: Shaping,
 }
 
 impl Default for Record {
@@ -157,6 +161,7 @@ impl Default for Record {
             opens: 0,
             retry_at_ms: None,
             window: None,
+            shaping: Shaping::default(),
         }
     }
 }
@@ -228,7 +233,7 @@ impl Record {
 }
 
 fn trial_expired(config: &Config, issued: u64, now: u64) -> bool {
-    now >= issued.saturating_add(config.trial_timeout_ms)
+    skew::trial_expired(issued, now, config.trial_timeout_ms)
 }
 
 /// Open with a new opened-at: where a trip or a failed trial leads. A
@@ -248,6 +253,22 @@ fn opened(config: &Config, record: &Record, reason: Reason, now: u64) -> Record 
         retry_at_ms: Some(now.saturating_add(config.open_duration_ms(opens.max(1)))),
         ..record.moved_to(State::Open, reason, now)
     }
+}
+
+/// An open record stamped by a clock ahead of `now` (its opened-at more than
+/// [`skew::OPENED_AHEAD_MS`] ahead), restarted from `now` for the duration
+/// its writer gave it (none: the stamps are not ahead).
+fn restarted_open(record: &Record, now: u64) -> Option<Record> {
+    let opened = record.opened_at_ms?;
+    if opened <= now.saturating_add(skew::OPENED_AHEAD_MS) {
+        return None;
+    }
+    let lasts = record.retry_at_ms.map(|at| at.saturating_sub(opened));
+    Some(Record {
+        opened_at_ms: Some(now),
+        retry_at_ms: lasts.map(|ms| now.saturating_add(ms)),
+        ..record.clone()
+    })
 }
 
 /// Closed with every counter reset, the backoff included.
@@ -287,6 +308,10 @@ pub fn acquire(
         State::Closed | State::Disabled => (None, Ok(permit(record.generation, false))),
         State::ForcedOpen => (None, Err(Rejection::ForcedOpen)),
         State::Open => {
+            if let Some(restarted) = restarted_open(record, now) {
+                let wait = restarted.retry_at(config).saturating_sub(now);
+                return (Some(restarted), Err(Rejection::Open(wait)));
+            }
             let ready_at = record.retry_at(config);
             if now < ready_at {
                 (None, Err(Rejection::Open(ready_at - now)))

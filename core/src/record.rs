@@ -1,9 +1,10 @@
-//! The stored bytes of a breaker's record (format 3; formats 1 and 2 are
-//! read too, and written as format 3 at the next change).
+//! The stored bytes of a breaker's record (format 4; formats 1 to 3 are
+//! read too, and written as format 4 at the next change).
 //!
 //! ```text
-//! byte 0     format: 3 (1 from tripswitch 0.1, 2 from contract 0.2's first
-//!            release; read but never written)
+//! byte 0     format: 4 (1 from tripswitch 0.1, 2 from contract 0.2's first
+//!            release, 3 from contract 0.3's first builds; read but never
+//!            written)
 //! byte 1     state: 0 closed, 1 open, 2 half-open, 3 forced-open, 4 disabled
 //! varint     failures
 //! varint     successes
@@ -20,9 +21,14 @@
 //!                   buckets of varint calls, failed, slow (by index mod 10)
 //!            calls: varint window calls, varint calls kept, then the calls,
 //!                   oldest first, four to a byte (2 bits: failed, slow)
+//! byte       (format 4) the window shape the record follows: 0 none,
+//!            1 time, 2 calls; then (1, 2) varint window ms or calls
+//! varint     (format 4) when an instance with that shape last wrote (ms)
 //! ```
 //! Varints are unsigned LEB128 (7 bits a byte, low bits first). A fresh
-//! closed record is 12 bytes. Formats 1 and 2 have no backoff (an open
+//! closed record is 14 bytes. Window counts, when kept, have the shape the
+//! record follows. A format-3 record follows its counts' shape (none without
+//! counts), written by nobody. Formats 1 and 2 have no backoff (an open
 //! lasts the reset timeout from opened-at) and no window. A format-1 record's reason is the one its state
 //! implies (open: tripped, half-open: timeout-elapsed, closed: recovered,
 //! forced-open and disabled: operator) and its change time is its opened-at
@@ -31,14 +37,17 @@
 use std::collections::VecDeque;
 
 use crate::machine::{Reason, Record, State};
-use crate::window::{BUCKETS, Bucket, Counts};
+use crate::shaping::Shaping;
+use crate::window::{BUCKETS, Bucket, Counts, Shape};
 
 /// The format byte this build writes.
-pub const FORMAT: u8 = 3;
+pub const FORMAT: u8 = 4;
 /// The format of tripswitch 0.1, which this build reads.
 pub const FORMAT_1: u8 = 1;
 /// The format of contract 0.2's first records, which this build reads.
 pub const FORMAT_2: u8 = 2;
+/// The format of contract 0.3's first builds, which this build reads.
+pub const FORMAT_3: u8 = 3;
 
 /// Encodes a record.
 pub fn encode(record: &Record) -> Vec<u8> {
@@ -86,10 +95,49 @@ pub fn encode(record: &Record) -> Vec<u8> {
             out.extend_from_slice(&packed);
         }
     }
+    match record.shaping.shape {
+        None => out.push(0),
+        Some(Shape::Time { ms }) => {
+            out.push(1);
+            put(&mut out, ms);
+        }
+        Some(Shape::Calls { calls }) => {
+            out.push(2);
+            put(&mut out, u64::from(calls));
+        }
+    }
+    put(&mut out, record.shaping.seen_ms);
     out
 }
 
-/// Reads a window's counts (format 3).
+/// Reads the shaping a record follows (format 4), which its counts must have.
+fn shaping(reader: &mut Reader, counts: Option<&Counts>) -> Result<Shaping, String> {
+    let shape = match reader.byte("window shape")? {
+        0 => None,
+        1 => Some(Shape::Time {
+            ms: reader.varint("window shape ms")?,
+        }),
+        2 => Some(Shape::Calls {
+            calls: reader.u32("window shape calls")?,
+        }),
+        code => return Err(format!("unknown window shape {code}")),
+    };
+    if let Some(counts) = counts
+        && shape != Some(counts.shape())
+    {
+        return Err(format!(
+            "window counts of {} in a record that follows {}",
+            counts.shape().describe(),
+            Shaping::describe(shape)
+        ));
+    }
+    Ok(Shaping {
+        shape,
+        seen_ms: reader.varint("shape seen")?,
+    })
+}
+
+/// Reads a window's counts (format 3 and later).
 fn window(reader: &mut Reader) -> Result<Option<Counts>, String> {
     match reader.byte("window kind")? {
         0 => Ok(None),
@@ -164,7 +212,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, String> {
         let reason = reason_from_code(code).ok_or_else(|| format!("unknown reason code {code}"))?;
         (reason, reader.varint("changed-at")?)
     };
-    let (opens, retry_at_ms, window) = if format == FORMAT {
+    let (opens, retry_at_ms, window) = if format >= FORMAT_3 {
         (
             reader.u32("opens")?,
             reader.varint("retry-at")?.checked_sub(1),
@@ -172,6 +220,14 @@ pub fn decode(bytes: &[u8]) -> Result<Record, String> {
         )
     } else {
         (0, None, None)
+    };
+    let shaping = if format == FORMAT {
+        shaping(&mut reader, window.as_ref())?
+    } else {
+        Shaping {
+            shape: window.as_ref().map(Counts::shape),
+            ..Shaping::default()
+        }
     };
     if reader.remaining() != 0 {
         return Err(format!(
@@ -191,6 +247,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, String> {
         opens,
         retry_at_ms,
         window,
+        shaping,
     })
 }
 
@@ -305,10 +362,41 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn a_fresh_record_is_twelve_bytes() {
+    fn a_fresh_record_is_fourteen_bytes() {
         assert_eq!(
             encode(&Record::default()),
-            vec![3, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0]
+            vec![4, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn a_format_3_record_follows_its_counts_shape_written_by_nobody() {
+        let bare = decode(&[3, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0]).unwrap();
+        assert_eq!(bare.shaping, Shaping::default());
+        let mut calls = vec![3, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 2, 5, 1, 0b01];
+        let counted = decode(&calls).unwrap();
+        assert_eq!(
+            counted.shaping,
+            Shaping {
+                shape: Some(Shape::Calls { calls: 5 }),
+                ..Shaping::default()
+            }
+        );
+        calls.push(0);
+        assert!(decode(&calls).unwrap_err().contains("1 unexpected bytes"));
+    }
+
+    #[test]
+    fn counts_of_another_shape_than_the_record_follows_are_refused() {
+        let mut record = Record {
+            window: Some(Counts::empty(Shape::Calls { calls: 5 })),
+            ..Record::default()
+        };
+        record.shaping.shape = Some(Shape::Time { ms: 1000 });
+        assert_eq!(
+            decode(&encode(&record)).unwrap_err(),
+            "window counts of a 5-call window in a record that follows \
+             a 1000 ms time window (window-ms)"
         );
     }
 
@@ -450,10 +538,12 @@ mod tests {
             opens: u32,
             retry_at_ms in proptest::option::of(0..u64::MAX),
             window in any_window(),
+            seen_ms: u64,
         ) {
+            let shaping = Shaping { shape: window.as_ref().map(Counts::shape), seen_ms };
             let record = Record {
                 state, failures, successes, opened_at_ms, generation, trials, reason, changed_at_ms,
-                opens, retry_at_ms, window,
+                opens, retry_at_ms, window, shaping,
             };
             prop_assert_eq!(decode(&encode(&record)), Ok(record));
         }
@@ -474,7 +564,8 @@ mod tests {
             cut in any::<proptest::sample::Index>(),
             flips in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 0..4),
         ) {
-            let record = Record { state, generation, trials, window, ..Record::default() };
+            let shaping = Shaping { shape: window.as_ref().map(Counts::shape), ..Shaping::default() };
+            let record = Record { state, generation, trials, window, shaping, ..Record::default() };
             let mut bytes = encode(&record);
             for (at, byte) in flips {
                 let at = at.index(bytes.len());

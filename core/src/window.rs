@@ -4,6 +4,8 @@
 
 use std::collections::VecDeque;
 
+use crate::skew::WINDOW_AHEAD_MS;
+
 /// Time buckets in a time window.
 pub const BUCKETS: usize = 10;
 
@@ -128,16 +130,21 @@ impl Counts {
         }
     }
 
-    /// Counts one call reported at `now`. A time window drops a call older
-    /// than its oldest bucket (a report from a clock far behind).
+    /// Counts one call reported at `now`. A time window whose head another
+    /// clock moved ahead of `now` (by up to [`WINDOW_AHEAD_MS`]) counts a call
+    /// older than its oldest bucket in its newest; a head farther ahead is
+    /// pulled back to `now`, its buckets with it.
     pub fn add(&mut self, now: u64, failed: bool, slow: bool) {
         match self {
             Counts::Time { ms, head, buckets } => {
-                let index = now / bucket_ms(*ms);
-                advance(head, buckets, index);
-                if index + (BUCKETS as u64) <= *head {
-                    return;
+                let bucket_ms = bucket_ms(*ms);
+                let mut index = now / bucket_ms;
+                if head.saturating_sub(index).saturating_mul(bucket_ms) > WINDOW_AHEAD_MS {
+                    pull_back(head, buckets, index);
+                } else if index + (BUCKETS as u64) <= *head {
+                    index = *head;
                 }
+                advance(head, buckets, index);
                 let bucket = &mut buckets[(index % BUCKETS as u64) as usize];
                 bucket.calls = bucket.calls.saturating_add(1);
                 bucket.failed = bucket.failed.saturating_add(u32::from(failed));
@@ -153,11 +160,13 @@ impl Counts {
     }
 
     /// What the window holds at `now` (a time window's buckets older than
-    /// ten tenths before `now` count nothing).
+    /// ten tenths before `now` count nothing), or, for a time window whose
+    /// head another clock moved ahead of `now`, at its head (see
+    /// [`Counts::add`]).
     pub fn totals(&self, now: u64) -> Totals {
         match self {
             Counts::Time { ms, head, buckets } => {
-                let newest = now / bucket_ms(*ms);
+                let newest = (now / bucket_ms(*ms)).max(*head);
                 let mut totals = Totals::default();
                 for back in 0..BUCKETS as u64 {
                     let Some(index) = newest.checked_sub(back) else {
@@ -191,6 +200,18 @@ impl Counts {
 /// The length of one time bucket: a tenth of the window (at least 1 ms).
 pub fn bucket_ms(window_ms: u64) -> u64 {
     (window_ms / BUCKETS as u64).max(1)
+}
+
+/// Moves a time window's head back to `index`, each bucket with it (the
+/// newest stays the newest).
+fn pull_back(head: &mut u64, buckets: &mut [Bucket; BUCKETS], index: u64) {
+    let by = *head - index;
+    let old = *buckets;
+    for (slot, bucket) in old.iter().enumerate() {
+        let at = (slot as u64 + BUCKETS as u64 - by % BUCKETS as u64) % BUCKETS as u64;
+        buckets[at as usize] = *bucket;
+    }
+    *head = index;
 }
 
 /// Moves a time window's head to `index`, emptying the buckets it passes.
@@ -237,17 +258,41 @@ mod tests {
     }
 
     #[test]
-    fn a_report_older_than_the_window_counts_nowhere() {
+    fn a_clock_behind_the_head_counts_in_the_window_and_reads_it_at_the_head() {
         let mut window = Counts::empty(Shape::Time { ms: 1000 });
-        window.add(10_000, false, false);
-        window.add(8_000, true, false);
-        assert_eq!(window.totals(10_000).failed, 0);
-        window.add(9_950, true, false);
+        window.add(700_000, false, false);
+        window.add(699_950, true, false);
+        assert_eq!(window.totals(700_000).failed, 1, "in its own bucket");
+        // A clock ten minutes behind: its call counts in the newest bucket,
+        // and it reads the window as of the head.
+        let behind = 100_000;
+        window.add(behind, true, false);
+        assert_eq!(window.totals(behind).failed, 2);
+        assert_eq!(window.totals(700_000).failed, 2);
+        assert_eq!(window.totals(701_000), Totals::default(), "it slides on");
+    }
+
+    #[test]
+    fn a_head_too_far_ahead_is_pulled_back_with_its_buckets() {
+        let mut window = Counts::empty(Shape::Time { ms: 1000 });
+        let ahead = 5_000 + WINDOW_AHEAD_MS + 100;
+        window.add(ahead - 100, true, false);
+        window.add(ahead, false, true);
+        window.add(5_000, true, false);
+        let Counts::Time { head, .. } = &window else {
+            unreachable!()
+        };
+        assert_eq!(*head, 50, "pulled back to 5000 ms");
         assert_eq!(
-            window.totals(10_000).failed,
-            1,
-            "within the window, it adds"
+            window.totals(5_000),
+            Totals {
+                calls: 3,
+                failed: 2,
+                slow: 1
+            }
         );
+        assert_eq!(window.totals(5_800).calls, 3);
+        assert_eq!(window.totals(5_900).calls, 2, "the oldest left first");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::cell::{Cell, RefCell};
 
 use tripswitch_core::answer::{
-    Admission, BreakerError, Change, Denial, Holds, Refusal, Stored, Swap,
+    Admission, BreakerError, Change, Denial, Holds, Notice, NoticeKind, Refusal, Stored, Swap,
 };
 use tripswitch_core::config::{Config, Options};
 use tripswitch_core::engine::{self, Engine, Found, Known, Request};
@@ -73,6 +73,7 @@ impl Breaker {
                     .iter()
                     .map(|change| self.change(change))
                     .collect(),
+                notices: done.notices.into_iter().map(notice).collect(),
                 flush_by_ms: done.flush_by_ms,
             }),
         }
@@ -322,7 +323,15 @@ fn error(error: BreakerError) -> wit::BreakerError {
         BreakerError::Storage(message) => wit::BreakerError::Storage(message),
         BreakerError::Corrupt(message) => wit::BreakerError::Corrupt(message),
         BreakerError::Contended(message) => wit::BreakerError::Contended(message),
-        BreakerError::Mismatch(message) => wit::BreakerError::Mismatch(message),
+    }
+}
+
+fn notice(notice: Notice) -> wit::Notice {
+    wit::Notice {
+        kind: match notice.kind {
+            NoticeKind::WindowRestarted => wit::NoticeKind::WindowRestarted,
+        },
+        message: notice.message,
     }
 }
 

@@ -58,6 +58,22 @@ pub(crate) struct Inner {
     pub flush_scheduled: AtomicBool,
 }
 
+impl Drop for CircuitBreaker {
+    /// The last handle: outcomes still held (the storage failing, or an
+    /// instance in another thread's hands) are left to the flush thread,
+    /// which merges them when it can, instead of going with the breaker.
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        if Arc::strong_count(inner) > 1 || !inner.runtime.held(inner.id) {
+            return;
+        }
+        let failed = flush_inner(inner).is_err();
+        if failed || inner.runtime.held(inner.id) {
+            crate::flusher::keep_dropped(Arc::clone(inner), failed);
+        }
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // Outcomes held in idle instances are merged before the resource goes.
@@ -103,6 +119,7 @@ impl Inner {
                 exported::Step::Done(done) => {
                     let effects = Effects {
                         announced: done.changes,
+                        notices: done.notices,
                         storage_error,
                         flush_by_ms: done.flush_by_ms,
                     };
@@ -315,9 +332,12 @@ async fn flush_held(inner: &Inner) -> Result<(), Error> {
             }
             _ => result = Err(inner.mismatched()),
         }
-        inner
-            .teller
-            .changes(&inner.name, &inner.listeners, &effects.announced);
+        inner.teller.changes(
+            &inner.name,
+            &inner.listeners,
+            &effects.announced,
+            &effects.notices,
+        );
     }
     result
 }
@@ -333,6 +353,7 @@ impl std::fmt::Debug for CircuitBreaker {
 /// What one operation produced besides its answer.
 struct Effects {
     announced: Vec<wit::StateChange>,
+    notices: Vec<wit::Notice>,
     storage_error: Option<StorageError>,
     /// When the instance should flush the outcomes it holds (none: it holds none).
     flush_by_ms: Option<u64>,
@@ -460,7 +481,7 @@ impl CircuitBreaker {
             .as_ref()
             .ok()
             .map(|admission| Permit::new(self.clone(), admission));
-        self.tell(&effects.announced);
+        self.tell(&effects.announced, &effects.notices);
         self.note_outage(&answer, effects.storage_error);
         match (permit, answer) {
             (Some(permit), _) => Ok(self.admitted(permit)),
@@ -570,7 +591,7 @@ impl CircuitBreaker {
         let wit::Answer::Snapshot(answer) = answer else {
             return Err(self.inner.mismatched());
         };
-        self.tell(&effects.announced);
+        self.tell(&effects.announced, &effects.notices);
         self.settle(answer, effects.storage_error)
             .map(Snapshot::from)
     }
@@ -603,7 +624,7 @@ impl CircuitBreaker {
         let wit::Answer::Operated(answer) = answer else {
             return Err(self.inner.mismatched());
         };
-        self.tell(&effects.announced);
+        self.tell(&effects.announced, &effects.notices);
         self.settle(answer, effects.storage_error)
     }
 
@@ -689,7 +710,7 @@ impl CircuitBreaker {
             crate::flusher::schedule(&self.inner, due);
         }
         before(&answer);
-        self.tell(&effects.announced);
+        self.tell(&effects.announced, &effects.notices);
         self.settle(answer, effects.storage_error)
     }
 
@@ -710,10 +731,10 @@ impl CircuitBreaker {
         answer
     }
 
-    fn tell(&self, announced: &[wit::StateChange]) {
+    fn tell(&self, announced: &[wit::StateChange], notices: &[wit::Notice]) {
         self.inner
             .teller
-            .changes(&self.inner.name, &self.inner.listeners, announced);
+            .changes(&self.inner.name, &self.inner.listeners, announced, notices);
     }
 
     /// Runs one operation: on a pooled instance of its own when the storage

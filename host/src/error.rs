@@ -148,9 +148,6 @@ pub enum Error {
     Corrupt(String),
     /// Other writers won every compare-and-swap try.
     Contended(String),
-    /// The stored record keeps a failure-rate window of another shape than
-    /// this breaker's config (every process sharing a breaker must agree).
-    Mismatch(String),
     /// The component could not be loaded, trapped, or ran away.
     Component(String),
 }
@@ -162,7 +159,6 @@ impl Error {
             wit::BreakerError::Storage(message) => Error::Storage { message, source },
             wit::BreakerError::Corrupt(message) => Error::Corrupt(message),
             wit::BreakerError::Contended(message) => Error::Contended(message),
-            wit::BreakerError::Mismatch(message) => Error::Mismatch(message),
         }
     }
 }
@@ -175,7 +171,6 @@ impl fmt::Display for Error {
             Error::Storage { message, .. } => write!(f, "storage: {message}"),
             Error::Corrupt(message) => write!(f, "corrupt record: {message}"),
             Error::Contended(message) => write!(f, "contended: {message}"),
-            Error::Mismatch(message) => write!(f, "window mismatch: {message}"),
             Error::Component(message) => write!(f, "breaker component: {message}"),
         }
     }

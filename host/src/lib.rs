@@ -63,7 +63,9 @@ pub use runtime::{COMPONENT, Runtime};
 pub use storage::{
     AsyncStorage, Entry, MemoryStorage, Storage, StorageError, StorageFuture, SwapResult,
 };
-pub use types::{Action, Outcome, Reason, Snapshot, State, StateChange, WindowTotals};
+pub use types::{
+    Action, Notice, NoticeKind, Outcome, Reason, Snapshot, State, StateChange, WindowTotals,
+};
 
 /// A duration in whole milliseconds, saturating.
 pub(crate) fn millis(duration: std::time::Duration) -> u64 {

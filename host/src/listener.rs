@@ -1,7 +1,7 @@
 //! Hooks that hear what a breaker does (pybreaker's listener names).
 
 use crate::error::{Error, Rejected};
-use crate::types::StateChange;
+use crate::types::{Notice, StateChange};
 
 /// Hears a breaker's calls and transitions; every hook defaults to nothing.
 ///
@@ -20,6 +20,9 @@ pub trait Listener: Send + Sync + 'static {
     fn ignored(&self, _breaker: &str) {}
     /// The breaker changed state.
     fn state_change(&self, _breaker: &str, _change: &StateChange) {}
+    /// The breaker did something else worth a log line (told by the one
+    /// instance that did it).
+    fn notice(&self, _breaker: &str, _notice: &Notice) {}
     /// A call was rejected without running.
     fn rejected(&self, _breaker: &str, _rejected: &Rejected) {}
     /// The breaker failed where no caller could be told: a result that could

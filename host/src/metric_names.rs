@@ -25,6 +25,9 @@ pub const FAILURE_RATE: &str = "tripswitch_failure_rate";
 pub const SLOW_CALL_RATE: &str = "tripswitch_slow_call_rate";
 /// Gauge: calls the window holds now, by `breaker`.
 pub const WINDOW_CALLS: &str = "tripswitch_window_calls";
+/// Counter: notices, by `breaker` and `kind` (`window-restarted`), each
+/// counted by the one process that did it.
+pub const NOTICES: &str = "tripswitch_notices_total";
 
 /// Whether a metric counts up or is set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +39,7 @@ pub enum Kind {
 }
 
 /// Every metric: its name, kind and help text (Prometheus' `# HELP`).
-pub const ALL: [(&str, Kind, &str); 8] = [
+pub const ALL: [(&str, Kind, &str); 9] = [
     (ADMITTED, Kind::Counter, "Calls the breaker admitted."),
     (
         CALLS,
@@ -69,4 +72,9 @@ pub const ALL: [(&str, Kind, &str); 8] = [
         "The window's slow-call rate in percent (NaN: no calls in it, or no window).",
     ),
     (WINDOW_CALLS, Kind::Gauge, "Calls the window holds."),
+    (
+        NOTICES,
+        Kind::Counter,
+        "What a breaker did besides changing state, by kind (window-restarted).",
+    ),
 ];

@@ -14,7 +14,7 @@ use crate::error::Error;
 #[cfg(feature = "metrics")]
 use crate::error::Rejected;
 use crate::listener::Listener;
-use crate::types::StateChange;
+use crate::types::{Notice, StateChange};
 #[cfg(feature = "metrics")]
 use crate::types::{Outcome, Snapshot, State};
 
@@ -121,6 +121,16 @@ impl Meter {
         self.state(to);
     }
 
+    /// Counts a notice.
+    pub fn notice(&self, notice: &Notice) {
+        metrics::counter!(
+            names::NOTICES,
+            "breaker" => self.breaker.clone(),
+            "kind" => notice.kind.as_str()
+        )
+        .increment(1);
+    }
+
     /// Sets the state and window gauges from a snapshot.
     pub fn snapshot(&self, snapshot: &Snapshot) {
         self.state(snapshot.state);
@@ -213,6 +223,14 @@ impl Listener for Telemetry {
             "circuit breaker state changed"
         );
         let _ = (breaker, change);
+    }
+
+    fn notice(&self, breaker: &str, notice: &Notice) {
+        #[cfg(feature = "metrics")]
+        self.meter.notice(notice);
+        #[cfg(feature = "tracing")]
+        tracing::warn!(breaker, kind = notice.kind.as_str(), "{}", notice.message);
+        let _ = (breaker, notice);
     }
 
     fn error(&self, breaker: &str, error: &Error) {

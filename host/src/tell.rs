@@ -1,5 +1,6 @@
 //! Telling listeners what the component said: each state change once (by
-//! generation, however many instances saw it) and each storage outage once.
+//! generation, however many instances saw it), each notice, and each
+//! storage outage once.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::bindings::wit;
 use crate::error::Error;
 use crate::listener::Listener;
-use crate::types::StateChange;
+use crate::types::{Notice, StateChange};
 
 /// What one breaker has told its listeners.
 #[derive(Default)]
@@ -20,13 +21,17 @@ pub(crate) struct Teller {
 
 impl Teller {
     /// Tells the changes a call announced, dropping each whose generation is
-    /// not newer than the last one told.
+    /// not newer than the last one told, then its notices.
     pub fn changes(
         &self,
         name: &str,
         listeners: &[std::sync::Arc<dyn Listener>],
         announced: &[wit::StateChange],
+        notices: &[wit::Notice],
     ) {
+        for notice in notices.iter().map(Notice::from) {
+            listeners.iter().for_each(|l| l.notice(name, &notice));
+        }
         if announced.is_empty() {
             return;
         }

@@ -358,3 +358,41 @@ impl From<&wit::StateChange> for StateChange {
         }
     }
 }
+
+/// The kinds of [`Notice`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NoticeKind {
+    /// Another config's window shape replaced the stored one, which no
+    /// instance configured with it wrote for a minute: the window
+    /// restarted.
+    WindowRestarted,
+}
+
+impl NoticeKind {
+    /// The kind's name as the WIT spells it (`window-restarted`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::WindowRestarted => "window-restarted",
+        }
+    }
+}
+
+/// Something a breaker did that is no state change, as a listener hears of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// What kind.
+    pub kind: NoticeKind,
+    /// What happened, in words.
+    pub message: String,
+}
+
+impl From<&wit::Notice> for Notice {
+    fn from(notice: &wit::Notice) -> Self {
+        Notice {
+            kind: match notice.kind {
+                wit::NoticeKind::WindowRestarted => NoticeKind::WindowRestarted,
+            },
+            message: notice.message.clone(),
+        }
+    }
+}

@@ -143,6 +143,14 @@ export interface StateChangeDetail {
   remote: boolean;
 }
 
+/** The detail of a `notice` event: something the breaker did besides changing state (told by the one process that did it). */
+export interface NoticeDetail {
+  breaker: string;
+  /** 'window-restarted': another config's window shape replaced the stored one, left for a minute. */
+  kind: 'window-restarted';
+  message: string;
+}
+
 /** Why a call was not admitted. */
 export declare class CircuitOpenError extends Error {
   readonly breaker: string;
@@ -170,6 +178,7 @@ export interface Stats {
   halfOpens: number;
   closes: number;
   storageErrors: number;
+  notices: number;
   errors: number;
 }
 

@@ -24,6 +24,7 @@ const STAT_OF_EVENT = {
   halfOpen: 'halfOpens',
   close: 'closes',
   storageError: 'storageErrors',
+  notice: 'notices',
   error: 'errors',
 };
 /** The component's field names, as this package's options call them. */
@@ -287,7 +288,7 @@ export class CircuitBreaker extends EventTarget {
   /**
    * What this breaker object has done since it was made, as plain numbers
    * (opossum's `stats`): successes, failures, rejects, stateChanges, opens,
-   * halfOpens, closes, storageErrors (outages begun), errors.
+   * halfOpens, closes, storageErrors (outages begun), notices, errors.
    */
   get stats() {
     return { ...this.#stats };
@@ -616,7 +617,7 @@ export class CircuitBreaker extends EventTarget {
 
   /**
    * `#enter` for an operation whose error is a breaker-error: thrown as an
-   * Error whose `kind` is 'storage', 'corrupt', 'contended' or 'mismatch'; a
+   * Error whose `kind` is 'storage', 'corrupt' or 'contended'; a
    * storage error starts an outage, an answer ends one.
    */
   #settled(request, before) {
@@ -649,6 +650,7 @@ export class CircuitBreaker extends EventTarget {
       const result = done.answer.val;
       before?.(result.tag === 'ok' ? result.val : undefined);
       this.#tell(done.changes);
+      for (const { kind, message } of done.notices) this.#emit('notice', { kind, message });
       return result;
     });
   }

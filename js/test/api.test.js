@@ -279,7 +279,7 @@ test('stats counts what the breaker did, as plain numbers', async () => {
   const { clock, options } = clocked({ failMax: 2, resetTimeout: 1000 });
   const breaker = new CircuitBreaker('stats', options);
   assert.deepEqual(breaker.stats, {
-    successes: 0, failures: 0, rejects: 0, stateChanges: 0, opens: 0, halfOpens: 0, closes: 0, storageErrors: 0, errors: 0,
+    successes: 0, failures: 0, rejects: 0, stateChanges: 0, opens: 0, halfOpens: 0, closes: 0, storageErrors: 0, notices: 0, errors: 0,
   });
   await breaker.call(() => 1);
   await assert.rejects(breaker.call(boom));
@@ -289,7 +289,7 @@ test('stats counts what the breaker did, as plain numbers', async () => {
   await breaker.call(() => 1);
   const stats = breaker.stats;
   assert.deepEqual(stats, {
-    successes: 2, failures: 2, rejects: 1, stateChanges: 3, opens: 1, halfOpens: 1, closes: 1, storageErrors: 0, errors: 0,
+    successes: 2, failures: 2, rejects: 1, stateChanges: 3, opens: 1, halfOpens: 1, closes: 1, storageErrors: 0, notices: 0, errors: 0,
   });
   stats.successes = 99;
   assert.equal(breaker.stats.successes, 2, 'a copy, not the counters themselves');

@@ -109,12 +109,15 @@ for (const [file, awaited] of files.flatMap((file) => [[file, false], [file, tru
     const storage = new Switch(awaited);
     const heard = [];
     const outages = [];
+    const notices = [];
     const count = scenario.configs?.length ?? scenario.breakers ?? 1;
     const breakers = Array.from({ length: count }, (_, i) => {
       const config = scenario.configs?.[i] ?? scenario.config;
       const breaker = new CircuitBreaker('scenario', options(config, clock, storage));
       heard[i] = [];
       outages[i] = 0;
+      notices[i] = [];
+      breaker.addEventListener('notice', (e) => notices[i].push(e.detail.kind));
       breaker.addEventListener('stateChange', (e) => {
         const d = e.detail;
         heard[i].push([d.previous, d.current, d.remote, d.reason, d.atMs - START]);
@@ -140,6 +143,10 @@ for (const [file, awaited] of files.flatMap((file) => [[file, false], [file, tru
         case 'outages':
           assert.equal(outages[on], step.expect, at);
           outages[on] = 0;
+          break;
+        case 'notices':
+          assert.deepEqual(notices[on], step.expect, at);
+          notices[on] = [];
           break;
         case 'acquire':
           if (step.rejected) {

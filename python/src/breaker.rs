@@ -94,7 +94,9 @@ impl Breaker {
     /// (`fail_max`, `reset_timeout_ms`, ...), every one left out taking the
     /// component's default.
     #[new]
-    #[pyo3(signature = (name, config, storage = None, clock = None, on_change = None, on_error = None))]
+    #[pyo3(signature = (name, config, storage = None, clock = None, on_change = None, on_error = None, on_notice = None))]
+    // Python's keyword arguments, one each.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         name: String,
@@ -103,6 +105,7 @@ impl Breaker {
         clock: Option<PyRef<'_, ManualClock>>,
         on_change: Option<Py<PyAny>>,
         on_error: Option<Py<PyAny>>,
+        on_notice: Option<Py<PyAny>>,
     ) -> PyResult<Breaker> {
         let config: tripswitch::Config = pythonize::depythonize(config.as_any())
             .map_err(|e| PyValueError::new_err(format!("breaker config: {e}")))?;
@@ -145,13 +148,14 @@ impl Breaker {
         if let Some(clock) = clock {
             builder = builder.clock(clock.0.clone());
         }
-        for callback in [&on_change, &on_error].into_iter().flatten() {
+        for callback in [&on_change, &on_error, &on_notice].into_iter().flatten() {
             if !callback.bind(py).is_callable() {
                 return Err(PyTypeError::new_err("listener callbacks must be callable"));
             }
         }
         builder = builder.listener(Bridge {
             on_change,
+            on_notice,
             on_error,
         });
         let inner = py.detach(|| builder.build()).map_err(to_py)?;

@@ -1,14 +1,16 @@
 //! The host's listener hooks, carried to Python callables: state changes
-//! (told once, by the host) and errors no caller could be told.
+//! (told once, by the host), notices, and errors no caller could be told.
 
 use pyo3::prelude::*;
 
 use crate::values::StateChange;
 
-/// Calls `on_change(change)` and `on_error(exception)` with the GIL; an
-/// exception they raise goes to `sys.unraisablehook`.
+/// Calls `on_change(change)`, `on_notice((kind, message))` and
+/// `on_error(exception)` with the GIL; an exception they raise goes to
+/// `sys.unraisablehook`.
 pub struct Bridge {
     pub on_change: Option<Py<PyAny>>,
+    pub on_notice: Option<Py<PyAny>>,
     pub on_error: Option<Py<PyAny>>,
 }
 
@@ -29,6 +31,15 @@ impl tripswitch::Listener for Bridge {
     fn state_change(&self, _breaker: &str, change: &tripswitch::StateChange) {
         Bridge::call(&self.on_change, |py| {
             Ok(Py::new(py, StateChange::from(change))?.into_any())
+        });
+    }
+
+    fn notice(&self, _breaker: &str, notice: &tripswitch::Notice) {
+        Bridge::call(&self.on_notice, |py| {
+            Ok((notice.kind.as_str(), notice.message.as_str())
+                .into_pyobject(py)?
+                .into_any()
+                .unbind())
         });
     }
 

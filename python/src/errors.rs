@@ -14,7 +14,7 @@ create_exception!(
     tripswitch,
     BreakerError,
     PyException,
-    "The breaker itself failed: a corrupt or mismatched record, contention, or the component."
+    "The breaker itself failed: a corrupt record, contention, or the component."
 );
 create_exception!(
     tripswitch,

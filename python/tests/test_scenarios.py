@@ -81,6 +81,7 @@ class Heard(tripswitch.CircuitBreakerListener):
         self.changes: List[tripswitch.CircuitBreakerState] = []
         self.old: List[Optional[tripswitch.CircuitBreakerState]] = []
         self.errors: List[Exception] = []
+        self.notices: List[str] = []
 
     def state_change(self, cb, old_state, new_state) -> None:
         self.old.append(old_state)
@@ -88,6 +89,9 @@ class Heard(tripswitch.CircuitBreakerListener):
 
     def error(self, cb, error) -> None:
         self.errors.append(error)
+
+    def notice(self, cb, kind, message) -> None:
+        self.notices.append(kind)
 
 
 def on_instance(instance: int, step):
@@ -192,6 +196,9 @@ def test_scenario(path) -> None:
             outages = sum(isinstance(e, tripswitch.StorageError) for e in heard[on].errors)
             assert outages - outages_told[on] == step["expect"], at
             outages_told[on] = outages
+        elif kind == "notices":
+            assert heard[on].notices == step["expect"], at
+            heard[on].notices.clear()
         elif kind == "snapshot":
             got = snapshot_fields(on_instance(instance, breaker.snapshot))
             for key, expected in step["expect"].items():

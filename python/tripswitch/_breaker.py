@@ -14,7 +14,7 @@ import logging
 import threading
 import types
 import weakref
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from . import _knobs, _native
 from ._errors import CircuitBreakerError
@@ -163,6 +163,11 @@ class CircuitBreaker:
             if breaker is not None:
                 breaker._tell_error(error)
 
+        def on_notice(notice: Tuple[str, str]) -> None:
+            breaker = this()
+            if breaker is not None:
+                breaker._tell_notice(*notice)
+
         try:
             return _native.Breaker(
                 self._name if self._name is not None else "default",
@@ -171,6 +176,7 @@ class CircuitBreaker:
                 self._clock,
                 on_change,
                 on_error,
+                on_notice,
             )
         except _native.ConfigError as refused:
             field, reason = refused.args
@@ -356,6 +362,13 @@ class CircuitBreaker:
         new = state_object(self, change.current, change.reason, change.remote, change.at_ms)
         for listener in list(self._listeners):
             listener.state_change(self, old, new)
+
+    def _tell_notice(self, kind: str, message: str) -> None:
+        logger.warning("%s", message, extra={"tripswitch_notice": kind})
+        for listener in list(self._listeners):
+            hook = getattr(listener, "notice", None)
+            if hook is not None:
+                hook(self, kind, message)
 
     def _tell_error(self, error: Exception) -> None:
         logger.warning("breaker %r: %s", self._breaker.name, error)

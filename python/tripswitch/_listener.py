@@ -40,3 +40,9 @@ class CircuitBreakerListener:
         """`cb` failed where no caller could be told: a result that could not be
         recorded (a BreakerError), or the start of a storage outage (a
         StorageError, once per outage). tripswitch's hook."""
+
+    def notice(self, cb: CircuitBreaker, kind: str, message: str) -> None:
+        """`cb` did something besides changing state, told by the process that
+        did it: `kind` is 'window-restarted' (another config's window shape
+        replaced the stored one, left unwritten for a minute). Also logged on the "tripswitch" logger.
+        tripswitch's hook."""

@@ -13,7 +13,7 @@ class StorageError(Exception):
     """The breaker's storage failed (and no fallback state could answer)."""
 
 class BreakerError(Exception):
-    """The breaker itself failed: a corrupt or mismatched record, contention, or the component."""
+    """The breaker itself failed: a corrupt record, contention, or the component."""
 
 class ConfigError(ValueError):
     """The component refused a knob; args are (field, reason)."""
@@ -136,6 +136,7 @@ class Breaker:
         clock: Optional[ManualClock] = None,
         on_change: Optional[Callable[[StateChange], None]] = None,
         on_error: Optional[Callable[[Exception], None]] = None,
+        on_notice: Optional[Callable[[Tuple[str, str]], None]] = None,
     ) -> None: ...
     @property
     def name(self) -> str:

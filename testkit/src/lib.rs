@@ -1,6 +1,7 @@
 //! Test helpers: `redis-server` processes (standalone, cluster with or
 //! without replicas, Sentinel, TLS with a test CA) that tests start on free
-//! loopback ports, a minimal HTTP client, an HTTP upstream, a real Envoy, the collected output
+//! loopback ports, a minimal HTTP client, an HTTP upstream, a real Envoy, a
+//! relay that swallows a server's replies, the collected output
 //! of child processes, and a memory storage with faults on demand.
 
 mod awaited;
@@ -10,6 +11,7 @@ pub mod http;
 mod log;
 mod sentinel;
 mod silent;
+mod swallow;
 pub mod tls;
 mod upstream;
 
@@ -18,6 +20,7 @@ pub use faulty::{Faulty, OVERSIZED_BYTES, Pause};
 pub use log::Log;
 pub use sentinel::{MASTER as SENTINEL_MASTER, Sentinels};
 pub use silent::Silent;
+pub use swallow::Swallow;
 pub use upstream::{Behaviour, Upstream};
 
 use std::time::Duration;

@@ -111,6 +111,11 @@ impl Metrics {
         self.record(breaker, |meter| meter.rejected(rejected));
     }
 
+    /// Counts a notice.
+    pub fn notice(&self, breaker: &str, notice: &tripswitch::Notice) {
+        self.record(breaker, |meter| meter.notice(notice));
+    }
+
     /// Counts a state change.
     pub fn transition(&self, breaker: &str, from: State, to: State, remote: bool) {
         self.record(breaker, |meter| meter.transition(from, to, remote));

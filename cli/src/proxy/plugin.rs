@@ -162,6 +162,11 @@ impl events::Host for PluginState {
         self.called_out = true;
         self.announcer.tell(&change);
     }
+
+    fn noticed(&mut self, breaker: String, notice: types::Notice) {
+        self.called_out = true;
+        self.announcer.notice(&breaker, notice);
+    }
 }
 
 impl types::Host for PluginState {}
@@ -229,6 +234,22 @@ impl Announcer {
                     change.remote
                 )
             );
+        }
+    }
+}
+
+impl Announcer {
+    /// Logs a notice on stderr and counts it.
+    fn notice(&self, breaker: &str, notice: types::Notice) {
+        let notice = tripswitch::Notice {
+            kind: match notice.kind {
+                types::NoticeKind::WindowRestarted => tripswitch::NoticeKind::WindowRestarted,
+            },
+            message: notice.message,
+        };
+        eprintln!("tripswitch: breaker {breaker}: {}", notice.message);
+        if let Some(metrics) = &self.metrics {
+            metrics.notice(breaker, &notice);
         }
     }
 }

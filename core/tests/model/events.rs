@@ -330,3 +330,63 @@ fn a_format_1_record_tells_the_reason_its_state_implies() {
         }]
     );
 }
+
+/// After its key is lost, a newcomer makes the record anew from generation
+/// 0; an instance that saw later generations lifts it above them at its next
+/// write, and tells the newcomer's changes in the lifted generation, so that
+/// no host drops them as old.
+#[test]
+fn a_record_made_anew_after_its_key_was_lost_is_lifted_above_the_generations_seen() {
+    let cfg = Config {
+        fail_max: 1,
+        reset_timeout_ms: 1_000,
+        trial_timeout_ms: 1_000,
+        ..tiny()
+    };
+    let shared = Shared::new(&cfg, 2, 0);
+    let breakers = instances(&cfg, &shared, 2);
+    let (old, newcomer) = (&breakers[0], &breakers[1]);
+    for _ in 0..3 {
+        operate(&shared, old, Action::Close, 0).unwrap();
+    }
+    assert_eq!(shared.known_generation(0), 3);
+    shared.heard.borrow_mut().clear();
+    // The key vanishes (evicted, flushed, a failover that lost it).
+    shared.entries.borrow_mut().remove(KEY);
+    shared.now.set(1);
+    let permit = newcomer.acquire(1).unwrap().permit;
+    assert!(
+        newcomer
+            .report(&permit, Outcome::Failure, 1)
+            .unwrap()
+            .tripped
+    );
+    assert_eq!(shared.stored().1.generation, 1, "made anew");
+    shared.now.set(2);
+    assert!(old.acquire(2).is_err(), "open");
+    let (_, stored) = shared.stored();
+    assert_eq!((stored.state, stored.generation), (State::Open, 4));
+    let told: Vec<Change> = shared
+        .heard
+        .borrow()
+        .iter()
+        .filter(|h| h.instance == 0)
+        .map(|h| h.change)
+        .collect();
+    assert_eq!(
+        told,
+        vec![Change {
+            previous: State::Closed,
+            current: State::Open,
+            at_ms: 1,
+            generation: 4,
+            reason: Reason::Tripped,
+            remote: true,
+        }]
+    );
+    // The newcomer goes on from the lifted record.
+    shared.now.set(1_001);
+    let trial = newcomer.acquire(1_001).unwrap().permit;
+    assert!(trial.trial && trial.generation == 5, "{trial:?}");
+    check_shared(&shared).unwrap();
+}

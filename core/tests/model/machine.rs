@@ -6,6 +6,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use tripswitch_core::config::Config;
 use tripswitch_core::machine::{self, Action, Outcome, Permit, Reason, Record, Rejection, State};
+use tripswitch_core::skew;
 
 use crate::reference::{Model, Ticket, absolute, check_record, permit_answer, ticket_answer};
 use crate::strategies::{
@@ -166,6 +167,16 @@ proptest! {
         for &t in &times {
             let (write, answer) = machine::acquire(&cfg, &rec, t);
             let holds = machine::holds_until(&answer, t);
+            let ahead = rec.state == State::Open
+                && rec.opened_at_ms.is_some_and(|o| o > t.saturating_add(skew::OPENED_AHEAD_MS));
+            if ahead {
+                // Stamped by a clock ahead of t: the open restarts from t, for
+                // the duration its writer gave it, in a write.
+                let restarted = write.as_ref().map(|r| (r.state, r.opened_at_ms));
+                prop_assert_eq!(restarted, Some((State::Open, Some(t))), "on {:?} at {}", rec, t);
+                prop_assert!(matches!(answer, Err(Rejection::Open(_))), "{:?}", answer);
+                continue;
+            }
             match &answer {
                 Ok(permit) if permit.trial => prop_assert_eq!(holds, None, "a trial on {:?}", rec),
                 Ok(permit) => {
@@ -180,7 +191,7 @@ proptest! {
                 }
                 Err(Rejection::HalfOpenFull(ms)) => {
                     let oldest = rec.trials.iter().copied()
-                        .filter(|&issued| t < issued.saturating_add(cfg.trial_timeout_ms))
+                        .filter(|&issued| !skew::trial_expired(issued, t, cfg.trial_timeout_ms))
                         .min();
                     let free_at = oldest.map(|o| o.saturating_add(cfg.trial_timeout_ms));
                     prop_assert_eq!(Some(t + ms), free_at, "full on {:?} at {}", rec, t);

@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 
 use proptest::prelude::*;
-use tripswitch_core::breaker::{Admission, Change, Denial, Port, Refusal, Stored, Swap};
+use tripswitch_core::breaker::{Admission, Change, Denial, Notice, Port, Refusal, Stored, Swap};
 use tripswitch_core::machine::{Permit, Record, State};
 use tripswitch_core::record;
 
@@ -67,6 +67,10 @@ impl Port for &Stubborn {
     fn state_changed(&self, _: &str, change: &Change) {
         self.events.borrow_mut().push(*change);
     }
+
+    fn noticed(&self, _: &str, notice: &Notice) {
+        panic!("no notice expected: {notice:?}");
+    }
 }
 
 /// A storage that fails every call, but the first `healthy` loads, which
@@ -98,6 +102,10 @@ impl Port for &Broken {
     fn state_changed(&self, _: &str, change: &Change) {
         self.events.borrow_mut().push(*change);
     }
+
+    fn noticed(&self, _: &str, notice: &Notice) {
+        panic!("no notice expected: {notice:?}");
+    }
 }
 
 /// How a [`Scripted`] storage answers a compare-and-swap.
@@ -119,6 +127,7 @@ pub struct Scripted {
     pub loads: Cell<usize>,
     pub swaps: Cell<usize>,
     pub events: RefCell<Vec<Change>>,
+    pub notices: RefCell<Vec<Notice>>,
 }
 
 impl Scripted {
@@ -134,6 +143,7 @@ impl Scripted {
             loads: Cell::new(0),
             swaps: Cell::new(0),
             events: RefCell::new(Vec::new()),
+            notices: RefCell::new(Vec::new()),
         }
     }
 
@@ -179,6 +189,10 @@ impl Port for &Scripted {
 
     fn state_changed(&self, _: &str, change: &Change) {
         self.events.borrow_mut().push(*change);
+    }
+
+    fn noticed(&self, _: &str, notice: &Notice) {
+        self.notices.borrow_mut().push(notice.clone());
     }
 }
 

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use proptest::prelude::*;
 use tripswitch_core::breaker::{
-    Admission, Breaker, BreakerError, Change, Port, Refusal, Stored, Swap,
+    Admission, Breaker, BreakerError, Change, Notice, Port, Refusal, Stored, Swap,
 };
 use tripswitch_core::config::Config;
 use tripswitch_core::machine::{self, Action, Permit, Reason, Record, State};
@@ -63,6 +63,10 @@ pub struct Shared {
     /// True while the test runs an operator action: its write, and only it,
     /// starts a new generation without changing the state.
     operating: Cell<bool>,
+    /// Per instance, the highest generation it was handed or wrote: a
+    /// record below it was made anew after its key was lost, and the
+    /// instance tells its changes, and writes it, one above.
+    highest: RefCell<Vec<u64>>,
 }
 
 impl Shared {
@@ -81,6 +85,7 @@ impl Shared {
             loads: RefCell::new(vec![0; instances]),
             cached: RefCell::new(vec![None; instances]),
             operating: Cell::new(false),
+            highest: RefCell::new(vec![0; instances]),
         })
     }
 
@@ -204,6 +209,13 @@ impl Shared {
         } else {
             self.now.get()
         };
+        let highest = self.highest.borrow()[instance];
+        let generation = if entry.is_some() && found.generation < highest {
+            highest + 1
+        } else {
+            found.generation
+        };
+        self.highest.borrow_mut()[instance] = highest.max(found.generation);
         let previous = std::mem::replace(&mut self.seen.borrow_mut()[instance], found.state);
         if previous != found.state {
             self.due.borrow_mut().push_back(Heard {
@@ -212,7 +224,7 @@ impl Shared {
                     previous,
                     current: found.state,
                     at_ms,
-                    generation: found.generation,
+                    generation,
                     reason: found.reason,
                     remote: true,
                 },
@@ -227,11 +239,19 @@ impl Shared {
     /// action the operator and now, and any other write keeps both; no more
     /// live trials than the limit. A write that creates the key (`created`)
     /// may start above: once a key vanished, the writer's next record starts
-    /// above every generation it has seen, so generations never go back.
-    fn check_write(&self, old: &Record, new: &Record, now: u64, created: bool) {
+    /// above every generation it has seen, so generations never go back. A
+    /// record below the generations the writer saw (made anew after its key
+    /// was lost) is lifted one above them first.
+    fn check_write(&self, writer: usize, old: &Record, new: &Record, now: u64, created: bool) {
         let changed = old.state != new.state;
         let operator = self.operating.get();
-        let due = old.generation + u64::from(changed || operator);
+        let highest = self.highest.borrow()[writer];
+        let base = if !created && old.generation < highest {
+            highest + 1
+        } else {
+            old.generation
+        };
+        let due = base + u64::from(changed || operator);
         if new.generation != due && !(created && new.generation > due) {
             self.problem(format!(
                 "generation moved wrongly (operator action: {operator}): {old:?} -> {new:?}"
@@ -309,7 +329,11 @@ impl Port for Handle {
             }
         };
         let now = shared.now.get();
-        shared.check_write(&old, &new, now, created);
+        shared.check_write(self.instance, &old, &new, now, created);
+        {
+            let mut highest = shared.highest.borrow_mut();
+            highest[self.instance] = highest[self.instance].max(new.generation);
+        }
         let version = shared.last_version.get() + 1;
         shared.last_version.set(version);
         shared
@@ -360,6 +384,12 @@ impl Port for Handle {
             owed => shared.problem(format!("heard {heard:?}, owed {owed:?}")),
         }
         shared.heard.borrow_mut().push(heard);
+    }
+
+    fn noticed(&self, _: &str, notice: &Notice) {
+        // The instances share one config: no window restarts.
+        self.shared
+            .problem(format!("instance {} noticed {notice:?}", self.instance));
     }
 }
 
@@ -418,6 +448,10 @@ impl Port for &Peek<'_> {
     }
 
     fn state_changed(&self, _: &str, _: &Change) {}
+
+    fn noticed(&self, _: &str, notice: &Notice) {
+        panic!("a peek notices nothing: {notice:?}");
+    }
 }
 
 /// After every step: no problem noticed by the storage, no event still owed.

@@ -5,10 +5,11 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use tripswitch_core::breaker::{Breaker, BreakerError};
+use tripswitch_core::breaker::{Breaker, NoticeKind};
 use tripswitch_core::config::{Config, Options};
 use tripswitch_core::machine::{Action, Outcome, Permit, Reason, State};
-use tripswitch_core::window::Totals;
+use tripswitch_core::shaping::LEASE_MS;
+use tripswitch_core::window::{Shape, Totals};
 
 use crate::KEY;
 use crate::ports::Scripted;
@@ -261,22 +262,23 @@ fn backoff_grows_with_each_failed_trial_is_capped_and_resets_on_close() {
     assert_eq!(retry(), (1, 1000));
 }
 
-#[test]
-fn a_window_of_another_shape_is_an_error_naming_the_field() {
-    let storage = Scripted::holding(None, 0);
-    let calls = Options {
+/// A failure-rate rule over the last ten calls, every report written.
+fn ten_call_window() -> Options {
+    Options {
         failure_rate_threshold: Some(50),
+        minimum_calls: Some(2),
         window_calls: Some(10),
         flush_interval_ms: Some(0),
         ..Options::default()
-    };
-    assert!(!call(
-        &breaker(&storage, calls.clone()),
-        Outcome::Success,
-        1,
-        0
-    ));
-    let timed = breaker(
+    }
+}
+
+#[test]
+fn another_window_shape_counts_nothing_until_the_kept_one_is_left_for_the_lease() {
+    let storage = Scripted::holding(None, 0);
+    let calls = ten_call_window();
+    let old = breaker(&storage, calls.clone());
+    let new = breaker(
         &storage,
         Options {
             window_calls: None,
@@ -284,29 +286,69 @@ fn a_window_of_another_shape_is_an_error_naming_the_field() {
             ..calls.clone()
         },
     );
-    let permit = timed.acquire(2).unwrap().permit;
-    let Err(BreakerError::Mismatch(message)) = timed.report(&permit, Outcome::Success, 2) else {
-        panic!("a mismatch");
-    };
-    assert!(
-        message.contains("a 10-call window (window-calls)"),
-        "{message}"
-    );
-    assert!(
-        message.contains("a 1000 ms time window (window-ms)"),
-        "{message}"
-    );
-    let none = breaker(&storage, Options::default());
-    let permit = none.acquire(3).unwrap().permit;
-    assert!(matches!(
-        none.report(&permit, Outcome::Failure, 3),
-        Err(BreakerError::Mismatch(_))
-    ));
+    assert!(!call(&old, Outcome::Success, 1, 0));
+    // While the old config's instances write, the new one counts nothing in
+    // the window, trips nothing by its rate, and errs nowhere; its failures
+    // count in the consecutive rule.
+    assert!(!call(&new, Outcome::Failure, 2, 0));
+    assert!(!call(&new, Outcome::Failure, 3, 0));
+    let record = storage.record().unwrap();
+    assert_eq!(record.window.as_ref().unwrap().totals(3).calls, 1);
+    assert_eq!(record.failures, 2);
+    assert_eq!(record.shaping.shape, Some(Shape::Calls { calls: 10 }));
+    assert_eq!(record.shaping.seen_ms, 1, "the new config renews nothing");
+    assert!(!call(&old, Outcome::Success, 4, 0));
+    assert_eq!(storage.record().unwrap().shaping.seen_ms, 4);
+    // The old config's instances are gone: a lease after their last write,
+    // the new config restarts the window with its shape, and trips on it.
+    let later = 4 + LEASE_MS;
+    assert!(!call(&new, Outcome::Failure, later - 1, 0));
     assert_eq!(
-        storage.record().unwrap().window.unwrap().totals(3).calls,
-        1,
-        "nothing counted"
+        storage
+            .record()
+            .unwrap()
+            .window
+            .unwrap()
+            .totals(later)
+            .calls,
+        2
     );
+    assert!(storage.notices.borrow().is_empty());
+    assert!(!call(&new, Outcome::Failure, later, 0));
+    let record = storage.record().unwrap();
+    assert_eq!(record.shaping.shape, Some(Shape::Time { ms: 1000 }));
+    assert_eq!(record.window.unwrap().totals(later).calls, 1);
+    assert!(call(&new, Outcome::Failure, later + 1, 0));
+    assert_eq!(storage.record().unwrap().reason, Reason::FailureRate);
+    let notices = storage.notices.borrow();
+    assert_eq!(notices.len(), 1, "told once: {notices:?}");
+    assert_eq!(notices[0].kind, NoticeKind::WindowRestarted);
+    assert!(
+        notices[0]
+            .message
+            .contains("a 1000 ms time window (window-ms)"),
+        "{}",
+        notices[0].message
+    );
+}
+
+#[test]
+fn a_config_without_a_window_drops_the_kept_one_after_the_lease() {
+    let storage = Scripted::holding(None, 0);
+    let calls = ten_call_window();
+    let old = breaker(&storage, calls.clone());
+    let none = breaker(&storage, Options::default());
+    assert!(!call(&old, Outcome::Success, 1, 0));
+    assert!(!call(&none, Outcome::Failure, 2, 0));
+    assert!(storage.record().unwrap().window.is_some(), "kept");
+    let later = 1 + LEASE_MS;
+    assert!(!call(&none, Outcome::Failure, later, 0));
+    let record = storage.record().unwrap();
+    assert_eq!((record.window, record.shaping.shape), (None, None));
+    // A window config now defers to the no-window one for a lease.
+    assert!(!call(&old, Outcome::Failure, later + 1, 0));
+    assert_eq!(storage.record().unwrap().window, None, "deferred");
+    assert_eq!(storage.notices.borrow().len(), 1);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::UNIX_EPOCH;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
-use tripswitch_core::breaker::{Admission, Breaker, Change, Denial, Port, Stored, Swap};
+use tripswitch_core::breaker::{Admission, Breaker, Change, Denial, Notice, Port, Stored, Swap};
 use tripswitch_core::machine::{Outcome, Permit, Record, Rejection, State};
 use tripswitch_core::record;
 use tripswitch_plugin_settings::{
@@ -53,6 +53,7 @@ struct Metrics {
     calls: [u32; 3],
     not_permitted: [u32; 4],
     states: [u32; 5],
+    notices: [u32; 1],
 }
 
 impl Metrics {
@@ -65,6 +66,7 @@ impl Metrics {
             calls: stats::OUTCOMES.map(|o| counter(stats::calls(breaker, o))),
             not_permitted: stats::REFUSALS.map(|r| counter(stats::not_permitted(breaker, r))),
             states: stats::STATES.map(|s| gauge(stats::state(breaker, s))),
+            notices: stats::NOTICES.map(|k| counter(stats::notices(breaker, k))),
         }
     }
 
@@ -82,6 +84,12 @@ impl Metrics {
         let reason = refused.reason();
         if let Some(i) = stats::REFUSALS.iter().position(|r| r.reason() == reason) {
             Metrics::count(self.not_permitted[i]);
+        }
+    }
+
+    fn notice(&self, notice: &Notice) {
+        if let Some(i) = stats::NOTICES.iter().position(|k| *k == notice.kind) {
+            Metrics::count(self.notices[i]);
         }
     }
 
@@ -126,6 +134,14 @@ impl Port for Envoy {
         );
         log(LogLevel::Info, &line);
         self.metrics.state(change.current);
+    }
+
+    fn noticed(&self, breaker: &str, notice: &Notice) {
+        log(
+            LogLevel::Warn,
+            &format!("tripswitch: breaker {breaker}: {}", notice.message),
+        );
+        self.metrics.notice(notice);
     }
 }
 

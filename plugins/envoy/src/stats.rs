@@ -7,6 +7,7 @@
 //! outcome="failure"}`; without them, the dots become underscores. A dot in
 //! a breaker's name is written as `_` in its metric names.
 
+use tripswitch_core::breaker::NoticeKind;
 use tripswitch_core::machine::{Outcome, State};
 use tripswitch_core::metrics as names;
 use tripswitch_plugin_settings::Refused;
@@ -30,6 +31,9 @@ pub const REFUSALS: [Refused; 4] = [
     Refused::ForcedOpen,
     Refused::StorageUnavailable,
 ];
+
+/// The notice kinds, in the order of the filter's metric ids.
+pub const NOTICES: [NoticeKind; 1] = [NoticeKind::WindowRestarted];
 
 /// A breaker's name as a part of a metric name.
 fn part(breaker: &str) -> String {
@@ -75,12 +79,23 @@ pub fn state(breaker: &str, state: State) -> String {
     )
 }
 
+/// Notices of one kind.
+pub fn notices(breaker: &str, kind: NoticeKind) -> String {
+    format!(
+        "{}.breaker.{}.kind.{}",
+        names::NOTICES,
+        part(breaker),
+        kind.name()
+    )
+}
+
 /// Every metric of one breaker, for defining them up front.
 pub fn all(breaker: &str) -> Vec<String> {
     let mut names = vec![admitted(breaker)];
     names.extend(OUTCOMES.iter().map(|o| calls(breaker, *o)));
     names.extend(REFUSALS.iter().map(|r| not_permitted(breaker, *r)));
     names.extend(STATES.iter().map(|s| state(breaker, *s)));
+    names.extend(NOTICES.iter().map(|k| notices(breaker, *k)));
     names
 }
 
@@ -107,7 +122,7 @@ mod tests {
             "tripswitch_admitted_calls_total.breaker.eu_orders"
         );
         let all = all("orders");
-        assert_eq!(all.len(), 13);
+        assert_eq!(all.len(), 14);
         let mut unique = all.clone();
         unique.sort();
         unique.dedup();

@@ -52,8 +52,7 @@ impl Outage {
         }
         let (BreakerError::Storage(message)
         | BreakerError::Corrupt(message)
-        | BreakerError::Contended(message)
-        | BreakerError::Mismatch(message)) = error;
+        | BreakerError::Contended(message)) = error;
         eprintln!("tripswitch: breaker {breaker}: could not record an outcome: {message}");
     }
 }

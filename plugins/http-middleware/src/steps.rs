@@ -15,6 +15,9 @@ pub fn run(breaker: &CircuitBreaker, name: &str, request: Request, now_ms: u64) 
                 for change in &done.changes {
                     events::state_changed(change);
                 }
+                for notice in &done.notices {
+                    events::noticed(name, notice);
+                }
                 return done.answer;
             }
             Step::Read(operation) => {

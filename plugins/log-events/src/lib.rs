@@ -10,7 +10,7 @@ mod bindings {
 }
 
 use bindings::exports::tripswitch::breaker::events::Guest;
-use bindings::tripswitch::breaker::types::{State, StateChange};
+use bindings::tripswitch::breaker::types::{Notice, State, StateChange};
 use tripswitch_plugin_settings::state_change_line;
 
 struct Component;
@@ -33,6 +33,10 @@ impl Guest for Component {
                 change.remote
             )
         );
+    }
+
+    fn noticed(breaker: String, notice: Notice) {
+        eprintln!("tripswitch: breaker {breaker}: {}", notice.message);
     }
 }
 
