@@ -597,10 +597,10 @@ fn a_trip_made_after_the_key_was_lost_is_told_to_a_long_lived_process() {
     assert_eq!(told.len(), 1, "{told:?}");
     assert_eq!(
         (told[0].current, told[0].remote, told[0].generation),
-        (State::Open, true, 4),
-        "told above every generation told before"
+        (State::Open, true, 5),
+        "told above every generation told before: 3 + 1 + its own 1"
     );
-    assert_eq!(newcomer.snapshot().unwrap().generation, 4, "lifted");
+    assert_eq!(newcomer.snapshot().unwrap().generation, 5, "lifted");
 }
 
 #[test]

@@ -1125,11 +1125,20 @@ impl Engine {
         }
     }
 
-    /// The record lifted one above every generation this instance saw, if
-    /// it is below them (none: it is not).
+    /// The record lifted above every generation this instance saw, its own
+    /// generation added so that its changes keep their order, if it is below
+    /// them (none: it is not, or the lift would overflow).
     fn lifted(&self, record: &Record) -> Option<Record> {
-        (record.generation < self.view.generation).then(|| Record {
-            generation: self.view.generation.wrapping_add(1),
+        if record.generation >= self.view.generation {
+            return None;
+        }
+        let generation = self
+            .view
+            .generation
+            .checked_add(1)?
+            .checked_add(record.generation)?;
+        Some(Record {
+            generation,
             ..record.clone()
         })
     }

@@ -6,8 +6,11 @@
 //! counting). Once none has written for [`LEASE_MS`] (the old config's
 //! instances are gone), the next instance of another config restarts the
 //! window with its own shape. A record that never had a window takes any
-//! instance's shape at once.
+//! instance's shape at once. Outcomes an instance holds renew nothing until
+//! they are merged: with a flush interval of a minute or more, another
+//! config may take the window over from a live one.
 
+use crate::skew::AHEAD_MS;
 use crate::window::Shape;
 
 /// How long a window shape holds against another config once no instance
@@ -52,10 +55,16 @@ impl Shaping {
         if *self == Shaping::default() {
             return Fit::Adopt { told: false };
         }
-        if now >= self.seen_ms.saturating_add(LEASE_MS) {
+        if now >= self.seen_ms.saturating_add(LEASE_MS) || self.stamped_ahead(now) {
             return Fit::Adopt { told: true };
         }
         Fit::Defer
+    }
+
+    /// Whether the last write's time is farther ahead of `now` than a clock
+    /// is trusted (see [`crate::skew`]): it counts as long past.
+    fn stamped_ahead(&self, now: u64) -> bool {
+        self.seen_ms > now.saturating_add(AHEAD_MS)
     }
 
     /// The shaping after a write at `now` by an instance with window `ours`
@@ -63,6 +72,10 @@ impl Shaping {
     pub fn written(&self, ours: Option<Shape>, fit: Fit, now: u64) -> Shaping {
         match fit {
             Fit::Same if *self == Shaping::default() => *self,
+            Fit::Same if self.stamped_ahead(now) => Shaping {
+                seen_ms: now,
+                ..*self
+            },
             Fit::Same => Shaping {
                 seen_ms: self.seen_ms.max(now),
                 ..*self
@@ -113,6 +126,21 @@ mod tests {
             seen_ms: 0,
         };
         assert_eq!(legacy.fit(TIME, LEASE_MS), Fit::Adopt { told: true });
+    }
+
+    #[test]
+    fn a_write_stamped_too_far_ahead_holds_nothing() {
+        let ahead = Shaping {
+            shape: TIME,
+            seen_ms: u64::MAX,
+        };
+        assert_eq!(ahead.fit(CALLS, 5_000), Fit::Adopt { told: true });
+        assert_eq!(ahead.written(TIME, Fit::Same, 5_000).seen_ms, 5_000);
+        let near = Shaping {
+            shape: TIME,
+            seen_ms: 5_000 + AHEAD_MS,
+        };
+        assert_eq!(near.fit(CALLS, 5_000), Fit::Defer, "trusted");
     }
 
     #[test]

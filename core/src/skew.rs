@@ -4,10 +4,12 @@
 //! (their outcomes dropping out), park the circuit open past its duration,
 //! and stamp trial slots that nobody else could forfeit.
 
-/// A time window's head this far ahead of the reader's clock is trusted: the
-/// reader's outcomes count in its newest bucket and the window reads as of
-/// it. Farther, the head is pulled back to the reader's clock.
-pub const WINDOW_AHEAD_MS: u64 = 15 * 60_000;
+/// A time a record keeps this far ahead of the reader's clock is trusted:
+/// a time window's head (the reader's outcomes count in its newest bucket
+/// and the window reads as of it) and when a window shape was last written.
+/// Farther, the head is pulled back to the reader's clock and the shape's
+/// time counts as long past.
+pub const AHEAD_MS: u64 = 15 * 60_000;
 
 /// An opened-at this far ahead of the reader's clock was stamped by a clock
 /// ahead of it: the reader restarts the open from its own clock, for the

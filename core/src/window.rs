@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use crate::skew::WINDOW_AHEAD_MS;
+use crate::skew::AHEAD_MS;
 
 /// Time buckets in a time window.
 pub const BUCKETS: usize = 10;
@@ -131,7 +131,7 @@ impl Counts {
     }
 
     /// Counts one call reported at `now`. A time window whose head another
-    /// clock moved ahead of `now` (by up to [`WINDOW_AHEAD_MS`]) counts a call
+    /// clock moved ahead of `now` (by up to [`AHEAD_MS`]) counts a call
     /// older than its oldest bucket in its newest; a head farther ahead is
     /// pulled back to `now`, its buckets with it.
     pub fn add(&mut self, now: u64, failed: bool, slow: bool) {
@@ -139,9 +139,9 @@ impl Counts {
             Counts::Time { ms, head, buckets } => {
                 let bucket_ms = bucket_ms(*ms);
                 let mut index = now / bucket_ms;
-                if head.saturating_sub(index).saturating_mul(bucket_ms) > WINDOW_AHEAD_MS {
+                if head.saturating_mul(bucket_ms) > now.saturating_add(AHEAD_MS) {
                     pull_back(head, buckets, index);
-                } else if index + (BUCKETS as u64) <= *head {
+                } else if head.saturating_sub(index) >= BUCKETS as u64 {
                     index = *head;
                 }
                 advance(head, buckets, index);
@@ -172,7 +172,7 @@ impl Counts {
                     let Some(index) = newest.checked_sub(back) else {
                         break;
                     };
-                    if index > *head || index + (BUCKETS as u64) <= *head {
+                    if index > *head || *head - index >= BUCKETS as u64 {
                         continue;
                     }
                     let bucket = buckets[(index % BUCKETS as u64) as usize];
@@ -275,7 +275,7 @@ mod tests {
     #[test]
     fn a_head_too_far_ahead_is_pulled_back_with_its_buckets() {
         let mut window = Counts::empty(Shape::Time { ms: 1000 });
-        let ahead = 5_000 + WINDOW_AHEAD_MS + 100;
+        let ahead = 5_000 + AHEAD_MS + 200;
         window.add(ahead - 100, true, false);
         window.add(ahead, false, true);
         window.add(5_000, true, false);

@@ -6,7 +6,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use wasmtime::component::ResourceAny;
 
@@ -35,9 +35,17 @@ const MAX_STEPS: usize = 512;
 pub(crate) type Exclusion = Box<dyn Fn(&dyn Any) -> bool + Send + Sync>;
 
 /// A named circuit breaker; clones share it.
-#[derive(Clone)]
 pub struct CircuitBreaker {
     inner: Arc<Inner>,
+}
+
+impl Clone for CircuitBreaker {
+    fn clone(&self) -> Self {
+        self.inner.handles.fetch_add(1, Ordering::Relaxed);
+        CircuitBreaker {
+            inner: Arc::clone(&self.inner),
+        }
+    }
 }
 
 /// What a breaker is made of; built by the [`Builder`].
@@ -56,6 +64,9 @@ pub(crate) struct Inner {
     pub writes: Writes,
     /// Whether the flush thread has been asked to merge held outcomes.
     pub flush_scheduled: AtomicBool,
+    /// The [`CircuitBreaker`] handles alive (the flush thread's references
+    /// are none of them).
+    pub handles: AtomicUsize,
 }
 
 impl Drop for CircuitBreaker {
@@ -64,7 +75,7 @@ impl Drop for CircuitBreaker {
     /// which merges them when it can, instead of going with the breaker.
     fn drop(&mut self) {
         let inner = &self.inner;
-        if Arc::strong_count(inner) > 1 || !inner.runtime.held(inner.id) {
+        if inner.handles.fetch_sub(1, Ordering::AcqRel) != 1 || !inner.runtime.held(inner.id) {
             return;
         }
         let failed = flush_inner(inner).is_err();

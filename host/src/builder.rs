@@ -281,6 +281,7 @@ impl Builder {
         let breaker = CircuitBreaker::from_inner(Inner {
             id,
             flush_scheduled: std::sync::atomic::AtomicBool::new(false),
+            handles: std::sync::atomic::AtomicUsize::new(1),
             writes: Default::default(),
             name: self.name,
             config: wit::Config::from(&self.config),

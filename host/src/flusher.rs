@@ -73,25 +73,37 @@ fn run() {
     loop {
         std::thread::sleep(TICK);
         let mut ready: Vec<(Arc<Inner>, Option<Instant>)> = Vec::new();
+        let mut looked: Vec<Arc<Inner>> = Vec::new();
         {
             let mut entries = due().lock().unwrap_or_else(|e| e.into_inner());
             let mut kept = Vec::with_capacity(entries.len());
             for (holder, due_ms) in entries.drain(..) {
-                let (inner, give_up) = match holder {
-                    Holder::Live(weak) => match weak.upgrade() {
-                        Some(inner) => (inner, None),
-                        None => continue,
-                    },
-                    Holder::Dropped(inner, give_up) => (inner, Some(give_up)),
-                };
-                if inner.clock.now_ms() >= due_ms || give_up.is_some_and(|t| Instant::now() >= t) {
-                    ready.push((inner, give_up));
-                } else {
-                    kept.push((holder_of(inner, give_up), due_ms));
+                match holder {
+                    Holder::Live(weak) => {
+                        let Some(inner) = weak.upgrade() else {
+                            continue;
+                        };
+                        if inner.clock.now_ms() >= due_ms {
+                            ready.push((inner, None));
+                        } else {
+                            kept.push((Holder::Live(weak), due_ms));
+                            // Dropped once the lock is released: the last
+                            // reference would merge under it.
+                            looked.push(inner);
+                        }
+                    }
+                    Holder::Dropped(inner, give_up) => {
+                        if inner.clock.now_ms() >= due_ms || Instant::now() >= give_up {
+                            ready.push((inner, Some(give_up)));
+                        } else {
+                            kept.push((Holder::Dropped(inner, give_up), due_ms));
+                        }
+                    }
                 }
             }
             *entries = kept;
         }
+        drop(looked);
         for (inner, give_up) in ready {
             let failed = flush_inner(&inner).is_err();
             let merged = !failed && !inner.runtime.held(inner.id);
@@ -121,13 +133,5 @@ fn run() {
                 }
             }
         }
-    }
-}
-
-/// A live breaker's holder keeps it weakly, a dropped one's strongly.
-fn holder_of(inner: Arc<Inner>, give_up: Option<Instant>) -> Holder {
-    match give_up {
-        None => Holder::Live(Arc::downgrade(&inner)),
-        Some(give_up) => Holder::Dropped(inner, give_up),
     }
 }

@@ -247,7 +247,7 @@ impl Announcer {
             },
             message: notice.message,
         };
-        eprintln!("tripswitch: breaker {breaker}: {}", notice.message);
+        eprintln!("tripswitch: {}", notice.message);
         if let Some(metrics) = &self.metrics {
             metrics.notice(breaker, &notice);
         }

@@ -332,9 +332,9 @@ fn a_format_1_record_tells_the_reason_its_state_implies() {
 }
 
 /// After its key is lost, a newcomer makes the record anew from generation
-/// 0; an instance that saw later generations lifts it above them at its next
-/// write, and tells the newcomer's changes in the lifted generation, so that
-/// no host drops them as old.
+/// 0; an instance that saw later generations lifts it above them (by one
+/// plus its generation) at its next write, and tells the newcomer's changes
+/// in the lifted generation, so that no host drops them as old.
 #[test]
 fn a_record_made_anew_after_its_key_was_lost_is_lifted_above_the_generations_seen() {
     let cfg = Config {
@@ -365,7 +365,11 @@ fn a_record_made_anew_after_its_key_was_lost_is_lifted_above_the_generations_see
     shared.now.set(2);
     assert!(old.acquire(2).is_err(), "open");
     let (_, stored) = shared.stored();
-    assert_eq!((stored.state, stored.generation), (State::Open, 4));
+    assert_eq!(
+        (stored.state, stored.generation),
+        (State::Open, 5),
+        "3 + 1 + 1"
+    );
     let told: Vec<Change> = shared
         .heard
         .borrow()
@@ -379,7 +383,7 @@ fn a_record_made_anew_after_its_key_was_lost_is_lifted_above_the_generations_see
             previous: State::Closed,
             current: State::Open,
             at_ms: 1,
-            generation: 4,
+            generation: 5,
             reason: Reason::Tripped,
             remote: true,
         }]
@@ -387,6 +391,6 @@ fn a_record_made_anew_after_its_key_was_lost_is_lifted_above_the_generations_see
     // The newcomer goes on from the lifted record.
     shared.now.set(1_001);
     let trial = newcomer.acquire(1_001).unwrap().permit;
-    assert!(trial.trial && trial.generation == 5, "{trial:?}");
+    assert!(trial.trial && trial.generation == 6, "{trial:?}");
     check_shared(&shared).unwrap();
 }

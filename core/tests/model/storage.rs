@@ -65,7 +65,8 @@ pub struct Shared {
     operating: Cell<bool>,
     /// Per instance, the highest generation it was handed or wrote: a
     /// record below it was made anew after its key was lost, and the
-    /// instance tells its changes, and writes it, one above.
+    /// instance tells its changes, and writes it, above it (by one plus its
+    /// own generation, so that they keep their order).
     highest: RefCell<Vec<u64>>,
 }
 
@@ -211,7 +212,7 @@ impl Shared {
         };
         let highest = self.highest.borrow()[instance];
         let generation = if entry.is_some() && found.generation < highest {
-            highest + 1
+            highest + 1 + found.generation
         } else {
             found.generation
         };
@@ -241,13 +242,13 @@ impl Shared {
     /// may start above: once a key vanished, the writer's next record starts
     /// above every generation it has seen, so generations never go back. A
     /// record below the generations the writer saw (made anew after its key
-    /// was lost) is lifted one above them first.
+    /// was lost) is lifted above them first (by one plus its generation).
     fn check_write(&self, writer: usize, old: &Record, new: &Record, now: u64, created: bool) {
         let changed = old.state != new.state;
         let operator = self.operating.get();
         let highest = self.highest.borrow()[writer];
         let base = if !created && old.generation < highest {
-            highest + 1
+            highest + 1 + old.generation
         } else {
             old.generation
         };

@@ -136,11 +136,9 @@ impl Port for Envoy {
         self.metrics.state(change.current);
     }
 
-    fn noticed(&self, breaker: &str, notice: &Notice) {
-        log(
-            LogLevel::Warn,
-            &format!("tripswitch: breaker {breaker}: {}", notice.message),
-        );
+    fn noticed(&self, _breaker: &str, notice: &Notice) {
+        // The message names the breaker.
+        log(LogLevel::Warn, &format!("tripswitch: {}", notice.message));
         self.metrics.notice(notice);
     }
 }

@@ -35,8 +35,9 @@ impl Guest for Component {
         );
     }
 
-    fn noticed(breaker: String, notice: Notice) {
-        eprintln!("tripswitch: breaker {breaker}: {}", notice.message);
+    fn noticed(_breaker: String, notice: Notice) {
+        // The message names the breaker.
+        eprintln!("tripswitch: {}", notice.message);
     }
 }
 
