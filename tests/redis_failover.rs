@@ -1,8 +1,9 @@
 //! Redis as production runs it, against real servers on loopback: a primary,
 //! a replica and three Sentinels (breakers follow a failover without a
 //! restart), a write lost in a failover (no host builds on it), a cluster
-//! with replicas (breakers in a failed primary's slots continue), and writers
-//! of the previous compare-and-swap script beside the current one.
+//! with replicas (breakers in a failed primary's slots continue), writers of
+//! the previous compare-and-swap script beside the current one, and
+//! Sentinels that never answer (a call and the flush thread go on).
 //!
 //! The servers are tuned for speed (down-after 1 s, failover-timeout 2 s,
 //! cluster-node-timeout 1 s): each failover takes a few seconds.
@@ -354,10 +355,10 @@ fn writers_of_the_previous_script_stay_correct_beside_the_current_one() {
     ));
 }
 
-#[test]
-fn sentinels_that_never_answer_or_never_accept_cost_their_timeouts_only() {
-    let (silent, full) = (Silent::accepting(), Silent::never_accepting());
-    let storage = RedisStorage::sentinel_builder(
+/// A storage behind two Sentinels that never answer, each given 300 ms to
+/// connect and 300 ms to answer.
+fn behind(silent: &Silent, full: &Silent) -> RedisStorage {
+    RedisStorage::sentinel_builder(
         tripswitch_testkit::SENTINEL_MASTER,
         [silent.url(), full.url()],
     )
@@ -365,7 +366,98 @@ fn sentinels_that_never_answer_or_never_accept_cost_their_timeouts_only() {
     .response_timeout(Duration::from_millis(300))
     .retry_interval(Duration::ZERO)
     .build()
-    .unwrap();
+    .unwrap()
+}
+
+/// A storage in memory until it is switched to a Redis behind Sentinels.
+#[derive(Clone)]
+struct Switched {
+    memory: tripswitch::MemoryStorage,
+    redis: RedisStorage,
+    to_redis: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Switched {
+    fn now(&self) -> &dyn Storage {
+        if self.to_redis.load(std::sync::atomic::Ordering::SeqCst) {
+            &self.redis
+        } else {
+            &self.memory
+        }
+    }
+}
+
+impl Storage for Switched {
+    fn load(&self, key: &str) -> Result<Option<tripswitch::Entry>, tripswitch::StorageError> {
+        self.now().load(key)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        data: &[u8],
+    ) -> Result<SwapResult, tripswitch::StorageError> {
+        self.now().compare_and_swap(key, expected, data)
+    }
+}
+
+/// A breaker on `storage` that holds its window outcomes for 100 ms.
+fn holding(name: &str, clock: &tripswitch::ManualClock, storage: impl Storage) -> CircuitBreaker {
+    builder(name, clock)
+        .storage(storage)
+        .failure_rate_threshold(50)
+        .flush_interval(Duration::from_millis(100))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn the_flush_thread_goes_on_behind_silent_sentinels() {
+    let (silent, full) = (Silent::accepting(), Silent::never_accepting());
+    let switched = Switched {
+        memory: tripswitch::MemoryStorage::new(),
+        redis: behind(&silent, &full),
+        to_redis: Default::default(),
+    };
+    let clock = clock();
+    let behind = holding("behind-silence", &clock, switched.clone());
+    let memory = tripswitch::MemoryStorage::new();
+    let beside = holding("beside", &clock, memory.clone());
+    succeed(&behind).unwrap();
+    succeed(&beside).unwrap();
+    // Both hold an outcome; the Sentinels of the first go silent, and both
+    // fall due. The flush thread tries the first, scheduled first (each try
+    // costs the Sentinels' timeouts, then fails), and still merges the
+    // second.
+    switched
+        .to_redis
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    clock.advance(Duration::from_millis(100));
+    let reader = builder("beside", &clock)
+        .storage(memory.clone())
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    while reader.snapshot().unwrap().window.calls != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the flush thread never merged the other breaker's outcome"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Back on memory, so that the dropped breaker's merge does not keep the
+    // flush thread busy for the other tests.
+    switched
+        .to_redis
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    drop(behind);
+}
+
+#[test]
+fn sentinels_that_never_answer_or_never_accept_cost_their_timeouts_only() {
+    let (silent, full) = (Silent::accepting(), Silent::never_accepting());
+    let storage = behind(&silent, &full);
     let breaker = CircuitBreaker::builder("behind-silence")
         .storage(storage)
         .build()
